@@ -29,6 +29,7 @@ bool StdoutIsTerminal();
 
 void RegisterImageCommands(CLI::App& app, Cli& cli);      // load import save images history inspect tag rmi image
 void RegisterSystemCommands(CLI::App& app, Cli& cli);     // system df, system prune
-void RegisterContainerCommands(CLI::App& app, Cli& cli);  // mount umount ps rm diff commit
+void RegisterContainerCommands(CLI::App& app, Cli& cli);  // mount umount ps rm
+void RegisterCommitCommands(CLI::App& app, Cli& cli);     // diff commit
 
 }  // namespace layerfs::cli

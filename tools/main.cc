@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   RegisterImageCommands(app, cli);
   RegisterSystemCommands(app, cli);
   RegisterContainerCommands(app, cli);
+  RegisterCommitCommands(app, cli);
 
   try {
     app.parse(argc, argv);
