@@ -31,5 +31,6 @@ void RegisterImageCommands(CLI::App& app, Cli& cli);      // load import save im
 void RegisterSystemCommands(CLI::App& app, Cli& cli);     // system df, system prune
 void RegisterContainerCommands(CLI::App& app, Cli& cli);  // mount umount ps rm
 void RegisterCommitCommands(CLI::App& app, Cli& cli);     // diff commit
+void RegisterRegistryCommands(CLI::App& app, Cli& cli);   // pull push login logout
 
 }  // namespace layerfs::cli

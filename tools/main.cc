@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   RegisterSystemCommands(app, cli);
   RegisterContainerCommands(app, cli);
   RegisterCommitCommands(app, cli);
+  RegisterRegistryCommands(app, cli);
 
   try {
     app.parse(argc, argv);
