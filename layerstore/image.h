@@ -5,13 +5,17 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "layerstore/digest.h"
+#include "layerstore/status.h"
 
 namespace layerfs {
+
+class LayerIndex;
 
 inline constexpr const char* kOciManifestType = "application/vnd.oci.image.manifest.v1+json";
 inline constexpr const char* kOciIndexType = "application/vnd.oci.image.index.v1+json";
@@ -58,5 +62,33 @@ struct Image {
 
 // OCI chain IDs: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
 Digest ChainId(const std::vector<Digest>& diff_ids);
+
+// Helpers for the JSON documents (image.cc). Errors (EINVAL) name `what` (a file or digest).
+Result<nlohmann::json> ParseJson(std::string_view bytes, const std::string& what);
+Result<Descriptor> ParseDescriptor(const nlohmann::json& j, const std::string& what);
+nlohmann::json DescriptorJson(const Descriptor& d);
+bool IsIndexMediaType(std::string_view media_type);     // OCI index or Docker manifest list
+bool IsManifestMediaType(std::string_view media_type);  // OCI or Docker schema2 manifest
+// Media type of a manifest-ish document: its "mediaType", else inferred from its shape.
+std::string DocumentMediaType(const nlohmann::json& doc);
+// Fills manifest_media_type, config_descriptor and layers from a manifest document.
+Status ParseManifest(std::string_view bytes, const std::string& what, Image* image);
+// Fills diff_ids, history and config from a config document; checks the layer count matches.
+Status ParseConfig(std::string_view bytes, const std::string& what, Image* image);
+
+struct Platform {
+  std::string os = "linux";
+  std::string architecture = "amd64";
+  std::string variant;  // empty: any
+};
+// "os/arch[/variant]"; empty text: linux/amd64.
+Result<Platform> ParsePlatform(std::string_view text);
+// The manifest of an OCI index / Docker manifest list that matches the platform.
+Result<Descriptor> SelectPlatformManifest(const nlohmann::json& index, const Platform& platform,
+                                          const std::string& what);
+
+// Total content bytes of one unpacked layer as recorded in its index: regular file sizes (a
+// hard-link group once) plus symlink target lengths; what Docker calls a layer's size.
+uint64_t LayerContentSize(const LayerIndex& index);
 
 }  // namespace layerfs

@@ -42,6 +42,22 @@ class ImageStore {
   Result<Image> CreateChild(const Image* base /* null: from scratch */, const ChildSpec& spec,
                             std::string_view ref) const;
 
+  // index.json as records, one per descriptor, for callers that hold the exclusive lock over
+  // a larger change (load, rmi, prune). Readers need no lock: index.json is replaced atomically.
+  struct Record {
+    Descriptor manifest;
+    std::string ref;  // normalized; empty: dangling
+  };
+  Result<std::vector<Record>> ReadRecords() const;
+  Status WriteRecords(const std::vector<Record>& records) const;
+  // Tags `manifest` with ref (empty: keeps it dangling); a tag moving away from another image
+  // leaves that image dangling rather than forgetting it.
+  static void PutRecord(std::vector<Record>* records, const Descriptor& manifest, const std::string& ref);
+  // Reads and parses the manifest and config blobs (tags left empty).
+  Result<Image> LoadImage(const Descriptor& manifest) const;
+  // The normalized ref, or the error for an invalid one.
+  static Result<std::string> NormalizeRef(std::string_view ref);
+
  private:
   const Store* store_;
 };
