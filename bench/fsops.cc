@@ -3,7 +3,7 @@
 // with its own wall time, so interpreter start-up never lands in a measurement.
 //
 //   fsops walk DIR                   lstat every entry (readdir + fstatat), metadata digest
-//   fsops readall DIR                read every regular file to the end
+//   fsops readall DIR [SKIP]         read every regular file to the end (SKIP: a top dir to leave out)
 //   fsops seqread FILE               read FILE sequentially with 1 MiB reads
 //   fsops randread FILE SECONDS      4 KiB preads at random aligned offsets for SECONDS
 //   fsops firstwrite LISTFILE ROOT   open O_WRONLY + write 1 byte at 0 for each listed path
@@ -98,15 +98,16 @@ uint64_t ReadFd(int fd, std::vector<char>& buf) {
   }
 }
 
-void ReadAll(int dirfd, std::vector<char>& buf, uint64_t* files, uint64_t* bytes) {
+void ReadAll(int dirfd, const char* skip, std::vector<char>& buf, uint64_t* files, uint64_t* bytes) {
   DIR* dir = fdopendir(dirfd);
   if (!dir) Die("fdopendir");
   while (dirent* de = readdir(dir)) {
     if (!std::strcmp(de->d_name, ".") || !std::strcmp(de->d_name, "..")) continue;
     if (de->d_type == DT_DIR) {
+      if (skip && !std::strcmp(de->d_name, skip)) continue;
       int fd = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
       if (fd < 0) Die(std::string("open dir ") + de->d_name);
-      ReadAll(fd, buf, files, bytes);
+      ReadAll(fd, nullptr, buf, files, bytes);
     } else if (de->d_type == DT_REG) {
       int fd = openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW);
       if (fd < 0) Die(std::string("open ") + de->d_name);
@@ -118,13 +119,13 @@ void ReadAll(int dirfd, std::vector<char>& buf, uint64_t* files, uint64_t* bytes
   closedir(dir);
 }
 
-int CmdReadAll(const char* root) {
+int CmdReadAll(const char* root, const char* skip) {
   std::vector<char> buf(128 << 10);
   auto start = Clock::now();
   int fd = open(root, O_RDONLY | O_DIRECTORY);
   if (fd < 0) Die(std::string("open ") + root);
   uint64_t files = 0, bytes = 0;
-  ReadAll(fd, buf, &files, &bytes);
+  ReadAll(fd, skip, buf, &files, &bytes);
   std::printf("{\"seconds\": %.6f, \"files\": %llu, \"bytes\": %llu}\n", SecondsSince(start),
               (unsigned long long)files, (unsigned long long)bytes);
   return 0;
@@ -222,7 +223,7 @@ int CmdStatList(const char* listfile, const std::string& root) {
 int main(int argc, char** argv) {
   std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "walk" && argc == 3) return CmdWalk(argv[2]);
-  if (cmd == "readall" && argc == 3) return CmdReadAll(argv[2]);
+  if (cmd == "readall" && (argc == 3 || argc == 4)) return CmdReadAll(argv[2], argc == 4 ? argv[3] : nullptr);
   if (cmd == "seqread" && argc == 3) return CmdSeqRead(argv[2]);
   if (cmd == "randread" && argc == 4) return CmdRandRead(argv[2], std::atof(argv[3]));
   if (cmd == "firstwrite" && argc == 4) return CmdFirstWrite(argv[2], argv[3]);

@@ -403,10 +403,11 @@ class Harness:
 
     def w_readall(self, impl):
         def body(h):
-            cold = self.fsops_run("readall", h.mnt)
-            warm = self.fsops_run("readall", h.mnt)
+            # data/ holds the big files of workloads 3 and 4; they would dominate this figure.
+            cold = self.fsops_run("readall", h.mnt, "data")
+            warm = self.fsops_run("readall", h.mnt, "data")
             mb = cold["bytes"] / 1e6
-            self.record("2 read every file", f"read all ({cold['files']} files, {mb:.0f} MB) cold", "s", "lower",
+            self.record("2 read every file", f"{cold['files']} files, {mb:.0f} MB (all but data/), cold", "s", "lower",
                         impl.name, cold["seconds"])
             self.record("2 read every file", "read all warm", "s", "lower", impl.name, warm["seconds"])
             self.check_same("readall bytes", impl.name, (cold["files"], cold["bytes"]))
@@ -428,7 +429,7 @@ class Harness:
 
     def w_randread(self, impl):
         big = self.data["rootfs"]["big"]
-        secs = 1 if self.quick else 3
+        secs = 1 if self.quick else 2
 
         def body(h):
             f = os.path.join(h.mnt, big)
@@ -470,11 +471,15 @@ class Harness:
         src = os.path.join(self.images["rootfs"]["lower"][0], self.data["rootfs"]["big"])
         dst = os.path.join(self.work, "run", "cp-copy.bin")
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        drop_caches()
-        t = time.perf_counter()
-        run(["cp", "--reflink=auto", src, dst])
-        self.record("5 copy-up", "first write to the big file (cold cache)", "s", "lower", "cp", time.perf_counter() - t)
-        os.unlink(dst)
+        for label, fsync in (("cp", False), ("cp+fsync", True)):
+            drop_caches()
+            t = time.perf_counter()
+            run(["cp", "--reflink=auto", src, dst])
+            if fsync:   # kernel overlayfs fsyncs every copied-up file (unless volatile)
+                run(["sync", dst])
+            self.record("5 copy-up", "first write to the big file (cold cache)", "s", "lower", label,
+                        time.perf_counter() - t)
+            os.unlink(dst)
 
     def w_churn(self, impl):
         n = 2000 if self.quick else 10000
@@ -544,7 +549,7 @@ class Harness:
         decls, calls = [], []
         for i in range(50):
             body = []
-            for k in range(40):
+            for k in range(20):
                 body.append(f"int f{i}_{k}(int x) {{ int s = {k}; for (int j = 0; j < x; j++) s += (j ^ {i}) % {k + 3}; return s; }}")
                 decls.append(f"int f{i}_{k}(int x);")
                 calls.append(f"  s += f{i}_{k}({i + k});")
@@ -557,7 +562,7 @@ class Harness:
             f.write('#include <stdio.h>\n#include "proj.h"\nint main(void) {\n  long s = 0;\n'
                     + "\n".join(calls) + '\n  printf("%ld\\n", s);\n  return 0;\n}\n')
         with open(os.path.join(src, "Makefile"), "w") as f:
-            f.write("SRCS := $(wildcard *.c)\nOBJS := $(SRCS:.c=.o)\nCFLAGS := -O1\n"
+            f.write("SRCS := $(wildcard *.c)\nOBJS := $(SRCS:.c=.o)\nCFLAGS := -O0\n"
                     "app: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n%.o: %.c proj.h\n\t$(CC) $(CFLAGS) -c $< -o $@\n")
         run(["tar", "czf", tar, "-C", base, "proj"])
         shutil.rmtree(src)
