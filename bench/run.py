@@ -197,6 +197,23 @@ class FuseOverlayfs(Impl):
         return Handle(self, mnt, upper, scratch, pid=daemon_pid(mnt))
 
 
+class LayerfsOverlay(Impl):
+    """`layerfs overlay` (issue 7): layerfs's engine on the same overlay dirs as the references."""
+    name = "layerfs-overlay"
+
+    def __init__(self, h, binary):
+        super().__init__(h)
+        self.bin = binary
+
+    def mount(self, key):
+        lowers = self.h.images[key]["lower"]
+        scratch, mnt, upper, work = self._dirs()
+        self.h.registry[mnt] = (self, None)
+        run([self.bin, "overlay", "-o", f"lowerdir={':'.join(reversed(lowers))},upperdir={upper},workdir={work}", mnt])
+        wait_mounted(mnt)
+        return Handle(self, mnt, upper, scratch, pid=daemon_pid(mnt))
+
+
 def wait_mounted(mnt, timeout=10):
     end = time.time() + timeout
     while not is_mounted(mnt):
@@ -332,8 +349,10 @@ class Harness:
             elif name == "layerfs":
                 binary = find_layerfs(self.args.layerfs)
                 self.impls.append(Layerfs(self, binary, os.path.join(self.work, "store")))
+            elif name == "layerfs-overlay":
+                self.impls.append(LayerfsOverlay(self, find_layerfs(self.args.layerfs)))
             else:
-                raise BenchError(f"unknown implementation {name!r} (kernel, fuse-overlayfs, layerfs)")
+                raise BenchError(f"unknown implementation {name!r} (kernel, fuse-overlayfs, layerfs, layerfs-overlay)")
         for impl in self.impls:
             impl.prepare()
         self.job_tar, self.job_expect = self.make_job()
@@ -612,6 +631,27 @@ class Harness:
                 raise
         log(f"  {label}: {time.perf_counter() - t:.1f}s")
 
+    # -- micro-benchmarks --
+    def run_micro(self):
+        exe = find_micro(self.args.micro)
+        if not exe:
+            self.results.notes.append("merged_index_bench not built (cmake -DLAYERFS_BUILD_BENCH=ON): no index figures")
+            return
+        min_time = "0.05" if self.quick else "0.5"
+        p = run([exe, f"--benchmark_min_time={min_time}", "--benchmark_format=json"], timeout=600)
+        doc = json.loads(p.stdout)
+        g = "micro: merged index (Google Benchmark)"
+        for b in doc["benchmarks"]:
+            name = b["name"].replace("/real_time", "")
+            unit = b.get("time_unit", "ns")
+            self.record(g, name, unit, "lower", "layerfs", b["real_time"])
+            for counter in ("bytes_per_entry", "file_bytes_per_entry"):
+                if counter in b:
+                    self.record(g, f"{name} {counter}", "B/entry", "lower", "layerfs", b[counter])
+                    self.bytes_per_entry = max(getattr(self, "bytes_per_entry", 0), b[counter])
+        self.results.notes.append(f"micro-benchmarks: {os.path.relpath(exe, REPO)}, "
+                                  f"{doc['context'].get('num_cpus')} CPUs, library build {doc['context'].get('library_build_type')}")
+
     # -- layer sharing --
     def run_sharing(self):
         n = 5 if self.quick else 50
@@ -726,6 +766,14 @@ def find_layerfs(explicit):
     raise BenchError("layerfs binary not found (build it, or pass --layerfs PATH / LAYERFS_BIN)")
 
 
+def find_micro(explicit):
+    for c in (explicit, os.path.join(REPO, "build", "bench", "merged_index_bench"),
+              os.path.join(REPO, "build-bench", "bench", "merged_index_bench")):
+        if c and os.access(c, os.X_OK):
+            return os.path.abspath(c)
+    return None
+
+
 def write_csv(path, res, names):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -781,11 +829,12 @@ def render_md(h, names, started, elapsed):
              "Medians; `x kernel` = median / kernel overlayfs median (for s, ms, us: above 1 is slower; "
              "for GB/s and IOPS: below 1 is slower). Cold = `sync; echo 3 > /proc/sys/vm/drop_caches` "
              "and a fresh mount. Raw runs in results.csv.", ""]
-    ratio_cols = [n for n in cols if n != "kernel"]
+    main_keys = [k for k in res.order if not k[0].startswith(("sharing", "micro"))]
+    ratio_cols = [n for n in names if n != "kernel"]
     lines.append("| workload | metric | unit | " + " | ".join(cols) + " | "
                  + " | ".join(f"{n} x kernel" for n in ratio_cols) + " |")
     lines.append("|" + " --- |" * (3 + len(cols) + len(ratio_cols)))
-    for key in res.order:
+    for key in main_keys:
         row = res.rows[key]
         kmed = res.median(key, "kernel")
         meds = [res.median(key, n) for n in cols]
@@ -793,6 +842,16 @@ def render_md(h, names, started, elapsed):
                   for n in ratio_cols]
         lines.append(f"| {key[0]} | {key[1]} | {row['unit']} | " + " | ".join(fmt(v) for v in meds) + " | "
                      + " | ".join(f"{r:.2f}" if r is not None else "-" for r in ratios) + " |")
+    for prefix, title in (("sharing", "Layer sharing"), ("micro", "Micro-benchmarks of the merged index")):
+        keys = [k for k in res.order if k[0].startswith(prefix)]
+        if not keys:
+            continue
+        kcols = [n for n in cols if any(n in res.rows[k]["values"] for k in keys)]
+        lines += ["", f"## {title}", "", "| figure | metric | unit | " + " | ".join(kcols) + " |",
+                  "|" + " --- |" * (3 + len(kcols))]
+        for key in keys:
+            lines.append(f"| {key[0]} | {key[1]} | {res.rows[key]['unit']} | "
+                         + " | ".join(fmt(res.median(key, n)) for n in kcols) + " |")
     lines += ["", "## Targets (issue 5)", ""] + targets(h) + [""]
     if res.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in res.notes] + [""]
@@ -861,6 +920,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--impls", default="kernel,fuse-overlayfs,layerfs")
     ap.add_argument("--layerfs", help="path of the layerfs binary (default: build/tools/layerfs)")
+    ap.add_argument("--micro", help="merged_index_bench binary (default: build/bench/merged_index_bench)")
     ap.add_argument("--fail-fast", action="store_true")
     ap.add_argument("--no-sharing", action="store_true", help="skip the layer-sharing figures")
     args = ap.parse_args()
@@ -876,6 +936,7 @@ def main():
     try:
         h.setup()
         h.run_rounds()
+        h.step("micro-benchmarks", h.run_micro)
         if not args.no_sharing:
             h.run_sharing()
         h.write(started, time.time() - t0)
