@@ -1,0 +1,179 @@
+// Copy-up: the first change to a lower entry makes it an upper entry. Parents first; the copy
+// is built in work/ (data, owner, mode, xattrs, times, origin) and renamed into place, so the
+// upper never holds a half-copied file under its real name, even after a crash. The node's
+// mutex makes it happen exactly once however many threads race.
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "fs/layer_fs.h"
+
+namespace layerfs {
+
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Reflink when the filesystem shares extents (btrfs, xfs): a copy-up of any size is instant.
+// Else copy_file_range (in-kernel, server-side on NFS), else plain read/write (cross-fs on old
+// kernels).
+int CopyData(int from, int to, uint64_t size) {
+  if (::ioctl(to, FICLONE, from) == 0) return 0;
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::copy_file_range(from, nullptr, to, nullptr, size - done, 0);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return -errno;
+      ssize_t s = ::sendfile(to, from, nullptr, size - done);
+      if (s <= 0) return s == 0 ? 0 : -errno;
+      done += s;
+      continue;
+    }
+    done += n;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string LayerFs::NewWorkName() {
+  return "#" + std::to_string(::getpid()) + "-" + std::to_string(work_counter_.fetch_add(1));
+}
+
+int LayerFs::OpenLower(uint32_t idx, int flags) const {
+  const MergedNode& n = index_.node(idx);
+  std::string path = index_.Path(idx);
+  int fd = ::openat(layer_fds_[n.layer], path.empty() ? "." : path.c_str(),
+                    (flags & ~(O_CREAT | O_TRUNC | O_APPEND | O_ACCMODE)) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  return fd >= 0 ? fd : -errno;
+}
+
+class CopyUp {
+ public:
+  CopyUp(LayerFs* fs, Node* node, int parent_fd, const std::string& name)
+      : fs_(fs), idx_(node->lower), n_(fs->index_.node(node->lower)), parent_fd_(parent_fd), name_(name) {}
+
+  int Run() {
+    tmp_ = fs_->NewWorkName();
+    int r = MakeEntry();
+    if (r == 0) r = SetMetadata();
+    if (r == 0 && ::renameat(fs_->work_fd_, tmp_.c_str(), parent_fd_, name_.c_str()) != 0) r = -errno;
+    if (r != 0) Discard();
+    return r;
+  }
+
+ private:
+  int MakeEntry() {
+    int wfd = fs_->work_fd_;
+    switch (n_.mode & S_IFMT) {
+      case S_IFDIR:
+        return ::mkdirat(wfd, tmp_.c_str(), 0700) == 0 ? 0 : -errno;
+      case S_IFLNK: {
+        std::string target(fs_->index_.LinkTarget(idx_));
+        return ::symlinkat(target.c_str(), wfd, tmp_.c_str()) == 0 ? 0 : -errno;
+      }
+      case S_IFREG:
+        return CopyFile();
+      default:  // fifo, socket, device (devices need root; rootless keeps the type in override)
+        if (::mknodat(wfd, tmp_.c_str(), n_.mode, n_.rdev) == 0) return 0;
+        if (fs_->privileged() || errno != EPERM) return -errno;
+        return ::mknodat(wfd, tmp_.c_str(), S_IFREG | 0600, 0) == 0 ? 0 : -errno;
+    }
+  }
+
+  int CopyFile() {
+    int src = fs_->OpenLower(idx_, O_RDONLY);
+    if (src < 0) return src;
+    Fd in(src);
+    Fd out(::openat(fs_->work_fd_, tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (out.get() < 0) return -errno;
+    int r = CopyData(in.get(), out.get(), n_.size);
+    // As overlayfs does (unless volatile): the data is on disk before the name appears.
+    if (r == 0 && ::fsync(out.get()) != 0) r = -errno;
+    return r;
+  }
+
+  // Owner before mode (chown clears setuid). Rootless, the host file stays owned by us and
+  // accessible to us (u+rw, dirs u+rwx, so we can still work inside); the recorded owner and
+  // true mode go to the override xattr whenever the host cannot show them.
+  int SetMetadata() {
+    int wfd = fs_->work_fd_;
+    bool link = S_ISLNK(n_.mode);
+    std::string path = UpperFormat::FdPath(wfd, tmp_);
+    uint32_t host_mode = n_.mode & 07777;
+    if (fs_->privileged()) {
+      if (::fchownat(wfd, tmp_.c_str(), n_.uid, n_.gid, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+    } else if (!link) {
+      host_mode |= S_ISDIR(n_.mode) ? 0700 : 0600;
+      bool plain = S_ISREG(n_.mode) || S_ISDIR(n_.mode);
+      if (n_.uid != ::geteuid() || n_.gid != ::getegid() || !plain || host_mode != (n_.mode & 07777)) {
+        int r = fs_->format_.SetOverride(wfd, tmp_, {n_.uid, n_.gid, n_.mode});
+        if (r != 0) return r;
+      }
+    }
+    if (!link && ::fchmodat(wfd, tmp_.c_str(), host_mode, 0) != 0) return -errno;
+    for (const auto& [k, v] : fs_->index_.Xattrs(idx_)) {
+      std::string key(k);
+      if (::lsetxattr(path.c_str(), key.c_str(), v.data(), v.size(), 0) != 0 && errno != ENOTSUP && errno != EPERM)
+        return -errno;
+    }
+    if (!link || fs_->privileged()) {
+      int r = fs_->format_.SetOrigin(wfd, tmp_, idx_);
+      if (r != 0 && !link) return r;
+    }
+    struct timespec times[2] = {{n_.mtime_sec, static_cast<long>(n_.mtime_nsec)},
+                                {n_.mtime_sec, static_cast<long>(n_.mtime_nsec)}};
+    if (::utimensat(wfd, tmp_.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+    return 0;
+  }
+
+  void Discard() {
+    if (::unlinkat(fs_->work_fd_, tmp_.c_str(), 0) != 0) ::unlinkat(fs_->work_fd_, tmp_.c_str(), AT_REMOVEDIR);
+  }
+
+  LayerFs* fs_;
+  uint32_t idx_;
+  const MergedNode& n_;
+  int parent_fd_;
+  std::string name_;
+  std::string tmp_;
+};
+
+int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
+  if (node->upper.load(std::memory_order_acquire)) return 0;
+  if (upper_fd_ < 0) return -EROFS;
+  std::lock_guard lock(node->mu);
+  if (node->upper.load(std::memory_order_acquire)) return 0;
+  std::shared_ptr<Node> parent = node->parent;
+  if (int r = EnsureUpper(parent); r != 0) return r;
+  int parent_fd = parent->dir_fd.load(std::memory_order_acquire);
+  if (int r = CopyUp(this, node.get(), parent_fd, node->name).Run(); r != 0) return r;
+  if (node->is_dir) {
+    int fd = ::openat(parent_fd, node->name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    node->dir_fd.store(fd, std::memory_order_release);
+  }
+  node->upper.store(true, std::memory_order_release);
+  return 0;
+}
+
+}  // namespace layerfs

@@ -1,0 +1,159 @@
+// LayerFs: the union filesystem engine behind a mount, one object per mount, shared by all
+// FUSE worker threads. Lower entries come from the immutable MergedIndex (data from the layer
+// trees, opened by path under one fd per layer); changes live in the upper directory in
+// overlay's format (UpperFormat) and are found there on lookup. Per-inode mutexes serialise
+// copy-up; there is no global lock. The kernel already serialises namespace changes within a
+// directory (i_rwsem) and cross-directory renames, which the operations below rely on.
+//
+// Each FUSE operation is one small member function (ops_*.cc); fuse_ops.cc binds them.
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <sys/stat.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/inode_table.h"
+#include "fs/merged_index.h"
+#include "fs/upper_format.h"
+#include "layerstore/status.h"
+
+namespace layerfs {
+
+struct FileHandle;
+
+struct LayerFsOptions {
+  std::vector<std::string> layer_dirs;  // root of each lower layer's tree, bottom first
+  std::string upper_dir;                // empty: read-only
+  std::string work_dir;
+  // Tuning (see the .cc for why): lower entries never change, so the kernel may keep them.
+  double lower_timeout = 86400.0;
+  double upper_timeout = 0.0;
+};
+
+class LayerFs {
+ public:
+  static Result<std::unique_ptr<LayerFs>> Create(MergedIndex index, const LayerFsOptions& options);
+  ~LayerFs();
+
+  static const fuse_lowlevel_ops& Operations();  // fuse_ops.cc
+  void set_session(fuse_session* se) { session_ = se; }
+
+  // --- operations (ops_entry.cc)
+  void Init(fuse_conn_info* conn);
+  void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Forget(fuse_ino_t ino, uint64_t nlookup);
+  void ForgetMulti(size_t count, fuse_forget_data* forgets);
+  void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
+  void ReadLink(fuse_req_t req, fuse_ino_t ino);
+  void StatFs(fuse_req_t req, fuse_ino_t ino);
+  // --- ops_dir.cc
+  void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void MkDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  void RmDir(fuse_req_t req, fuse_ino_t parent, const char* name);
+  // --- ops_namespace.cc
+  void MkNod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  void SymLink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name);
+  void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name);
+  void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned flags);
+  // --- ops_file.cc
+  void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+  void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* buf, off_t off, fuse_file_info* fi);
+  void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void FSync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void FAllocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi);
+  void LSeek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
+  // --- ops_xattr.cc
+  void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);
+  void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+  void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+
+  // Upper location of a node that has an upper copy: the pair (dirfd, name) for *at calls, and
+  // a /proc path for the xattr calls. Holds the parent alive.
+  struct UpperRef {
+    std::shared_ptr<Node> parent;
+    int dirfd = -1;
+    std::string name;
+    std::string path() const { return UpperFormat::FdPath(dirfd, name); }
+  };
+
+  const MergedIndex& index() const { return index_; }
+  size_t inode_count() const { return table_.size(); }
+
+ private:
+  friend class CopyUp;
+  LayerFs(MergedIndex index, const LayerFsOptions& options, UpperFormat format);
+
+  // --- node resolution (node_resolve.cc)
+  Node* ToNode(fuse_ino_t ino);
+  std::shared_ptr<Node> Shared(fuse_ino_t ino);
+  // Finds `name` in the merged dir; 0 or -errno. On success *out holds a counted reference
+  // (one kernel lookup) that the caller hands to the kernel with ReplyEntry or drops.
+  int LookupChild(const std::shared_ptr<Node>& dir, const std::string& name, std::shared_ptr<Node>* out);
+  // The lower entry `name` visible under dir's lower source (ignores the upper).
+  std::optional<uint32_t> LowerChild(Node* dir, const std::string& name) const;
+  std::shared_ptr<Node> NodeForUpper(const std::shared_ptr<Node>& dir, const std::string& name, const struct stat& st);
+  std::shared_ptr<Node> NodeForLower(const std::shared_ptr<Node>& dir, const std::string& name, uint32_t idx);
+  // fd >= 0: an open upper file of node (still valid after its name was unlinked).
+  int Attr(Node* node, struct stat* st, int fd = -1);
+  void LowerAttr(uint32_t idx, struct stat* st) const;
+  uint64_t LowerIno(uint32_t idx) const { return uint64_t{index_.node(idx).ino_node} + 1; }
+  void ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node);
+  double Timeout(const Node* node) const;
+  bool privileged() const { return format_.privileged(); }
+
+  // --- upper side (copy_up.cc, whiteout handling in ops_*)
+  int EnsureUpper(const std::shared_ptr<Node>& node);           // copy-up; 0 / -errno
+  int OpenLower(uint32_t idx, int flags) const;                   // fd / -errno
+  int OpenUpper(Node* node, int flags);                           // fd / -errno (non-dirs)
+  int ReadFd(Node* node, FileHandle* h);
+  // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
+  int SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir);
+  // Places a fully prepared entry (in work/) at dir/name, replacing a whiteout atomically.
+  int InstallFromWork(int dirfd, const std::string& name, const std::string& work_name, bool replace_whiteout);
+  std::string NewWorkName();
+  int RemoveUpperTree(int dirfd, const std::string& name);        // rm -r of a dir of whiteouts
+  int IsMergedDirEmpty(const std::shared_ptr<Node>& dir);         // 0, -ENOTEMPTY, -errno
+  int DeleteEntry(const std::shared_ptr<Node>& dir, const std::string& name, bool is_dir);
+  // Creates dir/name with make(dirfd, name) (0 / -errno); over a whiteout it is built in work/
+  // (directories made opaque) and swapped in. mode 0: keep the owner (link). *out: the new node, one kernel reference.
+  template <class Make>
+  int NewEntry(fuse_req_t req, const std::shared_ptr<Node>& dir, const std::string& name, mode_t mode,
+               Make&& make, std::shared_ptr<Node>* out) {
+    return NewEntryImpl(req, dir, name, mode, std::function<int(int, const std::string&)>(make), out);
+  }
+  int NewEntryImpl(fuse_req_t req, const std::shared_ptr<Node>& dir, const std::string& name, mode_t mode,
+                   const std::function<int(int, const std::string&)>& make, std::shared_ptr<Node>* out);
+  UpperRef RefOf(Node* node);
+  int RenameChecked(const std::shared_ptr<Node>& sdir, const std::string& sname, const std::shared_ptr<Node>& snode,
+                    const std::shared_ptr<Node>& ddir, const std::string& dname, const std::shared_ptr<Node>& dnode,
+                    unsigned flags);
+  int PrepareMovedDir(const std::shared_ptr<Node>& node, const std::shared_ptr<Node>& ddir, const std::string& dname);
+
+  MergedIndex index_;
+  LayerFsOptions options_;
+  UpperFormat format_;
+  std::vector<int> layer_fds_;
+  int upper_fd_ = -1;
+  int work_fd_ = -1;
+  std::shared_ptr<Node> root_;
+  InodeTable table_;
+  fuse_session* session_ = nullptr;
+  std::atomic<uint64_t> work_counter_{0};
+};
+
+}  // namespace layerfs

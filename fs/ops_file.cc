@@ -1,0 +1,135 @@
+// File operations: create, open, read, write, flush, release, fsync, fallocate, lseek.
+// Reads go through ReadFd + fuse_reply_data only (one place: issue 8's passthrough hooks in
+// here). Writes always hit the upper copy: open for write copies up first.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "fs/file_handle.h"
+#include "fs/layer_fs.h"
+
+namespace layerfs {
+
+namespace {
+
+FileHandle* Handle(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
+
+bool WantsWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
+
+}  // namespace
+
+int LayerFs::OpenUpper(Node* node, int flags) {
+  UpperRef ref = RefOf(node);
+  int fd = ::openat(ref.dirfd, ref.name.c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW);
+  return fd >= 0 ? fd : -errno;
+}
+
+// keep_cache: lower files never change, so their pages stay cached across opens (and are
+// shared by every container using the layer). Upper files drop the cache on open: a copy-up
+// may have replaced what the kernel cached under this inode.
+void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  std::shared_ptr<Node> node = Shared(ino);
+  if (WantsWrite(fi->flags)) {
+    if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
+  }
+  auto h = std::make_unique<FileHandle>();
+  if (node->upper.load(std::memory_order_acquire)) {
+    h->fd = OpenUpper(node.get(), fi->flags);
+  } else {
+    h->fd = OpenLower(node->lower, fi->flags);
+    h->lower = true;
+    fi->keep_cache = 1;
+  }
+  if (h->fd < 0) return (void)fuse_reply_err(req, -h->fd);
+  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  if (fuse_reply_open(req, fi) != 0) delete Handle(fi);
+}
+
+void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  std::shared_ptr<Node> node;
+  auto make = [&](int dirfd, const std::string& n) {
+    return ::mknodat(dirfd, n.c_str(), S_IFREG | 0600, 0) == 0 ? 0 : -errno;
+  };
+  int r = NewEntry(req, Shared(parent), name, S_IFREG | (mode & 07777), make, &node);
+  if (r != 0) return (void)fuse_reply_err(req, -r);
+  auto h = std::make_unique<FileHandle>();
+  h->fd = OpenUpper(node.get(), fi->flags & ~O_TRUNC);
+  fuse_entry_param e{};
+  if (h->fd < 0 || Attr(node.get(), &e.attr, h->fd) != 0) {
+    table_.Forget(node.get(), 1);
+    return (void)fuse_reply_err(req, h->fd < 0 ? -h->fd : EIO);
+  }
+  e.ino = reinterpret_cast<fuse_ino_t>(node.get());
+  e.attr_timeout = e.entry_timeout = Timeout(node.get());
+  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    delete Handle(fi);
+    table_.Forget(node.get(), 1);
+  }
+}
+
+// The fd a read should use: a lower handle switches to the upper copy once one exists.
+int LayerFs::ReadFd(Node* node, FileHandle* h) {
+  if (!h->lower) return h->fd;
+  int u = h->upper_fd.load(std::memory_order_acquire);
+  if (u >= 0) return u;
+  if (!node->upper.load(std::memory_order_acquire)) return h->fd;
+  int fd = OpenUpper(node, O_RDONLY);
+  if (fd < 0) return h->fd;
+  int expected = -1;
+  if (!h->upper_fd.compare_exchange_strong(expected, fd)) {
+    ::close(fd);
+    return expected;
+  }
+  return fd;
+}
+
+// The reply is a file descriptor + offset: libfuse splices the data into /dev/fuse (no copy
+// through a user buffer, no allocation per request).
+void LayerFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = ReadFd(ToNode(ino), Handle(fi));
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void LayerFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = Handle(fi)->fd;
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+  if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+// close(dup(fd)) reports delayed write errors (NFS-style) at close(2), as a local file would.
+void LayerFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  int fd = ::dup(Handle(fi)->fd);
+  int r = fd < 0 ? errno : (::close(fd) == 0 ? 0 : errno);
+  fuse_reply_err(req, r);
+}
+
+void LayerFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  delete Handle(fi);
+  fuse_reply_err(req, 0);
+}
+
+void LayerFs::FSync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  int fd = Handle(fi)->fd;
+  int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void LayerFs::FAllocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
+  int r = ::fallocate(Handle(fi)->fd, mode, offset, length);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void LayerFs::LSeek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  off_t r = ::lseek(ReadFd(ToNode(ino), Handle(fi)), off, whence);
+  if (r < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_lseek(req, r);
+}
+
+}  // namespace layerfs

@@ -1,0 +1,104 @@
+// rename(2) in the merged view, with RENAME_NOREPLACE and RENAME_EXCHANGE.
+//
+// Both parents and the source are copied up (a lower directory only as an empty directory:
+// its children stay in the lowers), then the upper entries are renamed. A renamed lower
+// directory records where its lower children live with overlay's redirect xattr (absolute
+// path), so it works without EXDEV and without copying the subtree. A name that had a lower
+// entry gets a whiteout (RENAME_WHITEOUT: in the same atomic step where the host allows it).
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "fs/layer_fs.h"
+
+namespace layerfs {
+
+namespace {
+
+struct RenameSide {
+  std::shared_ptr<Node> dir;
+  std::string name;
+  std::shared_ptr<Node> node;  // null: the name does not exist in the merged view
+};
+
+}  // namespace
+
+void LayerFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+                     const char* newname, unsigned flags) {
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)fuse_reply_err(req, EINVAL);
+  RenameSide src{Shared(parent), name, nullptr};
+  RenameSide dst{Shared(newparent), newname, nullptr};
+  int r = LookupChild(src.dir, src.name, &src.node);
+  if (r != 0) return (void)fuse_reply_err(req, -r);
+  r = LookupChild(dst.dir, dst.name, &dst.node);
+  if (r != 0 && r != -ENOENT) {
+    table_.Forget(src.node.get(), 1);
+    return (void)fuse_reply_err(req, -r);
+  }
+  r = RenameChecked(src.dir, src.name, src.node, dst.dir, dst.name, dst.node, flags);
+  table_.Forget(src.node.get(), 1);
+  if (dst.node) table_.Forget(dst.node.get(), 1);
+  fuse_reply_err(req, -r);
+}
+
+int LayerFs::RenameChecked(const std::shared_ptr<Node>& sdir, const std::string& sname, const std::shared_ptr<Node>& snode,
+                           const std::shared_ptr<Node>& ddir, const std::string& dname, const std::shared_ptr<Node>& dnode,
+                           unsigned flags) {
+  bool exchange = flags & RENAME_EXCHANGE;
+  if ((flags & RENAME_NOREPLACE) && dnode) return -EEXIST;
+  if (exchange && !dnode) return -ENOENT;
+  if (UpperFormat::IsWhiteoutFileName(dname)) return -EINVAL;
+  if (dnode && !exchange) {
+    if (dnode == snode) return 0;  // two links of one file: POSIX says do nothing
+    if (snode->is_dir && !dnode->is_dir) return -ENOTDIR;
+    if (!snode->is_dir && dnode->is_dir) return -EISDIR;
+    if (dnode->is_dir) {
+      if (int r = IsMergedDirEmpty(dnode); r != 0) return r;
+    }
+  }
+  for (const auto* n : {&sdir, &ddir, &snode})
+    if (int r = EnsureUpper(*n); r != 0) return r;
+  if (exchange)
+    if (int r = EnsureUpper(dnode); r != 0) return r;
+  if (int r = PrepareMovedDir(snode, ddir, dname); r != 0) return r;
+  if (exchange)
+    if (int r = PrepareMovedDir(dnode, sdir, sname); r != 0) return r;
+
+  int sfd = sdir->dir_fd.load(), dfd = ddir->dir_fd.load();
+  struct stat st;
+  bool whiteout = false;
+  bool dst_upper = format_.StatChild(dfd, dname, &st, &whiteout) == 0;
+  if (!exchange && dst_upper && (S_ISDIR(st.st_mode) || (whiteout && snode->is_dir))) {
+    // An empty-in-the-merge directory still holds whiteouts; a directory cannot replace a
+    // whiteout chardev. Clear the way (the source then covers any lower entry there).
+    if (int r = RemoveUpperTree(dfd, dname); r != 0) return r;
+  }
+  bool need_whiteout = !exchange && LowerChild(sdir.get(), sname).has_value();
+  if (exchange) {
+    if (::renameat2(sfd, sname.c_str(), dfd, dname.c_str(), RENAME_EXCHANGE) != 0) return -errno;
+  } else if (!need_whiteout || ::renameat2(sfd, sname.c_str(), dfd, dname.c_str(), RENAME_WHITEOUT) != 0) {
+    if (need_whiteout && errno != EINVAL && errno != EPERM) return -errno;
+    if (::renameat(sfd, sname.c_str(), dfd, dname.c_str()) != 0) return -errno;
+    if (need_whiteout)
+      if (int r = format_.CreateWhiteout(sfd, sname); r != 0) return r;
+  }
+  format_.RemoveWhiteoutFile(dfd, dname);
+  if (dnode && !exchange) table_.Detach(dnode.get());
+  snode->SetLocation(ddir, dname);
+  if (exchange) dnode->SetLocation(sdir, sname);
+  return 0;
+}
+
+// A directory about to appear at ddir/dname: if it merges lower children, record where they
+// are (redirect); if it does not but a lower entry exists at the destination, hide that one
+// (opaque), as overlayfs does.
+int LayerFs::PrepareMovedDir(const std::shared_ptr<Node>& node, const std::shared_ptr<Node>& ddir, const std::string& dname) {
+  if (!node->is_dir) return 0;
+  int fd = node->dir_fd.load();
+  if (node->lower != kNoLower) return format_.SetRedirect(fd, "", "/" + index_.Path(node->lower));
+  if (LowerChild(ddir.get(), dname)) return format_.SetOpaque(fd, "");
+  return 0;
+}
+
+}  // namespace layerfs
