@@ -54,15 +54,16 @@ std::vector<LayerJob> UniqueLayers(const Image& image) {
 bool AllPresent(const Store& store, const Image& image) {
   BlobStore blobs(store);
   LayerStore layers(store);
-  if (!blobs.Has(image.config_descriptor.digest)) return false;
+  if (image.diff_ids.size() != image.layers.size() || !blobs.Has(image.config_descriptor.digest)) return false;
   for (size_t i = 0; i < image.layers.size(); ++i)
     if (!blobs.Has(image.layers[i].digest) || !layers.Has(image.diff_ids[i])) return false;
   return true;
 }
 
-bool AlreadyTagged(const Store& store, const Reference& ref, const Digest& manifest_digest) {
+// The tag already names this manifest and everything it needs is in the store.
+bool UpToDate(const Store& store, const Reference& ref, const Digest& manifest_digest) {
   auto have = ImageStore(store).Resolve(ref.String());
-  return have.ok() && have->manifest_digest == manifest_digest;
+  return have.ok() && have->manifest_digest == manifest_digest && AllPresent(store, *have);
 }
 
 Status FetchLayers(const Store& store, RegistryClient& client, const std::string& repo,
@@ -111,7 +112,7 @@ Result<PullResult> PullImage(const Store& store, const Reference& ref, const Pul
   image.manifest_digest = manifest->digest;
   RETURN_IF_ERROR(ParseManifest(manifest->bytes, "manifest " + manifest->digest.str(), &image).WithContext(what));
   PullResult result{top->digest, manifest->digest, false};
-  if (AlreadyTagged(store, ref, manifest->digest) && AllPresent(store, image)) {
+  if (UpToDate(store, ref, manifest->digest)) {
     result.up_to_date = true;
     return result;
   }
