@@ -27,7 +27,7 @@ Result<FetchedManifest> ResolveManifest(RegistryClient& client, const Reference&
                                         const FetchedManifest& top) {
   ASSIGN_OR_RETURN(nlohmann::json doc, ParseJson(top.bytes, "manifest " + top.digest.str()));
   if (!IsIndexMediaType(DocumentMediaType(doc))) return top;
-  ASSIGN_OR_RETURN(Descriptor d, SelectPlatformManifest(doc, platform, ref.String()));
+  ASSIGN_OR_RETURN(Descriptor d, SelectPlatformManifest(doc, platform, "index " + top.digest.str()));
   return client.GetManifest(ref.path, d.digest.str());
 }
 

@@ -1,0 +1,444 @@
+// `layerfs pull/push/login/logout` against a real registry (Debian's docker-registry on
+// loopback, with and without htpasswd auth), cross-checked with skopeo, and the faults a user
+// meets (registry down, unknown manifest, corrupt blob, connection cut, disk full) served by the
+// test's own loopback server. Every failure: one line, exit 1, the store as it was.
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "layerstore/blob_store.h"
+#include "layerstore/image_load.h"
+#include "layerstore/image_push.h"
+#include "layerstore/image_store.h"
+#include "layerstore/layer_store.h"
+#include "layerstore/registry_auth.h"
+#include "tools/loopback_http_server.h"
+#include "tools/registry_fixture.h"
+#include "tools/test_images.h"
+
+namespace layerfs::testing {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+struct CmdResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadFile(const stdfs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string Quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+size_t CountLines(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+size_t Count(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+  return n;
+}
+
+// Every path under the store with its size (files) or type, ignoring tmp/ and the lock file.
+std::map<std::string, std::string> StoreListing(const stdfs::path& root) {
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  for (auto it = stdfs::recursive_directory_iterator(root, ec); it != stdfs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::string rel = stdfs::relative(it->path(), root).string();
+    if (rel == "lock" || rel == "tmp" || rel.starts_with("tmp/")) {
+      if (rel == "tmp") it.disable_recursion_pending();
+      continue;
+    }
+    struct stat st;
+    ::lstat(it->path().c_str(), &st);
+    out[rel] = S_ISREG(st.st_mode) ? std::to_string(st.st_size) + ":" + (rel == "index.json" ? ReadFile(it->path()) : "")
+                                   : std::to_string(st.st_mode & S_IFMT);
+  }
+  return out;
+}
+
+class RegistryCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!LocalRegistry::Available()) GTEST_SKIP() << "docker-registry or htpasswd not installed";
+    char tmpl[] = "/tmp/layerfs-regtest-XXXXXX";
+    work_ = ::mkdtemp(tmpl);
+    home_ = work_ / "home";
+    stdfs::create_directories(home_);
+  }
+  void TearDown() override {
+    if (!tmpfs_.empty()) ::umount2(tmpfs_.c_str(), MNT_DETACH);
+    registry_.reset();
+    std::error_code ec;
+    if (!work_.empty()) stdfs::remove_all(work_, ec);
+  }
+
+  void StartRegistry(bool htpasswd = false) {
+    std::string error;
+    LocalRegistry::Options o;
+    o.htpasswd = htpasswd;
+    registry_ = LocalRegistry::Start(o, &error);
+    ASSERT_TRUE(registry_) << error;
+  }
+
+  stdfs::path Root(const std::string& name) { return work_ / name; }
+
+  // Runs the layerfs binary with HOME pointing at the test's own home (no real credentials).
+  CmdResult Layerfs(const stdfs::path& root, const std::string& args, const std::string& stdin_text = "") {
+    stdfs::path err = work_ / "stderr";
+    std::string cmd = "env -u DOCKER_CONFIG HOME=" + Quote(home_.string()) + " " + Quote(LAYERFS_BINARY) +
+                      " --root " + Quote(root.string()) + " " + args + " 2>" + Quote(err.string());
+    if (!stdin_text.empty()) cmd = "printf '%s\\n' " + Quote(stdin_text) + " | " + cmd;
+    return Shell(cmd, err);
+  }
+
+  CmdResult Shell(const std::string& cmd, const stdfs::path& err) {
+    CmdResult r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = ::pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.err = ReadFile(err);
+    return r;
+  }
+
+  int Skopeo(const std::string& args, std::string* out = nullptr) {
+    stdfs::path err = work_ / "skopeo.err";
+    CmdResult r = Shell("env HOME=" + Quote(home_.string()) + " skopeo " + args + " 2>" + Quote(err.string()), err);
+    if (out) *out = r.out;
+    if (r.code != 0) ADD_FAILURE() << "skopeo " << args << ": " << r.err;
+    return r.code;
+  }
+
+  // Loads the image into a store (library call) and tags it `ref`.
+  void LoadAndTag(const stdfs::path& root, const TestImage& img, const std::string& ref) {
+    stdfs::path layout = work_ / ("image-" + img.manifest_digest.short_id() + ".tar");
+    WriteOciArchive(layout, {img});
+    auto store = Store::Open(root);
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    auto loaded = LoadImages(*store, layout, {});
+    ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+    ASSERT_TRUE(ImageStore(*store).Tag(img.config_digest.str(), ref).ok());
+  }
+
+  Image Resolve(const stdfs::path& root, const std::string& ref) {
+    auto store = Store::Open(root);
+    EXPECT_TRUE(store.ok());
+    auto img = ImageStore(*store).Resolve(ref);
+    EXPECT_TRUE(img.ok()) << ref << ": " << img.status().message();
+    return img.ok() ? *img : Image();
+  }
+
+  // Serves `img` as team/app:v1 from the test's own server with a fault on one blob.
+  std::unique_ptr<LoopbackHttpServer> Serve(FakeRegistry* fake, const TestImage& img) {
+    fake->repo = "team/app";
+    fake->manifests["v1"] = img.manifest;
+    fake->manifests[img.manifest_digest.str()] = img.manifest;
+    fake->blobs[img.config_digest.str()] = img.config;
+    for (const TestLayer& l : img.layers) fake->blobs[l.digest.str()] = l.blob;
+    return std::make_unique<LoopbackHttpServer>([fake](const auto& r) { return fake->Handle(r); });
+  }
+
+  // A failed pull: exit 1, exactly one line on stderr, the store exactly as before.
+  void ExpectCleanFailure(const stdfs::path& root, const std::string& args, const std::string& words) {
+    ASSERT_TRUE(Store::Open(root).ok());
+    auto before = StoreListing(root);
+    CmdResult r = Layerfs(root, args);
+    EXPECT_EQ(r.code, 1) << r.out << r.err;
+    EXPECT_EQ(CountLines(r.err), 1u) << r.err;
+    EXPECT_TRUE(r.err.starts_with("layerfs: ")) << r.err;
+    EXPECT_NE(r.err.find(words), std::string::npos) << r.err;
+    EXPECT_EQ(StoreListing(root), before) << r.err;
+    EXPECT_TRUE(stdfs::is_empty(root / "tmp")) << "litter left in tmp/";
+  }
+
+  stdfs::path work_;
+  stdfs::path home_;
+  stdfs::path tmpfs_;
+  std::unique_ptr<LocalRegistry> registry_;
+};
+
+TestImage ThreeLayerImage() {
+  TestLayer base = MakeLayer({{"bin/", ""}, {"bin/sh", "#!/bin/sh\necho hi\n", "", 0755}, {"etc/", ""},
+                              {"etc/os-release", "ID=test\n"}, {"lib", "", "bin"}});
+  TestLayer mid = MakeRandomLayer("data/blob.bin", 400000, 7, Compression::kGzip);
+  TestLayer top = MakeLayer({{"etc/app.conf", "port=1\n"}, {"bin/.wh.sh", ""}});
+  return MakeImage({base, mid, top}, {"v1"});
+}
+
+TEST_F(RegistryCliTest, PushThenPullIntoAnEmptyStoreGivesTheSameImage) {
+  StartRegistry();
+  TestImage img = ThreeLayerImage();
+  std::string ref = registry_->host() + "/team/app:v1";
+  LoadAndTag(Root("a"), img, ref);
+
+  CmdResult push = Layerfs(Root("a"), "push " + ref);
+  ASSERT_EQ(push.code, 0) << push.err;
+  EXPECT_NE(push.out.find("The push refers to repository [" + registry_->host() + "/team/app]"), std::string::npos);
+  EXPECT_EQ(Count(push.out, ": Pushed\n"), 3u) << push.out;
+  EXPECT_NE(push.out.find(img.layers[0].diff_id.short_id() + ": Preparing"), std::string::npos) << push.out;
+  EXPECT_NE(push.out.find("v1: digest: " + img.manifest_digest.str() + " size: " + std::to_string(img.manifest.size())),
+            std::string::npos)
+      << push.out;
+
+  CmdResult pull = Layerfs(Root("b"), "pull " + ref);
+  ASSERT_EQ(pull.code, 0) << pull.err;
+  EXPECT_TRUE(pull.out.starts_with("v1: Pulling from team/app\n")) << pull.out;
+  for (const TestLayer& l : img.layers) {
+    std::string id = l.digest.short_id();
+    for (const char* s : {"Pulling fs layer", "Downloading", "Verifying Checksum", "Download complete", "Extracting",
+                          "Pull complete"})
+      EXPECT_NE(pull.out.find(id + ": " + s + "\n"), std::string::npos) << s << "\n" << pull.out;
+    EXPECT_LT(pull.out.find(id + ": Pulling fs layer"), pull.out.find(id + ": Pull complete"));
+  }
+  EXPECT_NE(pull.out.find("Digest: " + img.manifest_digest.str() + "\n"), std::string::npos);
+  EXPECT_NE(pull.out.find("Status: Downloaded newer image for " + ref + "\n"), std::string::npos);
+  EXPECT_TRUE(pull.out.ends_with(ref + "\n")) << pull.out;
+
+  Image got = Resolve(Root("b"), ref);
+  EXPECT_EQ(got.manifest_digest, img.manifest_digest);
+  std::vector<Digest> want;
+  for (const TestLayer& l : img.layers) want.push_back(l.diff_id);
+  EXPECT_EQ(got.diff_ids, want);
+  auto store = Store::Open(Root("b"));
+  LayerStore layers(*store);
+  for (const Digest& d : want) EXPECT_TRUE(layers.Has(d));
+  EXPECT_EQ(ReadFile(store->layer_tree(want[0]) / "etc/os-release"), "ID=test\n");
+  EXPECT_EQ(stdfs::file_size(store->layer_tree(want[1]) / "data/blob.bin"), 400000u);
+  EXPECT_TRUE(stdfs::is_empty(Root("b") / "tmp"));
+
+  // Again: nothing fetched.
+  CmdResult again = Layerfs(Root("b"), "pull " + ref);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.out.find("Status: Image is up to date for " + ref), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("Downloading"), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("Pull complete"), std::string::npos) << again.out;
+}
+
+TEST_F(RegistryCliTest, DefaultTagQuietAndSharedLayers) {
+  StartRegistry();
+  TestImage a = ThreeLayerImage();
+  TestImage b = MakeImage({a.layers[0], MakeLayer({{"srv/", ""}, {"srv/b", "b\n"}})}, {"v1"});
+  LoadAndTag(Root("a"), a, registry_->host() + "/team/app:latest");
+  LoadAndTag(Root("a"), b, registry_->host() + "/team/other:latest");
+  ASSERT_EQ(Layerfs(Root("a"), "push " + registry_->host() + "/team/app").code, 0);
+
+  // Same registry, other repository: the shared base layer is mounted, not uploaded.
+  CmdResult push = Layerfs(Root("a"), "push " + registry_->host() + "/team/other");
+  ASSERT_EQ(push.code, 0) << push.err;
+  EXPECT_TRUE(push.out.starts_with("Using default tag: latest\n")) << push.out;
+  EXPECT_NE(push.out.find(a.layers[0].diff_id.short_id() + ": Mounted from team/app\n"), std::string::npos) << push.out;
+  EXPECT_EQ(Count(push.out, ": Pushed\n"), 1u) << push.out;
+  CmdResult repush = Layerfs(Root("a"), "push " + registry_->host() + "/team/other");
+  EXPECT_EQ(Count(repush.out, ": Layer already exists\n"), 2u) << repush.out;
+
+  CmdResult quiet = Layerfs(Root("b"), "pull -q " + registry_->host() + "/team/app");
+  ASSERT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_EQ(quiet.out, registry_->host() + "/team/app:latest\n");
+  CmdResult shared = Layerfs(Root("b"), "pull " + registry_->host() + "/team/other");
+  ASSERT_EQ(shared.code, 0) << shared.err;
+  EXPECT_TRUE(shared.out.starts_with("Using default tag: latest\nlatest: Pulling from team/other\n")) << shared.out;
+  EXPECT_NE(shared.out.find(a.layers[0].digest.short_id() + ": Already exists\n"), std::string::npos) << shared.out;
+  EXPECT_NE(shared.out.find(b.layers[1].digest.short_id() + ": Pull complete\n"), std::string::npos) << shared.out;
+  EXPECT_EQ(Resolve(Root("b"), registry_->host() + "/team/other").manifest_digest, b.manifest_digest);
+}
+
+TEST_F(RegistryCliTest, ChunkedUploadRoundTrips) {
+  StartRegistry();
+  TestImage img = MakeImage({MakeRandomLayer("big.bin", 300000, 3, Compression::kGzip)}, {"v1"});
+  std::string ref = registry_->host() + "/team/chunky:v1";
+  LoadAndTag(Root("a"), img, ref);
+  auto store = Store::Open(Root("a"));
+  PushOptions o;
+  o.chunk_size = 64 << 10;  // five PATCH requests and a final PUT
+  auto parsed = ParseReference(ref);
+  auto pushed = PushImage(*store, *parsed, o, {});
+  ASSERT_TRUE(pushed.ok()) << pushed.status().message();
+  EXPECT_EQ(pushed->manifest_digest, img.manifest_digest);
+  CmdResult pull = Layerfs(Root("b"), "pull " + ref);
+  ASSERT_EQ(pull.code, 0) << pull.err;
+  EXPECT_EQ(Resolve(Root("b"), ref).diff_ids, std::vector<Digest>{img.layers[0].diff_id});
+}
+
+TEST_F(RegistryCliTest, SkopeoPushesLayerfsPullsAndTheOtherWayRound) {
+  StartRegistry();
+  TestImage img = ThreeLayerImage();
+  stdfs::path layout = work_ / "layout";
+  WriteOciLayout(layout, {img});
+  std::string ref = registry_->host() + "/from/skopeo:v1";
+  ASSERT_EQ(Skopeo("copy --dest-tls-verify=false oci:" + layout.string() + ":v1 docker://" + ref), 0);
+  CmdResult pull = Layerfs(Root("a"), "pull " + ref);
+  ASSERT_EQ(pull.code, 0) << pull.err;
+  EXPECT_EQ(Resolve(Root("a"), ref).manifest_digest, img.manifest_digest);
+
+  std::string back = registry_->host() + "/from/layerfs:v2";
+  ASSERT_TRUE(ImageStore(*Store::Open(Root("a"))).Tag(ref, back).ok());
+  ASSERT_EQ(Layerfs(Root("a"), "push " + back).code, 0);
+  std::string raw;
+  ASSERT_EQ(Skopeo("inspect --raw --tls-verify=false docker://" + back, &raw), 0);
+  EXPECT_EQ(Sha256Of(raw), img.manifest_digest);
+  ASSERT_EQ(Skopeo("copy --src-tls-verify=false docker://" + back + " oci:" + (work_ / "out").string() + ":x"), 0);
+}
+
+TEST_F(RegistryCliTest, MultiPlatformIndexPicksThePlatform) {
+  StartRegistry();
+  TestImage amd = MakeImage({MakeLayer({{"amd64", "x86\n"}})}, {});
+  TestImage arm = MakeImage({MakeLayer({{"arm64", "arm\n"}})}, {});
+  stdfs::path layout = work_ / "multi";
+  WriteMultiPlatformLayout(layout, amd, arm, "v1");
+  std::string ref = registry_->host() + "/multi/app:v1";
+  ASSERT_EQ(Skopeo("copy --all --dest-tls-verify=false oci:" + layout.string() + ":v1 docker://" + ref), 0);
+  CmdResult a = Layerfs(Root("a"), "pull " + ref);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(Resolve(Root("a"), ref).manifest_digest, amd.manifest_digest);
+  CmdResult b = Layerfs(Root("b"), "pull --platform linux/arm64 " + ref);
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(Resolve(Root("b"), ref).manifest_digest, arm.manifest_digest);
+  ExpectCleanFailure(Root("c"), "pull --platform linux/s390x " + ref, "no manifest for platform linux/s390x");
+}
+
+TEST_F(RegistryCliTest, BasicAuthThroughLoginAndThroughDockerConfig) {
+  StartRegistry(/*htpasswd=*/true);
+  TestImage img = ThreeLayerImage();
+  std::string host = registry_->host();
+  std::string ref = host + "/secure/app:v1";
+  LoadAndTag(Root("a"), img, ref);
+
+  CmdResult denied = Layerfs(Root("a"), "push " + ref);
+  EXPECT_EQ(denied.code, 1);
+  EXPECT_NE(denied.err.find("layerfs login " + host), std::string::npos) << denied.err;
+  ExpectCleanFailure(Root("b"), "pull " + ref, "unauthorized");
+
+  CmdResult bad = Layerfs(Root("a"), "login -u tester -p wrong " + host);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("incorrect username or password"), std::string::npos) << bad.err;
+  EXPECT_FALSE(stdfs::exists(home_ / ".docker/config.json"));
+
+  CmdResult login = Layerfs(Root("a"), "login -u tester --password-stdin " + host, registry_->options().password);
+  ASSERT_EQ(login.code, 0) << login.err;
+  EXPECT_EQ(login.out, "Login Succeeded\n");
+  EXPECT_NE(ReadFile(home_ / ".docker/config.json").find(Base64Encode("tester:" + registry_->options().password)),
+            std::string::npos);
+  ASSERT_EQ(Layerfs(Root("a"), "push " + ref).code, 0);
+  CmdResult pull = Layerfs(Root("b"), "pull " + ref);
+  ASSERT_EQ(pull.code, 0) << pull.err;
+  EXPECT_EQ(Resolve(Root("b"), ref).manifest_digest, img.manifest_digest);
+
+  CmdResult logout = Layerfs(Root("a"), "logout " + host);
+  EXPECT_EQ(logout.out, "Removing login credentials for " + host + "\n");
+  ExpectCleanFailure(Root("c"), "pull " + ref, "unauthorized");
+
+  // Credentials written the way `docker login` writes them work too.
+  std::ofstream(home_ / ".docker/config.json")
+      << R"({"auths":{")" << host << R"(":{"auth":")" << Base64Encode("tester:" + registry_->options().password)
+      << R"("}}})";
+  CmdResult with_config = Layerfs(Root("c"), "pull " + ref);
+  ASSERT_EQ(with_config.code, 0) << with_config.err;
+}
+
+TEST_F(RegistryCliTest, RegistryDownAndUnknownManifestFailCleanly) {
+  StartRegistry();
+  TestImage img = ThreeLayerImage();
+  LoadAndTag(Root("a"), img, registry_->host() + "/team/app:v1");
+  ASSERT_EQ(Layerfs(Root("a"), "push " + registry_->host() + "/team/app:v1").code, 0);
+  ExpectCleanFailure(Root("a"), "pull " + registry_->host() + "/team/app:nope", "manifest unknown");
+  ExpectCleanFailure(Root("a"), "pull " + registry_->host() + "/team/missing:v1", "unknown");
+  int port = FreeLoopbackPort();
+  ExpectCleanFailure(Root("a"), "pull 127.0.0.1:" + std::to_string(port) + "/team/app:v1", "Failed to connect");
+}
+
+TEST_F(RegistryCliTest, CorruptBlobFailsCleanly) {
+  TestImage img = MakeImage({MakeRandomLayer("r.bin", 200000, 11, Compression::kGzip)}, {"v1"});
+  FakeRegistry fake;
+  auto server = Serve(&fake, img);
+  fake.faulty_blob = img.layers[0].digest.str();
+  fake.fault = FakeRegistry::Fault::kCorrupt;
+  ASSERT_TRUE(Store::Open(Root("a")).ok());
+  ExpectCleanFailure(Root("a"), "pull " + server->host() + "/team/app:v1", "mismatch");
+}
+
+TEST_F(RegistryCliTest, CutConnectionResumesWithRange) {
+  TestImage img = MakeImage({MakeRandomLayer("r.bin", 600000, 12, Compression::kGzip)}, {"v1"});
+  FakeRegistry fake;
+  auto server = Serve(&fake, img);
+  fake.faulty_blob = img.layers[0].digest.str();
+  fake.fault = FakeRegistry::Fault::kCutOnce;
+  CmdResult r = Layerfs(Root("a"), "pull " + server->host() + "/team/app:v1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(fake.cuts, 1);
+  EXPECT_EQ(Resolve(Root("a"), server->host() + "/team/app:v1").manifest_digest, img.manifest_digest);
+  auto store = Store::Open(Root("a"));
+  EXPECT_EQ(stdfs::file_size(store->layer_tree(img.layers[0].diff_id) / "r.bin"), 600000u);
+}
+
+TEST_F(RegistryCliTest, ConnectionCutEveryTimeFailsCleanly) {
+  TestImage img = MakeImage({MakeRandomLayer("r.bin", 600000, 13, Compression::kGzip)}, {"v1"});
+  FakeRegistry fake;
+  auto server = Serve(&fake, img);
+  fake.faulty_blob = img.layers[0].digest.str();
+  fake.fault = FakeRegistry::Fault::kCutAlways;
+  ASSERT_TRUE(Store::Open(Root("a")).ok());
+  ExpectCleanFailure(Root("a"), "pull " + server->host() + "/team/app:v1", "after 5 attempts");
+}
+
+TEST_F(RegistryCliTest, FailedPullKeepsCompletedLayersForTheNextPull) {
+  TestImage img = MakeImage({MakeLayer({{"good", "good\n"}}), MakeRandomLayer("r.bin", 300000, 14, Compression::kGzip)},
+                            {"v1"});
+  FakeRegistry fake;
+  auto server = Serve(&fake, img);
+  fake.faulty_blob = img.layers[1].digest.str();
+  fake.fault = FakeRegistry::Fault::kCorrupt;
+  std::string ref = server->host() + "/team/app:v1";
+  CmdResult bad = Layerfs(Root("a"), "pull --max-concurrent-downloads 1 " + ref);
+  EXPECT_EQ(bad.code, 1);
+  auto store = Store::Open(Root("a"));
+  EXPECT_FALSE(ImageStore(*store).Resolve(ref).ok());                  // no image, no tag
+  EXPECT_FALSE(LayerStore(*store).Has(img.layers[1].diff_id));         // no half layer
+  EXPECT_FALSE(BlobStore(*store).Has(img.layers[1].digest));
+  EXPECT_TRUE(LayerStore(*store).Has(img.layers[0].diff_id));          // verified, kept
+  EXPECT_TRUE(stdfs::is_empty(Root("a") / "tmp"));
+  fake.fault = FakeRegistry::Fault::kNone;
+  CmdResult good = Layerfs(Root("a"), "pull " + ref);
+  ASSERT_EQ(good.code, 0) << good.err;
+  EXPECT_NE(good.out.find(img.layers[0].digest.short_id() + ": Already exists"), std::string::npos) << good.out;
+  EXPECT_NE(good.out.find(img.layers[1].digest.short_id() + ": Pull complete"), std::string::npos) << good.out;
+}
+
+TEST_F(RegistryCliTest, DiskFullFailsCleanly) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  tmpfs_ = work_ / "small";
+  stdfs::create_directories(tmpfs_);
+  ASSERT_EQ(::mount("tmpfs", tmpfs_.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  TestImage img = MakeImage({MakeRandomLayer("r.bin", 3000000, 15, Compression::kGzip)}, {"v1"});
+  FakeRegistry fake;
+  auto server = Serve(&fake, img);
+  ASSERT_TRUE(Store::Open(tmpfs_).ok());
+  ExpectCleanFailure(tmpfs_, "pull " + server->host() + "/team/app:v1", "No space left on device");
+}
+
+}  // namespace
+}  // namespace layerfs::testing
