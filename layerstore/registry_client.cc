@@ -165,6 +165,10 @@ Status HttpError(const RegistryClient::Request& req, const RegistryClient::Respo
                                  req.method + " " + req.url + ")");
 }
 
+Status AfterAttempts(const Status& st, int attempts) {
+  return Status::Error(st.code(), st.message() + " (after " + std::to_string(attempts) + " attempts)");
+}
+
 std::string PullScope(const std::string& repo) { return "repository:" + repo + ":pull"; }
 std::string PushScope(const std::string& repo) { return "repository:" + repo + ":pull,push"; }
 
@@ -339,7 +343,7 @@ Result<RegistryClient::Response> RegistryClient::Send(Request& req) {
     bool retry = resp.ok() ? TransientHttp(resp->status) : req.transient;
     if (!retry || attempt >= options_.max_attempts) {
       if (!resp.ok() && retry)
-        return resp.status().WithContext("after " + std::to_string(attempt) + " attempts");
+        return AfterAttempts(resp.status(), attempt);
       return resp;
     }
     Backoff(attempt);
@@ -464,7 +468,7 @@ Status RegistryClient::GetBlob(const std::string& repo, const Digest& digest, ui
     if (st.ok() || !req.transient) return st;
     if (offset > before) attempt = 1;  // progress: the connection works, start counting again
     if (attempt >= options_.max_attempts)
-      return st.WithContext("after " + std::to_string(options_.max_attempts) + " attempts");
+      return AfterAttempts(st, options_.max_attempts);
     Backoff(attempt);
   }
 }

@@ -6,6 +6,7 @@ namespace layerfs::cli {
 
 namespace {
 constexpr int kBarWidth = 50;
+constexpr std::chrono::milliseconds kBarInterval(100);
 }
 
 std::string HumanSize(double bytes) {
@@ -32,6 +33,7 @@ void ProgressPrinter::Handle(const TransferEvent& e) {
   auto [it, added] = line_of_.try_emplace(e.id, last_status_.size());
   if (added) {
     last_status_.push_back("");
+    last_draw_.push_back({});
     if (terminal_) std::fputs("\n", out_);
   }
   size_t line = it->second;
@@ -42,7 +44,11 @@ void ProgressPrinter::Handle(const TransferEvent& e) {
     std::fflush(out_);
     return;
   }
+  auto now = std::chrono::steady_clock::now();
+  bool same = last_status_[line] == e.status;
+  if (same && e.bar && e.current < e.total && now - last_draw_[line] < kBarInterval) return;
   last_status_[line] = e.status;
+  last_draw_[line] = now;
   std::string text = e.id + ": " + e.status;
   if (e.bar) text += " " + ProgressBar(e.current, e.total);
   Redraw(line, text);

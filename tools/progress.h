@@ -5,6 +5,7 @@
 // Handle() is thread-safe: transfer threads call it directly.
 #pragma once
 
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -30,6 +31,7 @@ class ProgressPrinter {
   bool terminal_;
   std::map<std::string, size_t> line_of_;  // layer id -> line number among the layer lines
   std::vector<std::string> last_status_;
+  std::vector<std::chrono::steady_clock::time_point> last_draw_;  // bars redraw at most 10 times/s
 };
 
 // Docker's human sizes: 4 significant digits, decimal units ("1.23MB", "512B", "3.5kB").

@@ -163,6 +163,8 @@ struct FakeRegistry {
   Fault fault = Fault::kNone;
   std::atomic<int> blob_gets{0};
   std::atomic<int> cuts{0};
+  // Called (on the server thread) before a blob is served; may block to hold the client.
+  std::function<void(const std::string& digest)> before_blob;
 
   LoopbackHttpServer::Reply Handle(const LoopbackHttpServer::Request& req) {
     using Reply = LoopbackHttpServer::Reply;
@@ -182,6 +184,7 @@ struct FakeRegistry {
       if (it == blobs.end())
         return Reply{404, {}, R"({"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]})"};
       ++blob_gets;
+      if (before_blob) before_blob(digest);
       std::string body = it->second;
       bool faulty = digest == faulty_blob;
       if (faulty && fault == Fault::kServerError) return Reply{503, {}, "busy"};

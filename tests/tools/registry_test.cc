@@ -2,7 +2,11 @@
 // loopback, with and without htpasswd auth), cross-checked with skopeo, and the faults a user
 // meets (registry down, unknown manifest, corrupt blob, connection cut, disk full) served by the
 // test's own loopback server. Every failure: one line, exit 1, the store as it was.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -23,6 +28,8 @@
 #include "tools/loopback_http_server.h"
 #include "tools/registry_fixture.h"
 #include "tools/test_images.h"
+
+extern char** environ;
 
 namespace layerfs::testing {
 namespace {
@@ -426,6 +433,47 @@ TEST_F(RegistryCliTest, FailedPullKeepsCompletedLayersForTheNextPull) {
   ASSERT_EQ(good.code, 0) << good.err;
   EXPECT_NE(good.out.find(img.layers[0].digest.short_id() + ": Already exists"), std::string::npos) << good.out;
   EXPECT_NE(good.out.find(img.layers[1].digest.short_id() + ": Pull complete"), std::string::npos) << good.out;
+}
+
+TEST_F(RegistryCliTest, PullKilledHalfWayLeavesNoImageAndTheNextPullReusesLayers) {
+  TestImage img = MakeImage({MakeLayer({{"first", "1\n"}}), MakeRandomLayer("r.bin", 300000, 16, Compression::kGzip)},
+                            {"v1"});
+  FakeRegistry fake;
+  auto server = Serve(&fake, img);
+  std::atomic<bool> reached{false}, release{false};
+  std::string held = img.layers[1].digest.str();
+  fake.before_blob = [&](const std::string& digest) {
+    if (digest != held || release) return;
+    reached = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  };
+  std::string ref = server->host() + "/team/app:v1";
+  std::string root = Root("a").string();
+  const char* argv[] = {LAYERFS_BINARY, "--root", root.c_str(), "pull", "--max-concurrent-downloads", "1",
+                        ref.c_str(), nullptr};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, LAYERFS_BINARY, &fa, nullptr, const_cast<char**>(argv), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  for (int i = 0; i < 1000 && !reached; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(reached);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  release = true;
+
+  auto store = Store::Open(Root("a"));  // sweeps the dead pull's tmp/ litter
+  ASSERT_TRUE(store.ok());
+  EXPECT_FALSE(ImageStore(*store).Resolve(ref).ok());
+  EXPECT_TRUE(LayerStore(*store).Has(img.layers[0].diff_id));
+  EXPECT_FALSE(LayerStore(*store).Has(img.layers[1].diff_id));
+  EXPECT_TRUE(stdfs::is_empty(Root("a") / "tmp"));
+  CmdResult again = Layerfs(Root("a"), "pull " + ref);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.out.find(img.layers[0].digest.short_id() + ": Already exists"), std::string::npos) << again.out;
+  EXPECT_EQ(Resolve(Root("a"), ref).manifest_digest, img.manifest_digest);
 }
 
 TEST_F(RegistryCliTest, DiskFullFailsCleanly) {
