@@ -274,6 +274,27 @@ TEST_F(RegistryCliTest, DefaultTagQuietAndSharedLayers) {
   EXPECT_EQ(Resolve(Root("b"), registry_->host() + "/team/other").manifest_digest, b.manifest_digest);
 }
 
+TEST_F(RegistryCliTest, RepairsAMissingBlobOrLayerFromWhatIsLeft) {
+  StartRegistry();
+  TestImage img = ThreeLayerImage();
+  std::string ref = registry_->host() + "/team/app:v1";
+  LoadAndTag(Root("a"), img, ref);
+  ASSERT_EQ(Layerfs(Root("a"), "push " + ref).code, 0);
+  ASSERT_EQ(Layerfs(Root("b"), "pull " + ref).code, 0);
+  auto store = Store::Open(Root("b"));
+  ASSERT_TRUE(BlobStore(*store).Remove(img.layers[0].digest).ok());   // layer kept, blob gone
+  ASSERT_TRUE(LayerStore(*store).Remove(img.layers[1].diff_id).ok());  // blob kept, layer gone
+  CmdResult pull = Layerfs(Root("b"), "pull " + ref);
+  ASSERT_EQ(pull.code, 0) << pull.err;
+  EXPECT_NE(pull.out.find(img.layers[0].digest.short_id() + ": Download complete"), std::string::npos) << pull.out;
+  EXPECT_EQ(pull.out.find(img.layers[1].digest.short_id() + ": Downloading"), std::string::npos) << pull.out;
+  EXPECT_NE(pull.out.find(img.layers[1].digest.short_id() + ": Extracting"), std::string::npos) << pull.out;
+  EXPECT_NE(pull.out.find(img.layers[2].digest.short_id() + ": Already exists"), std::string::npos) << pull.out;
+  EXPECT_TRUE(BlobStore(*store).Has(img.layers[0].digest));
+  EXPECT_TRUE(LayerStore(*store).Has(img.layers[1].diff_id));
+  EXPECT_NE(Layerfs(Root("b"), "pull " + ref).out.find("Image is up to date"), std::string::npos);
+}
+
 TEST_F(RegistryCliTest, ChunkedUploadRoundTrips) {
   StartRegistry();
   TestImage img = MakeImage({MakeRandomLayer("big.bin", 300000, 3, Compression::kGzip)}, {"v1"});
