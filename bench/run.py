@@ -446,6 +446,18 @@ class Harness:
                         warm["bytes"] / warm["seconds"] / 1e9)
         self.with_mount(impl, "rootfs", body, cold=True)
 
+    def w_seqread_host(self):
+        """Context for the figures above: the same file read straight from its lower dir."""
+        f = os.path.join(self.images["rootfs"]["lower"][0], self.data["rootfs"]["big"])
+        drop_caches()
+        cold = self.fsops_run("seqread", f)
+        warm = self.fsops_run("seqread", f)
+        gib = cold["bytes"] / 2**30
+        self.record("3 sequential read", f"{gib:g} GiB file cold", "GB/s", "higher", "host ext4",
+                    cold["bytes"] / cold["seconds"] / 1e9)
+        self.record("3 sequential read", f"{gib:g} GiB file warm", "GB/s", "higher", "host ext4",
+                    warm["bytes"] / warm["seconds"] / 1e9)
+
     def w_randread(self, impl):
         big = self.data["rootfs"]["big"]
         secs = 1 if self.quick else 2
@@ -605,6 +617,8 @@ class Harness:
             for wname, fn in workloads:
                 for impl in self.impls:
                     self.step(f"{wname} {impl.name}", fn, impl)
+                if wname == "seqread":
+                    self.step("seqread host", self.w_seqread_host)
                 if wname == "copyup":
                     self.step("copyup cp", self.w_cp)
                 if wname == "job":
@@ -818,7 +832,8 @@ def machine_info(work):
 def render_md(h, names, started, elapsed):
     res = h.results
     m = machine_info(h.work)
-    extra = [n for key in res.order for n in res.rows[key]["values"] if n not in names]
+    main_keys = [k for k in res.order if not k[0].startswith(("sharing", "micro"))]
+    extra = [n for key in main_keys for n in res.rows[key]["values"] if n not in names]
     cols = names + sorted(set(extra))
     lines = [f"# layerfs bench results", "",
              f"Command: `bench/run.sh {' '.join(sys.argv[1:])}`  ",
@@ -829,7 +844,6 @@ def render_md(h, names, started, elapsed):
              "Medians; `x kernel` = median / kernel overlayfs median (for s, ms, us: above 1 is slower; "
              "for GB/s and IOPS: below 1 is slower). Cold = `sync; echo 3 > /proc/sys/vm/drop_caches` "
              "and a fresh mount. Raw runs in results.csv.", ""]
-    main_keys = [k for k in res.order if not k[0].startswith(("sharing", "micro"))]
     ratio_cols = [n for n in names if n != "kernel"]
     lines.append("| workload | metric | unit | " + " | ".join(cols) + " | "
                  + " | ".join(f"{n} x kernel" for n in ratio_cols) + " |")
@@ -846,7 +860,7 @@ def render_md(h, names, started, elapsed):
         keys = [k for k in res.order if k[0].startswith(prefix)]
         if not keys:
             continue
-        kcols = [n for n in cols if any(n in res.rows[k]["values"] for k in keys)]
+        kcols = sorted({n for k in keys for n in res.rows[k]["values"]}, key=lambda n: (n not in names, n))
         lines += ["", f"## {title}", "", "| figure | metric | unit | " + " | ".join(kcols) + " |",
                   "|" + " --- |" * (3 + len(kcols))]
         for key in keys:
