@@ -32,5 +32,6 @@ void RegisterSystemCommands(CLI::App& app, Cli& cli);     // system df, system p
 void RegisterContainerCommands(CLI::App& app, Cli& cli);  // mount umount ps rm
 void RegisterCommitCommands(CLI::App& app, Cli& cli);     // diff commit
 void RegisterRegistryCommands(CLI::App& app, Cli& cli);   // pull push login logout
+void RegisterBuildCommands(CLI::App& app, Cli& cli);      // build, builder prune
 
 }  // namespace layerfs::cli

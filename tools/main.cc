@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   RegisterContainerCommands(app, cli);
   RegisterCommitCommands(app, cli);
   RegisterRegistryCommands(app, cli);
+  RegisterBuildCommands(app, cli);
 
   try {
     app.parse(argc, argv);
