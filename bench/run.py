@@ -734,6 +734,12 @@ class Harness:
         if df_size is not None:
             self.record(g, "`layerfs system df` Images SIZE (real)", "MB", "lower", "layerfs", df_size / 1e6)
         self.record(g, "`du -sb` of the store", "MB", "lower", "layerfs", du / 1e6)
+        self.record(g, "`du -s -B1` of the store (allocated blocks)", "MB", "lower", "layerfs",
+                    int(run(["du", "-s", "-B1", store]).stdout.split()[0]) / 1e6)
+        for part in sorted(os.listdir(store)):
+            if os.path.isdir(os.path.join(store, part)):
+                self.record(g, f"`du -sb` of the store's {part}/", "MB", "lower", "layerfs",
+                            du_bytes(os.path.join(store, part)) / 1e6)
         shutil.rmtree(store)
 
     # -- output --
