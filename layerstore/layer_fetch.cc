@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <thread>
 
 #include "layerstore/blob_store.h"
@@ -19,15 +21,14 @@ namespace {
 
 constexpr int kPipeSize = 1 << 20;
 
-// UnpackLayer running on its own thread, reading a FIFO we feed. The write end is opened
-// O_RDWR|O_NONBLOCK so that neither side can block forever on open, and a reader that gave
-// up (unpack error) is noticed by `done` instead of SIGPIPE.
+// UnpackLayer running on its own thread, reading a FIFO under tmp/ that we feed. Our end is
+// opened O_RDWR|O_NONBLOCK: it never blocks in open() and never gets SIGPIPE; a reader that
+// gave up (unpack error) is noticed through `done_`.
 class StreamingUnpack {
  public:
   StreamingUnpack(const Store& store, const fs::path& work) : fifo_(store.NewTempPath("pull-fifo")), work_(work) {}
   ~StreamingUnpack() {
-    CloseInput();
-    if (thread_.joinable()) thread_.join();
+    (void)Finish();
     ::unlink(fifo_.c_str());
   }
 
@@ -61,16 +62,31 @@ class StreamingUnpack {
     return Status::Ok();
   }
 
-  void CloseInput() { fd_.Reset(); }  // the reader sees end of stream
+  // The reader sees end of stream. Bytes still in the pipe vanish with its last open end, so
+  // first let the reader drain them (which also proves it has opened the FIFO).
+  void CloseInput() {
+    if (!fd_.valid()) return;
+    int pending = 0;
+    while (!done_ && ::ioctl(fd_.get(), FIONREAD, &pending) == 0 && pending > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fd_.Reset();
+  }
 
   // Ends the stream and waits: the diff_id and the index of what was unpacked.
   Result<Digest> Finish() {
     CloseInput();
-    if (thread_.joinable()) thread_.join();
+    if (!thread_.joinable()) return result_;
+    // A reader that had not reached open() when we closed (no bytes were sent) waits there for
+    // a writer: one that comes and goes gives it end of stream. Harmless once it is reading.
+    while (!done_) {
+      int fd = ::open(fifo_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fd >= 0) ::close(fd);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    thread_.join();
     return result_;
   }
   const LayerIndex& index() const { return index_; }
-  bool failed() const { return done_ && !result_.ok(); }
 
  private:
   fs::path fifo_;
@@ -92,12 +108,15 @@ Status Publish(const fs::path& tmp, const fs::path& dest) {
 std::string LayerName(const Descriptor& blob) { return "layer " + blob.digest.str(); }
 
 // Download sink shared by both paths: blob writer, optional unpack stream, progress, cancel.
-BlobSink MakeSink(BlobWriter* writer, StreamingUnpack* unpack, const Descriptor& blob,
+// hash (optional): a second digest of the bytes, so that a corrupt blob is reported as such
+// before its (necessarily wrong) unpacked content is, and before BlobWriter publishes it.
+BlobSink MakeSink(BlobWriter* writer, StreamingUnpack* unpack, Sha256* hash, const Descriptor& blob,
                   const std::atomic<bool>& cancel, const TransferCallback& progress) {
   std::string id = blob.digest.short_id();
   return [=, &cancel](const char* data, size_t len) -> Status {
     if (cancel) return Status::Error(ECANCELED, "cancelled");
     RETURN_IF_ERROR(writer->Write(data, len));
+    if (hash != nullptr) hash->Update(data, len);
     if (unpack != nullptr) RETURN_IF_ERROR(unpack->Feed(data, len));
     if (progress) progress({id, "Downloading", writer->bytes_written(), blob.size, true});
     return Status::Ok();
@@ -117,10 +136,16 @@ Status DownloadAndUnpack(const Store& store, RegistryClient& client, const std::
     return Status::FromErrno("create " + work.string());
   StreamingUnpack unpack(store, work);
   RETURN_IF_ERROR(unpack.Start());
-  Status got = client.GetBlob(repo, blob.digest, blob.size, MakeSink(&writer, &unpack, blob, cancel, progress));
+  Sha256 hash;
+  Status got = client.GetBlob(repo, blob.digest, blob.size, MakeSink(&writer, &unpack, &hash, blob, cancel, progress));
   auto unpacked = unpack.Finish();
   if (!got.ok() && got.code() != EPIPE) return got.WithContext(LayerName(blob));
   Say(progress, blob, "Verifying Checksum");
+  if (got.ok()) {
+    Digest actual = hash.Finish();
+    if (actual != blob.digest)
+      return Status::Error(EINVAL, LayerName(blob) + ": digest mismatch (downloaded bytes hash to " + actual.str() + ")");
+  }
   if (!unpacked.ok()) return unpacked.status().WithContext(LayerName(blob));
   if (*unpacked != diff_id)
     return Status::Error(EINVAL, LayerName(blob) + ": diff_id mismatch (unpacks to " + unpacked->str() +
@@ -137,7 +162,7 @@ Status DownloadOnly(const Store& store, RegistryClient& client, const std::strin
                     const std::atomic<bool>& cancel, const TransferCallback& progress) {
   BlobStore blobs(store);
   ASSIGN_OR_RETURN(BlobWriter writer, blobs.NewWriter(blob.digest));
-  Status got = client.GetBlob(repo, blob.digest, blob.size, MakeSink(&writer, nullptr, blob, cancel, progress));
+  Status got = client.GetBlob(repo, blob.digest, blob.size, MakeSink(&writer, nullptr, nullptr, blob, cancel, progress));
   if (!got.ok()) return got.WithContext(LayerName(blob));
   Say(progress, blob, "Verifying Checksum");
   ASSIGN_OR_RETURN(Digest committed, writer.Commit());

@@ -175,6 +175,7 @@ class RegistryCliTest : public ::testing::Test {
     ASSERT_TRUE(Store::Open(root).ok());
     auto before = StoreListing(root);
     CmdResult r = Layerfs(root, args);
+    std::printf("    %s", r.err.c_str());  // the line a user sees, for the test log
     EXPECT_EQ(r.code, 1) << r.out << r.err;
     EXPECT_EQ(CountLines(r.err), 1u) << r.err;
     EXPECT_TRUE(r.err.starts_with("layerfs: ")) << r.err;
@@ -406,7 +407,7 @@ TEST_F(RegistryCliTest, CorruptBlobFailsCleanly) {
   fake.faulty_blob = img.layers[0].digest.str();
   fake.fault = FakeRegistry::Fault::kCorrupt;
   ASSERT_TRUE(Store::Open(Root("a")).ok());
-  ExpectCleanFailure(Root("a"), "pull " + server->host() + "/team/app:v1", "mismatch");
+  ExpectCleanFailure(Root("a"), "pull " + server->host() + "/team/app:v1", "digest mismatch");
 }
 
 TEST_F(RegistryCliTest, CutConnectionResumesWithRange) {
