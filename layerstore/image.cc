@@ -3,6 +3,7 @@
 #include <set>
 
 #include "layerstore/layer_index.h"
+#include "layerstore/reference.h"
 
 namespace layerfs {
 
@@ -181,6 +182,55 @@ uint64_t LayerContentSize(const LayerIndex& index) {
     total += e.size;
   }
   return total;
+}
+
+}  // namespace layerfs
+
+namespace layerfs {
+
+std::vector<std::pair<HistoryEntry, int>> HistoryLayers(const Image& image) {
+  std::vector<std::pair<HistoryEntry, int>> out;
+  int layer = 0;
+  for (const auto& h : image.history) {
+    bool has_layer = !h.empty_layer && layer < static_cast<int>(image.layers.size());
+    out.emplace_back(h, has_layer ? layer++ : -1);
+  }
+  for (; layer < static_cast<int>(image.layers.size()); ++layer) out.emplace_back(HistoryEntry{}, layer);
+  return out;
+}
+
+nlohmann::json InspectJson(const Image& image, uint64_t size) {
+  nlohmann::json tags = nlohmann::json::array();
+  nlohmann::json digests = nlohmann::json::array();
+  std::set<std::string> repos;
+  for (const auto& t : image.tags) {
+    tags.push_back(FamiliarString(t));
+    auto ref = ParseReference(t);
+    if (ref.ok() && repos.insert(ref->FamiliarName()).second)
+      digests.push_back(ref->FamiliarName() + "@" + image.manifest_digest.str());
+  }
+  nlohmann::json diff_ids = nlohmann::json::array();
+  for (const auto& d : image.diff_ids) diff_ids.push_back(d.str());
+  const nlohmann::json& c = image.config;
+  auto field = [&](const char* key) { return c.contains(key) ? c[key] : nlohmann::json(""); };
+  nlohmann::json out = {
+      {"Id", image.id().str()},
+      {"RepoTags", tags},
+      {"RepoDigests", digests},
+      {"Parent", ""},
+      {"Comment", field("comment")},
+      {"Created", field("created")},
+      {"Author", field("author")},
+      {"Config", c.contains("config") ? c["config"] : nlohmann::json()},
+      {"Architecture", field("architecture")},
+      {"Os", field("os")},
+      {"Size", size},
+      {"RootFS", {{"Type", "layers"}, {"Layers", diff_ids}}},
+      {"Descriptor", DescriptorJson({image.manifest_media_type, image.manifest_digest, image.manifest_size,
+                                     nlohmann::json(), nlohmann::json()})},
+  };
+  if (c.contains("variant")) out["Variant"] = c["variant"];
+  return out;
 }
 
 }  // namespace layerfs

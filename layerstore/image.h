@@ -91,4 +91,11 @@ Result<Descriptor> SelectPlatformManifest(const nlohmann::json& index, const Pla
 // hard-link group once) plus symlink target lengths; what Docker calls a layer's size.
 uint64_t LayerContentSize(const LayerIndex& index);
 
+// The history rows of an image, oldest first, each with the index of the layer it created
+// (-1 for empty_layer steps). Without a history, one row per layer (as Docker shows).
+std::vector<std::pair<HistoryEntry, int>> HistoryLayers(const Image& image);
+
+// `inspect` output for one image, shaped like `docker image inspect`'s objects.
+nlohmann::json InspectJson(const Image& image, uint64_t size);
+
 }  // namespace layerfs

@@ -71,7 +71,7 @@ std::string CleanPath(std::string_view name) {
 class Source {
  public:
   static Result<Source> Open(const fs::path& input, const fs::path& staging);
-  bool Has(const std::string& rel) const { return Resolve(rel).has_value(); }
+  bool Has(const std::string& rel) const { return Get(rel).has_value(); }
   std::optional<SourceFile> Get(const std::string& rel) const;
   bool is_dir() const { return is_dir_; }
 
