@@ -296,6 +296,25 @@ TEST_F(RegistryCliTest, RepairsAMissingBlobOrLayerFromWhatIsLeft) {
   EXPECT_NE(Layerfs(Root("b"), "pull " + ref).out.find("Image is up to date"), std::string::npos);
 }
 
+// On a terminal (script(1) provides one) each layer line is rewritten in place with a bar.
+TEST_F(RegistryCliTest, TerminalGetsLiveProgressBars) {
+  if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) not installed";
+  TestImage img = MakeImage({MakeRandomLayer("r.bin", 2000000, 17, Compression::kGzip)}, {"v1"});
+  FakeRegistry fake;
+  auto server = Serve(&fake, img);
+  std::string inner = std::string(LAYERFS_BINARY) + " --root " + Root("a").string() + " pull " + server->host() +
+                      "/team/app:v1";
+  stdfs::path err = work_ / "script.err";
+  CmdResult r = Shell("script -qec " + Quote(inner) + " /dev/null 2>" + Quote(err.string()), err);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  std::string id = img.layers[0].digest.short_id();
+  EXPECT_NE(r.out.find("\x1b[1A\r\x1b[2K" + id + ": Downloading ["), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(": Downloading [==================================================]"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(id + ": Pull complete"), std::string::npos);
+  EXPECT_EQ(Resolve(Root("a"), server->host() + "/team/app:v1").manifest_digest, img.manifest_digest);
+}
+
 TEST_F(RegistryCliTest, ChunkedUploadRoundTrips) {
   StartRegistry();
   TestImage img = MakeImage({MakeRandomLayer("big.bin", 300000, 3, Compression::kGzip)}, {"v1"});
