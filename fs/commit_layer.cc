@@ -139,7 +139,8 @@ bool KeepXattr(const std::string& name) {
   return name.starts_with("user.") || name.starts_with("trusted.") || name == "security.capability";
 }
 
-void AddUpperXattrs(const std::string& fd_path, archive_entry* entry) {
+std::map<std::string, std::string> UpperXattrs(const std::string& fd_path) {
+  std::map<std::string, std::string> out;
   char names[16384];
   ssize_t n = llistxattr(fd_path.c_str(), names, sizeof(names));
   for (ssize_t i = 0; i < n; i += strlen(names + i) + 1) {
@@ -147,8 +148,9 @@ void AddUpperXattrs(const std::string& fd_path, archive_entry* entry) {
     if (!KeepXattr(name)) continue;
     char value[65536];
     ssize_t v = lgetxattr(fd_path.c_str(), name.c_str(), value, sizeof(value));
-    if (v >= 0) archive_entry_xattr_add_entry(entry, name.c_str(), value, v);
+    if (v >= 0) out[name] = std::string(value, v);
   }
+  return out;
 }
 
 class CommitWalker {
@@ -195,6 +197,37 @@ class CommitWalker {
     struct stat st;
     if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::FromErrno("stat upper /" + path);
     if (S_ISSOCK(st.st_mode)) return Status::Ok();
+    ASSIGN_OR_RETURN(EntryPtr e, UpperHeader(dirfd, name, path, st));
+    if (S_ISDIR(st.st_mode)) return EmitUpperDir(dirfd, name, path, source, full, e.get());
+    if (st.st_nlink > 1) {  // any non-directory may be hard linked (fifos, symlinks too)
+      auto [it, first] = upper_links_.try_emplace({st.st_dev, st.st_ino}, path);
+      if (!first) return EmitHardlink(e.get(), it->second);
+    }
+    if (S_ISREG(st.st_mode)) return EmitUpperFile(dirfd, name, path, e.get());
+    return tar_->Header(e.get());
+  }
+
+ public:
+  // The upper root becomes "./" only when its owner, mode or xattrs differ from the image's.
+  Status EmitRootIfChanged(int parent_fd, const std::string& name) {
+    struct stat st;
+    if (fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::FromErrno("stat upper root");
+    ASSIGN_OR_RETURN(EntryPtr e, UpperHeader(parent_fd, name, "./", st));
+    if (image_.size() > 0) {
+      const MergedNode& root = image_.node(MergedIndex::kRoot);
+      std::map<std::string, std::string> lower_xattrs;
+      for (const auto& [k, v] : image_.Xattrs(MergedIndex::kRoot))
+        if (KeepXattr(std::string(k))) lower_xattrs[std::string(k)] = std::string(v);
+      bool same = (root.mode & 07777) == (archive_entry_mode(e.get()) & 07777) && root.uid == archive_entry_uid(e.get()) &&
+                  root.gid == archive_entry_gid(e.get()) && lower_xattrs == UpperXattrs(UpperFormat::FdPath(parent_fd, name));
+      if (same) return Status::Ok();
+    }
+    return tar_->Header(e.get());
+  }
+
+ private:
+  // Header of an upper entry: its stat, with override_stat and the xattrs a layer may carry.
+  Result<EntryPtr> UpperHeader(int dirfd, const std::string& name, const std::string& path, const struct stat& st) {
     EntryPtr e = NewEntry(path);
     archive_entry_copy_stat(e.get(), &st);
     archive_entry_unset_atime(e.get());
@@ -209,7 +242,8 @@ class CommitWalker {
       archive_entry_set_gid(e.get(), o->gid);
       archive_entry_set_perm(e.get(), o->mode & 07777);
     }
-    AddUpperXattrs(UpperFormat::FdPath(dirfd, name), e.get());
+    for (const auto& [k, v] : UpperXattrs(UpperFormat::FdPath(dirfd, name)))
+      archive_entry_xattr_add_entry(e.get(), k.c_str(), v.data(), v.size());
     if (S_ISLNK(st.st_mode)) {
       char target[4096];
       ssize_t n = readlinkat(dirfd, name.c_str(), target, sizeof(target) - 1);
@@ -217,17 +251,10 @@ class CommitWalker {
       target[n] = '\0';
       archive_entry_set_symlink(e.get(), target);
     }
-    if (S_ISREG(st.st_mode)) return EmitUpperFile(dirfd, name, path, st, e.get());
-    if (!S_ISDIR(st.st_mode)) return tar_->Header(e.get());
-    return EmitUpperDir(dirfd, name, path, source, full, e.get());
+    return e;
   }
 
-  Status EmitUpperFile(int dirfd, const std::string& name, const std::string& path, const struct stat& st,
-                       archive_entry* e) {
-    if (st.st_nlink > 1) {
-      auto [it, first] = upper_links_.try_emplace({st.st_dev, st.st_ino}, path);
-      if (!first) return EmitHardlink(e, it->second);
-    }
+  Status EmitUpperFile(int dirfd, const std::string& name, const std::string& path, archive_entry* e) {
     UniqueFd fd(openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (fd.get() < 0) return Status::FromErrno("open upper /" + path);
     RETURN_IF_ERROR(tar_->Header(e));
@@ -278,11 +305,11 @@ class CommitWalker {
         RETURN_IF_ERROR(EmitLower(c, Join(path, image_.name(c))));
       return Status::Ok();
     }
-    if (!S_ISREG(n.mode)) return tar_->Header(e.get());
     if (n.nlink > 1) {
       auto [it, first] = lower_links_.try_emplace(n.ino_node, path);
       if (!first) return EmitHardlink(e.get(), it->second);
     }
+    if (!S_ISREG(n.mode)) return tar_->Header(e.get());
     archive_entry_set_size(e.get(), n.size);
     fs::path data = trees_.at(n.layer) / image_.Path(node);
     UniqueFd fd(open(data.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -303,8 +330,13 @@ class CommitWalker {
 
 Result<CommittedLayer> WriteCommitLayer(const fs::path& upper_dir, const MergedIndex& image,
                                         const std::vector<fs::path>& layer_trees, BlobWriter* out) {
-  UniqueFd root(open(upper_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (root.get() < 0) return Status::FromErrno("open upper dir " + upper_dir.string());
+  fs::path upper = upper_dir.lexically_normal();
+  if (!upper.has_filename()) upper = upper.parent_path();  // "a/b/" -> "a/b"
+  UniqueFd root(open(upper.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root.get() < 0) return Status::FromErrno("open upper dir " + upper.string());
+  fs::path parent = upper.parent_path();
+  UniqueFd parent_fd(open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (parent_fd.get() < 0) return Status::FromErrno("open " + parent.string());
   GzipToBlob gzip(out);
   RETURN_IF_ERROR(gzip.Open());
   HashingTar tar(&gzip);
@@ -313,6 +345,7 @@ Result<CommittedLayer> WriteCommitLayer(const fs::path& upper_dir, const MergedI
   std::optional<uint32_t> lower_root;
   if (image.size() > 0) lower_root = MergedIndex::kRoot;
   CommitWalker walker(image, layer_trees, &tar);
+  RETURN_IF_ERROR(walker.EmitRootIfChanged(parent_fd.get(), upper.filename().string()));
   RETURN_IF_ERROR(walker.WalkDir(root.get(), listing, "", lower_root, false));
   ASSIGN_OR_RETURN(CommittedLayer layer, tar.Close());
   RETURN_IF_ERROR(gzip.Close());

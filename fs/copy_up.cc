@@ -55,6 +55,11 @@ int CopyData(int from, int to, uint64_t size) {
 
 }  // namespace
 
+void RestoreTimes(int dirfd, const struct stat& before) {
+  struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ::futimens(dirfd, times);
+}
+
 std::string LayerFs::NewWorkName() {
   return "#" + std::to_string(::getpid()) + "-" + std::to_string(work_counter_.fetch_add(1));
 }
@@ -76,12 +81,21 @@ class CopyUp {
     tmp_ = fs_->NewWorkName();
     int r = MakeEntry();
     if (r == 0) r = SetMetadata();
-    if (r == 0 && ::renameat(fs_->work_fd_, tmp_.c_str(), parent_fd_, name_.c_str()) != 0) r = -errno;
+    if (r == 0) r = Install();
     if (r != 0) Discard();
     return r;
   }
 
  private:
+  // Copy-up is not a change the user made: the parent keeps its times (as in overlayfs).
+  int Install() {
+    struct stat parent;
+    bool keep = ::fstat(parent_fd_, &parent) == 0;
+    if (::renameat(fs_->work_fd_, tmp_.c_str(), parent_fd_, name_.c_str()) != 0) return -errno;
+    if (keep) RestoreTimes(parent_fd_, parent);
+    return 0;
+  }
+
   int MakeEntry() {
     int wfd = fs_->work_fd_;
     switch (n_.mode & S_IFMT) {
@@ -161,6 +175,9 @@ class CopyUp {
 int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
   if (node->upper.load(std::memory_order_acquire)) return 0;
   if (upper_fd_ < 0) return -EROFS;
+  bool grouped = !node->is_dir && index_.node(node->lower).nlink > 1;
+  std::unique_lock<std::mutex> group_lock;
+  if (grouped) group_lock = std::unique_lock(group_locks_[index_.node(node->lower).ino_node % kGroupLocks]);
   std::lock_guard lock(node->mu);
   if (node->upper.load(std::memory_order_acquire)) return 0;
   std::shared_ptr<Node> parent = node->parent;
@@ -173,7 +190,59 @@ int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
     node->dir_fd.store(fd, std::memory_order_release);
   }
   node->upper.store(true, std::memory_order_release);
+  // A directory copied up on the way to a child shows nlink 1 from now on (merged), which the
+  // kernel may have cached; directories have no page cache, so this cannot deadlock on a page.
+  if (node->is_dir && session_ != nullptr && node->nlookup.load() > 0)
+    fuse_lowlevel_notify_inval_inode(session_, reinterpret_cast<fuse_ino_t>(node.get()), 0, 0);
+  if (grouped) LinkGroupMembers(node->lower, parent_fd, node->name);
   return 0;
+}
+
+// Hard links of a lower file stay one file after copy-up (as overlayfs with index=on): every
+// other visible member of the group becomes a link to the new upper copy, so all keep one
+// st_ino, one nlink and see each other's writes. Members deleted or replaced are skipped.
+void LayerFs::LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::string& copy_name) {
+  for (uint32_t m : GroupOf(index_.node(copied).ino_node)) {
+    if (m == copied) continue;
+    std::shared_ptr<Node> dir = ResolveLowerDir(index_.node(m).parent);
+    if (!dir) continue;
+    std::string name(index_.name(m));
+    std::shared_ptr<Node> member;
+    if (LookupChild(dir, name, &member) != 0) continue;
+    struct stat before;
+    if (member->key == InodeTable::LowerKey(m) && !member->upper.load() && EnsureUpper(dir) == 0 &&
+        ::fstat(dir->dir_fd.load(), &before) == 0 &&
+        ::linkat(copy_dirfd, copy_name.c_str(), dir->dir_fd.load(), name.c_str(), 0) == 0) {
+      RestoreTimes(dir->dir_fd.load(), before);
+      member->upper.store(true, std::memory_order_release);
+    }
+    table_.Forget(member.get(), 1);
+  }
+}
+
+const std::vector<uint32_t>& LayerFs::GroupOf(uint32_t ino_node) {
+  std::call_once(groups_once_, [this] {
+    for (uint32_t i = 0; i < index_.size(); ++i)
+      if (!index_.is_dir(i) && index_.node(i).nlink > 1) groups_[index_.node(i).ino_node].push_back(i);
+  });
+  static const std::vector<uint32_t> kEmpty;
+  auto it = groups_.find(ino_node);
+  return it == groups_.end() ? kEmpty : it->second;
+}
+
+// The merged-view directory at the lower path of idx (null if it is gone or moved).
+std::shared_ptr<Node> LayerFs::ResolveLowerDir(uint32_t idx) {
+  std::vector<uint32_t> chain;
+  for (uint32_t cur = idx; cur != MergedIndex::kRoot; cur = index_.node(cur).parent) chain.push_back(cur);
+  std::shared_ptr<Node> dir = root_;
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    std::shared_ptr<Node> next;
+    if (LookupChild(dir, std::string(index_.name(*it)), &next) != 0) return nullptr;
+    table_.Forget(next.get(), 1);
+    if (!next->is_dir) return nullptr;
+    dir = std::move(next);
+  }
+  return dir;
 }
 
 }  // namespace layerfs

@@ -15,6 +15,8 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -113,11 +115,15 @@ class LayerFs {
   void LowerAttr(uint32_t idx, struct stat* st) const;
   uint64_t LowerIno(uint32_t idx) const { return uint64_t{index_.node(idx).ino_node} + 1; }
   void ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node);
-  double Timeout(const Node* node) const;
+  double Timeout(const Node* node) const;  // attributes
+  double EntryTimeout(const Node* node) const;
   bool privileged() const { return format_.privileged(); }
 
   // --- upper side (copy_up.cc, whiteout handling in ops_*)
   int EnsureUpper(const std::shared_ptr<Node>& node);           // copy-up; 0 / -errno
+  void LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::string& copy_name);
+  const std::vector<uint32_t>& GroupOf(uint32_t ino_node);      // lower hard-link members
+  std::shared_ptr<Node> ResolveLowerDir(uint32_t idx);
   int OpenLower(uint32_t idx, int flags) const;                   // fd / -errno
   int OpenUpper(Node* node, int flags);                           // fd / -errno (non-dirs)
   int ReadFd(Node* node, FileHandle* h);
@@ -154,6 +160,10 @@ class LayerFs {
   InodeTable table_;
   fuse_session* session_ = nullptr;
   std::atomic<uint64_t> work_counter_{0};
+  static constexpr size_t kGroupLocks = 64;  // striped: copy-up of one hard-link group at a time
+  std::mutex group_locks_[kGroupLocks];
+  std::once_flag groups_once_;
+  std::unordered_map<uint32_t, std::vector<uint32_t>> groups_;
 };
 
 }  // namespace layerfs

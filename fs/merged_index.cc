@@ -38,9 +38,17 @@ static_assert(sizeof(FileHeader) == 128);
 struct BuildNode {
   const LayerEntry* entry = nullptr;  // null: implicit directory (a tar without "dir/" entry)
   uint16_t layer = 0;
+  // Directories: how many layers hold this directory since the last opaque one. Overlayfs
+  // shows nlink 1 for a directory merged from several layers, the real count otherwise.
+  uint32_t stack = 0;
+  int32_t last_layer = -1;
   std::map<std::string, std::unique_ptr<BuildNode>, std::less<>> children;
 
   bool is_dir() const { return entry == nullptr || entry->type == EntryType::kDirectory; }
+  void Touch(uint16_t l) {
+    if (last_layer != l) ++stack;
+    last_layer = l;
+  }
 };
 
 uint32_t TypeBits(EntryType t) {
@@ -71,9 +79,13 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 // tar extracting "name/child" over a file would.
 BuildNode* EnsureDir(BuildNode* dir, std::string_view name, uint16_t layer) {
   auto it = dir->children.find(name);
-  if (it != dir->children.end() && it->second->is_dir()) return it->second.get();
+  if (it != dir->children.end() && it->second->is_dir()) {
+    it->second->Touch(layer);
+    return it->second.get();
+  }
   auto node = std::make_unique<BuildNode>();
   node->layer = layer;
+  node->Touch(layer);
   BuildNode* raw = node.get();
   dir->children.insert_or_assign(std::string(name), std::move(node));
   return raw;
@@ -83,7 +95,11 @@ void ApplyEntry(BuildNode* root, const LayerEntry& e, uint16_t layer) {
   std::vector<std::string_view> parts = SplitPath(e.path);
   if (parts.empty()) {  // the root itself
     if (e.type != EntryType::kDirectory) return;
-    if (e.opaque) root->children.clear();
+    if (e.opaque) {
+      root->children.clear();
+      root->stack = 0;
+    }
+    root->Touch(layer);
     root->entry = &e;
     root->layer = layer;
     return;
@@ -98,7 +114,12 @@ void ApplyEntry(BuildNode* root, const LayerEntry& e, uint16_t layer) {
   }
   bool merge = e.type == EntryType::kDirectory && it != dir->children.end() && it->second->is_dir();
   if (merge) {
-    if (e.opaque) it->second->children.clear();
+    if (e.opaque) {
+      it->second->children.clear();
+      it->second->stack = 0;
+      it->second->last_layer = -1;
+    }
+    it->second->Touch(layer);
     it->second->entry = &e;
     it->second->layer = layer;
     return;
@@ -106,6 +127,7 @@ void ApplyEntry(BuildNode* root, const LayerEntry& e, uint16_t layer) {
   auto node = std::make_unique<BuildNode>();
   node->entry = &e;
   node->layer = layer;
+  node->Touch(layer);
   dir->children.insert_or_assign(std::string(leaf), std::move(node));
 }
 
@@ -145,7 +167,7 @@ class Serializer {
         subdirs += child->is_dir() ? 1 : 0;
       }
       FillMetadata(b, &n);
-      n.nlink = b->is_dir() ? 2 + subdirs : 1;
+      n.nlink = !b->is_dir() ? 1 : (b->stack > 1 ? 1 : 2 + subdirs);
       n.ino_node = static_cast<uint32_t>(i);
       nodes_.push_back(n);
     }
@@ -263,8 +285,10 @@ MergedIndex& MergedIndex::operator=(MergedIndex&&) noexcept = default;
 Result<MergedIndex> MergedIndex::Build(const std::vector<const LayerIndex*>& layers, const Digest& chain_id) {
   if (layers.size() > 0xffff) return Status::Error(EINVAL, "too many layers to merge");
   BuildNode root;
-  for (size_t l = 0; l < layers.size(); ++l)
+  for (size_t l = 0; l < layers.size(); ++l) {
+    root.Touch(static_cast<uint16_t>(l));  // every layer has a root
     for (const LayerEntry& e : layers[l]->entries()) ApplyEntry(&root, e, static_cast<uint16_t>(l));
+  }
   auto storage = std::make_unique<Storage>();
   storage->owned = Serializer(&root, static_cast<uint32_t>(layers.size()), chain_id).Run();
   MergedIndex index;

@@ -40,7 +40,8 @@ struct MergedNode {
   uint32_t mode;        // st_mode incl. S_IFMT
   uint32_t uid;
   uint32_t gid;
-  uint32_t nlink;       // hard-link members visible in the merged view; dirs: 2 + subdirs
+  uint32_t nlink;       // hard-link members in the merged view; dirs: 2 + subdirs, or 1
+                        // when merged from several layers (as overlayfs shows it)
   uint64_t size;
   int64_t mtime_sec;
   uint32_t mtime_nsec;
@@ -55,7 +56,7 @@ class MergedIndex {
  public:
   static constexpr uint32_t kRoot = 0;
   static constexpr uint32_t kNone = 0xffffffffu;
-  static constexpr uint32_t kVersion = 1;
+  static constexpr uint32_t kVersion = 2;
 
   MergedIndex();
   ~MergedIndex();

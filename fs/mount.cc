@@ -35,7 +35,7 @@ bool IsEmptyDir(const std::filesystem::path& dir) {
 // Mount options. As root the mount serves every user with kernel permission checks, and setuid
 // binaries and device nodes work as on overlayfs (suid, dev). max_read matches max_write.
 std::string FuseOptions(const MountConfig& c) {
-  std::string o = "fsname=" + c.fsname + ",subtype=layerfs,max_read=1048576";
+  std::string o = "fsname=" + c.fsname + ",subtype=layerfs";
   if (c.default_permissions) o += ",default_permissions";
   if (c.allow_other || ::geteuid() == 0) o += ",allow_other";
   if (::geteuid() == 0) o += ",suid,dev";

@@ -149,9 +149,9 @@ void LayerFs::LowerAttr(uint32_t idx, struct stat* st) const {
 }
 
 // Upper attributes are the host's, with the identity a user expects: the lower st_ino after a
-// copy-up (not for a lower hard link: copy-up breaks it, as overlayfs with index=off does), the
-// recorded owner/mode when rootless, and nlink 1 for merged directories (overlayfs does the
-// same: the true count would need a walk of every layer).
+// copy-up (hard-link groups are copied up together, so they keep sharing it), the
+// recorded owner/mode when rootless, and nlink 1 for a directory merged with lower entries
+// (as overlayfs: the true count would need a walk of every layer).
 int LayerFs::Attr(Node* node, struct stat* st, int fd) {
   if (!node->upper.load(std::memory_order_acquire)) {
     LowerAttr(node->lower, st);
@@ -176,17 +176,23 @@ int LayerFs::Attr(Node* node, struct stat* st, int fd) {
       st->st_mode = o->mode;
     }
   }
-  bool keeps_lower_ino = node->lower != kNoLower && (node->is_dir || index_.node(node->lower).nlink == 1);
-  st->st_ino = keeps_lower_ino ? LowerIno(node->lower) : InodeTable::UpperKey(st->st_ino);
+  st->st_ino = node->lower != kNoLower ? LowerIno(node->lower) : InodeTable::UpperKey(st->st_ino);
   if (node->is_dir && node->lower != kNoLower) st->st_nlink = 1;
   return 0;
 }
 
-// Lower entries never change: the kernel may keep them (and negative lookups in directories
-// with no upper copy) for a day. Upper entries change under us only through this daemon, but
-// copy-up replaces their backing file, so the kernel must always ask (timeout 0).
-double LayerFs::Timeout(const Node* node) const {
+// Lower entries never change: the kernel may keep their names (and negative lookups in
+// directories with no upper copy) and attributes for a day. Exceptions: attributes of a lower
+// hard link (a copy-up through another name changes them) and everything in the upper, which
+// copy-up replaces behind the kernel's back: timeout 0, the kernel always asks.
+double LayerFs::EntryTimeout(const Node* node) const {
   return node->upper.load(std::memory_order_relaxed) ? options_.upper_timeout : options_.lower_timeout;
+}
+
+double LayerFs::Timeout(const Node* node) const {
+  if (node->upper.load(std::memory_order_relaxed)) return options_.upper_timeout;
+  if (!node->is_dir && index_.node(node->lower).nlink > 1) return options_.upper_timeout;
+  return options_.lower_timeout;
 }
 
 void LayerFs::ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node) {
@@ -198,7 +204,8 @@ void LayerFs::ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node) {
     return;
   }
   e.ino = reinterpret_cast<fuse_ino_t>(node.get());
-  e.attr_timeout = e.entry_timeout = Timeout(node.get());
+  e.attr_timeout = Timeout(node.get());
+  e.entry_timeout = EntryTimeout(node.get());
   if (fuse_reply_entry(req, &e) != 0) table_.Forget(node.get(), 1);
 }
 

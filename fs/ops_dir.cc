@@ -74,7 +74,7 @@ void LayerFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       if (format_.StatChild(dfd, name, &st, &whiteout) != 0 || whiteout) continue;
     }
     auto origin = format_.Origin(dfd, name);
-    bool keeps = origin && *origin < index_.size() && (e->d_type == DT_DIR || index_.node(*origin).nlink == 1);
+    bool keeps = origin && *origin < index_.size();
     h->entries.push_back({name, keeps ? LowerIno(*origin) : InodeTable::UpperKey(e->d_ino), DTypeToMode(e->d_type)});
   }
   ::closedir(d);

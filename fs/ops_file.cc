@@ -59,7 +59,8 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
     return (void)fuse_reply_err(req, h->fd < 0 ? -h->fd : EIO);
   }
   e.ino = reinterpret_cast<fuse_ino_t>(node.get());
-  e.attr_timeout = e.entry_timeout = Timeout(node.get());
+  e.attr_timeout = Timeout(node.get());
+  e.entry_timeout = EntryTimeout(node.get());
   fi->fh = reinterpret_cast<uint64_t>(h.release());
   if (fuse_reply_create(req, &e, fi) != 0) {
     delete Handle(fi);

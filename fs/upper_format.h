@@ -58,4 +58,7 @@ class UpperFormat {
   bool privileged_;
 };
 
+// Sets a directory's atime/mtime back to `before` (copy-up into it is not a user change).
+void RestoreTimes(int dirfd, const struct stat& before);
+
 }  // namespace layerfs
