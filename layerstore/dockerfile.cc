@@ -202,7 +202,10 @@ class WordLexer {
         RETURN_IF_ERROR(DoubleQuoted(&cur));
       } else if (c == '$') {
         ++i_;
-        RETURN_IF_ERROR(Dollar(&cur));
+        std::string value;
+        RETURN_IF_ERROR(Dollar(&value));
+        if (split) SplitInto(value, &words, &cur, &in_word);
+        else cur += value;
       } else {
         cur += c;
         ++i_;
@@ -213,6 +216,22 @@ class WordLexer {
   }
 
  private:
+  // An unquoted expansion splits into words at its whitespace, as in a shell.
+  static void SplitInto(const std::string& value, std::vector<std::string>* words, std::string* cur, bool* in_word) {
+    bool had_text = *in_word && !cur->empty();
+    *in_word = had_text;
+    for (char ch : value) {
+      if (std::isspace(static_cast<unsigned char>(ch))) {
+        if (*in_word) words->push_back(std::move(*cur));
+        cur->clear();
+        *in_word = false;
+      } else {
+        *cur += ch;
+        *in_word = true;
+      }
+    }
+  }
+
   Status SingleQuoted(std::string* out) {
     size_t close = s_.find('\'', i_ + 1);
     if (close == std::string_view::npos) return Status::Error(EINVAL, "unterminated single quote in: " + std::string(s_));
