@@ -245,7 +245,23 @@ class Layerfs(Impl):
         shutil.rmtree(os.path.join(self.store, "chains", chain_id(self.h.images[key]["diff_ids"])),
                       ignore_errors=True)
 
+    def has_mount_command(self):
+        if not hasattr(self, "_has_mount"):
+            p = self.cli("mount", "--help", check=False)
+            self._has_mount = p.returncode == 0 and "Usage: layerfs mount" in p.stdout
+            if not self._has_mount:
+                self.driver = find_driver()
+                if not self.driver:
+                    raise BenchError("layerfs has no `mount` command and bench/mount_driver is not built")
+                self.h.results.notes.append(
+                    "layerfs has no `mount` command yet: layerfs mounts were made by bench/mount_driver, "
+                    "which calls the same RunMountDaemon (fs/mount.h) that `layerfs mount` runs; "
+                    "its mount time leaves out the CLI's image resolution")
+        return self._has_mount
+
     def mount(self, key):
+        if not self.has_mount_command():
+            return self.mount_with_driver(key)
         scratch = self.h.new_scratch(self.name)
         mnt = os.path.join(scratch, "mnt")
         os.makedirs(mnt)
@@ -256,6 +272,23 @@ class Layerfs(Impl):
         cid = self.container_id(name)
         upper = os.path.join(self.store, "containers", cid, "upper") if cid else None
         return Handle(self, mnt, upper, scratch, pid=daemon_pid(mnt) or self.record_pid(name), name=name)
+
+    def mount_with_driver(self, key):
+        scratch, mnt, upper, work = self._dirs()
+        rfd, wfd = os.pipe()
+        self.h.registry[mnt] = (self, None)
+        proc = subprocess.Popen([self.driver, self.store, upper, work, mnt, str(wfd)]
+                                + [f"sha256:{d}" for d in self.h.images[key]["diff_ids"]],
+                                pass_fds=(wfd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as r:
+            answer = r.read().decode(errors="replace")
+        if answer != "R":
+            proc.wait()
+            raise BenchError(f"mount_driver {key}: {answer or proc.stderr.read().decode(errors='replace')}")
+        h = Handle(self, mnt, upper, scratch, pid=proc.pid)
+        h.proc = proc
+        return h
 
     def container_id(self, name):
         cdir = os.path.join(self.store, "containers")
@@ -277,6 +310,11 @@ class Layerfs(Impl):
             return None
 
     def _unmount(self, handle):
+        if getattr(handle, "proc", None) or not handle.name:
+            run(["umount", handle.mnt])
+            if getattr(handle, "proc", None):
+                handle.proc.wait(timeout=30)
+            return
         self.cli("umount", handle.mnt)
         self.cli("rm", "-f", handle.name, check=False)
 
@@ -786,6 +824,14 @@ def find_layerfs(explicit):
         if c and os.access(c, os.X_OK):
             return os.path.abspath(c)
     raise BenchError("layerfs binary not found (build it, or pass --layerfs PATH / LAYERFS_BIN)")
+
+
+def find_driver():
+    for c in (os.path.join(REPO, "build", "bench", "mount_driver"),
+              os.path.join(REPO, "build-bench", "bench", "mount_driver")):
+        if os.access(c, os.X_OK):
+            return c
+    return None
 
 
 def find_micro(explicit):
