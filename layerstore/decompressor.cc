@@ -30,7 +30,7 @@ la_ssize_t ReadBlob(archive* a, void* opaque, const void** out) {
     return -1;
   }
   src->consumed += static_cast<uint64_t>(n);
-  if (*src->progress) (*src->progress)(src->consumed);
+  if (n > 0 && *src->progress) (*src->progress)(src->consumed);
   *out = src->buf.get();
   return n;
 }

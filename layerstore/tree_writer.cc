@@ -74,7 +74,10 @@ Result<LayerEntry> EntryFromHeader(archive_entry* e, std::string path) {
   size_t size;
   while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK)
     out.xattrs.emplace_back(name, std::string(static_cast<const char*>(value), size));
-  std::sort(out.xattrs.begin(), out.xattrs.end());
+  // pax archives may carry one xattr twice (SCHILY.xattr and LIBARCHIVE.xattr): keep one.
+  std::stable_sort(out.xattrs.begin(), out.xattrs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  auto same_name = [](const auto& a, const auto& b) { return a.first == b.first; };
+  out.xattrs.erase(std::unique(out.xattrs.begin(), out.xattrs.end(), same_name), out.xattrs.end());
   return out;
 }
 
