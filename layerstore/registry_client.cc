@@ -501,57 +501,55 @@ Result<bool> RegistryClient::MountBlob(const std::string& repo, const Digest& di
   return false;
 }
 
+// One upload session. *transient tells the caller whether starting over may help.
 Status RegistryClient::UploadOnce(const std::string& repo, const Digest& digest, const std::filesystem::path& file,
-                                  uint64_t size, const TransferProgress& progress) {
+                                  uint64_t size, const TransferProgress& progress, bool* transient) {
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno("open " + file.string());
+  std::string scope = PushScope(repo);
+  // Sends one request of the session and checks its status; the Location it returns is next.
+  auto step = [&](Request& req, long want) -> Result<std::string> {
+    req.scope = scope;
+    auto resp = SendOnce(req);
+    if (!resp.ok()) {
+      *transient = req.transient;
+      return resp.status();
+    }
+    if (resp->status != want) {
+      *transient = TransientHttp(resp->status);
+      return HttpError(req, *resp);
+    }
+    return ResolveLocation(resp->headers["location"]);
+  };
   Request start;
   start.method = "POST";
   start.url = Url("/v2/" + repo + "/blobs/uploads/");
-  start.scope = PushScope(repo);
-  ASSIGN_OR_RETURN(Response resp, SendOnce(start));
-  if (resp.status != 202) {
-    start.transient = TransientHttp(resp.status);
-    return HttpError(start, resp);
-  }
-  std::string location = ResolveLocation(resp.headers["location"]);
+  ASSIGN_OR_RETURN(std::string location, step(start, 202));
   uint64_t offset = 0;
-  bool chunked = size > options_.chunk_size;
-  while (chunked && offset < size) {
+  while (size > options_.chunk_size && offset < size) {
     uint64_t len = std::min<uint64_t>(options_.chunk_size, size - offset);
     Request patch;
     patch.method = "PATCH";
     patch.url = location;
-    patch.scope = start.scope;
     patch.headers = {"Content-Type: application/octet-stream",
                      "Content-Range: " + std::to_string(offset) + "-" + std::to_string(offset + len - 1)};
     patch.body_fd = fd.get();
     patch.body_offset = offset;
     patch.body_len = len;
-    uint64_t base = offset;
-    if (progress) patch.upload_progress = [&](uint64_t sent) { progress(base + sent); };
-    ASSIGN_OR_RETURN(Response presp, SendOnce(patch));
-    if (presp.status != 202) {
-      start.transient = TransientHttp(presp.status);
-      return HttpError(patch, presp);
-    }
-    location = ResolveLocation(presp.headers["location"]);
+    if (progress) patch.upload_progress = [&, base = offset](uint64_t sent) { progress(base + sent); };
+    ASSIGN_OR_RETURN(location, step(patch, 202));
     offset += len;
   }
-  Request put;
+  Request put;  // the rest of the bytes (all of them when monolithic) and the digest
   put.method = "PUT";
   put.url = WithQuery(location, "digest=" + Escape(digest.str()));
-  put.scope = start.scope;
   put.headers = {"Content-Type: application/octet-stream"};
   put.body_fd = fd.get();
   put.body_offset = offset;
   put.body_len = size - offset;
-  if (progress) put.upload_progress = [&](uint64_t sent) { progress(offset + sent); };
-  ASSIGN_OR_RETURN(Response presp, SendOnce(put));
-  if (presp.status != 201) {
-    start.transient = TransientHttp(presp.status);
-    return HttpError(put, presp);
-  }
+  if (progress) put.upload_progress = [&, base = offset](uint64_t sent) { progress(base + sent); };
+  ASSIGN_OR_RETURN(std::string done, step(put, 201));
+  (void)done;
   return Status::Ok();
 }
 
@@ -560,10 +558,10 @@ Status RegistryClient::UploadBlob(const std::string& repo, const Digest& digest,
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) return Status::FromErrno("blob " + digest.str());
   for (int attempt = 1;; ++attempt) {
-    Status s = UploadOnce(repo, digest, file, static_cast<uint64_t>(st.st_size), progress);
-    bool transient = !s.ok() && (s.code() == ECONNREFUSED || s.code() == EIO || s.code() == ETIMEDOUT ||
-                                 s.message().find("(HTTP 5") != std::string::npos);
-    if (!transient || attempt >= options_.max_attempts) return s;
+    bool transient = false;
+    Status s = UploadOnce(repo, digest, file, static_cast<uint64_t>(st.st_size), progress, &transient);
+    if (s.ok() || !transient) return s;
+    if (attempt >= options_.max_attempts) return AfterAttempts(s, attempt);
     Backoff(attempt);
   }
 }

@@ -93,7 +93,7 @@ class RegistryClient {
   std::string AuthHeaderFor(const std::string& scope);
   Status GetBlobAttempt(Request& req, uint64_t* offset, uint64_t size, const BlobSink& sink);
   Status UploadOnce(const std::string& repo, const Digest& digest, const std::filesystem::path& file,
-                    uint64_t size, const TransferProgress& progress);
+                    uint64_t size, const TransferProgress& progress, bool* transient);
   std::string Url(const std::string& path) const;
   std::string ResolveLocation(const std::string& location) const;
   void Backoff(int attempt) const;

@@ -265,6 +265,48 @@ TEST(RegistryClient, RegistryDownIsConnectionRefused) {
   EXPECT_NE(m.status().message().find("after 3 attempts"), std::string::npos) << m.status().message();
 }
 
+// Upload side of the API: a session that answers 503 once, then takes PATCH chunks (checking
+// their Content-Range) and a final PUT with the digest.
+TEST(RegistryClient, ChunkedUploadRetriesAfterAServerError) {
+  TempDir dir;
+  std::string blob = Pseudo(200000);
+  Digest digest = Sha256Of(blob);
+  std::ofstream(dir.path() / "blob", std::ios::binary) << blob;
+  std::string received;
+  std::vector<std::string> ranges;
+  int posts = 0;
+  bool put_ok = false;
+  LoopbackHttpServer server([&](const LoopbackHttpServer::Request& r) {
+    using Reply = LoopbackHttpServer::Reply;
+    if (r.method == "POST") {
+      if (++posts == 1) return Reply{503, {}, "try later"};
+      received.clear();
+      return Reply{202, {{"Location", "/v2/team/app/blobs/uploads/s1?_state=x"}}, ""};
+    }
+    if (r.method == "PATCH" && r.target == "/v2/team/app/blobs/uploads/s1?_state=x") {
+      ranges.push_back(r.headers.at("content-range"));
+      received += r.body;
+      return Reply{202, {{"Location", "/v2/team/app/blobs/uploads/s1?_state=x"}}, ""};
+    }
+    if (r.method == "PUT" && r.target == "/v2/team/app/blobs/uploads/s1?_state=x&digest=sha256%3A" + digest.hex()) {
+      received += r.body;
+      put_ok = received == blob;
+      return Reply{201, {}, ""};
+    }
+    return Reply{400, {}, "unexpected " + r.method + " " + r.target};
+  });
+  RegistryOptions o = Fast(server.host());
+  o.chunk_size = 64 << 10;
+  RegistryClient c(o);
+  uint64_t last_progress = 0;
+  Status st = c.UploadBlob("team/app", digest, dir.path() / "blob", [&](uint64_t done) { last_progress = done; });
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(posts, 2);
+  EXPECT_TRUE(put_ok);
+  EXPECT_EQ(ranges, (std::vector<std::string>{"0-65535", "65536-131071", "131072-196607", "196608-199999"}));
+  EXPECT_EQ(last_progress, blob.size());
+}
+
 // A registry behind a token server: /token hands out a Bearer token for valid Basic credentials.
 struct TokenRegistry {
   FakeFixture inner;
