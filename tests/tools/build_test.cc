@@ -1,0 +1,274 @@
+// `layerfs build` end to end: real builds on a busybox base image that the test makes itself,
+// RUN steps executed in a layerfs mount, the build cache across runs, failure semantics, the
+// history a built image shows, and `builder prune`.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "layerstore/image_store.h"
+#include "layerstore/store.h"
+#include "tests/tools/test_images.h"
+
+namespace layerfs {
+namespace {
+
+namespace stdfs = std::filesystem;
+using testing::TestFile;
+
+struct CliResult {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+std::string ReadAll(const stdfs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void Write(const stdfs::path& p, const std::string& bytes) {
+  stdfs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << bytes;
+}
+
+class BuildTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "RUN needs root (namespaces, chroot, FUSE)";
+    if (!stdfs::exists("/bin/busybox")) GTEST_SKIP() << "busybox-static is not installed";
+    char tmpl[] = "/tmp/layerfs-build-test-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    root_ = dir_ / "store";
+    ctx_ = dir_ / "ctx";
+    stdfs::create_directories(ctx_);
+    LoadBusybox();
+  }
+  void TearDown() override {
+    std::error_code ec;
+    if (!dir_.empty()) stdfs::remove_all(dir_, ec);
+  }
+
+  // busybox:latest: /bin/busybox with applet links, /etc/passwd and /etc/group with user app.
+  void LoadBusybox() {
+    std::vector<TestFile> files = {{"bin/", ""}, {"bin/busybox", ReadAll("/bin/busybox"), "", 0755}, {"etc/", ""},
+                                   {"etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"},
+                                   {"etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:app\n"}, {"tmp/", "", "", 01777}};
+    for (const char* applet : {"sh", "echo", "cat", "ls", "id", "test", "touch", "mkdir", "rm", "stat", "true", "false"})
+      files.push_back({std::string("bin/") + applet, "", "busybox"});
+    auto image = testing::MakeImage({testing::MakeLayer(files)}, {"busybox:latest"});
+    testing::WriteOciLayout(dir_ / "busybox-oci", {image});
+    CliResult r = Cli("load " + (dir_ / "busybox-oci").string());
+    ASSERT_EQ(r.code, 0) << r.out;
+  }
+
+  CliResult Cli(const std::string& args) const {
+    std::string cmd = "LAYERFS_ROOT=" + root_.string() + " " LAYERFS_BINARY " " + args + " 2>&1";
+    CliResult r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = ::pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+
+  CliResult Build(const std::string& tag, const std::string& extra = "") const {
+    return Cli("build -t " + tag + " " + extra + " " + ctx_.string());
+  }
+
+  static std::vector<int> CachedSteps(const std::string& out) {
+    std::vector<int> steps;
+    int step = 0;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("Step ", 0) == 0) step = std::stoi(line.substr(5));
+      if (line.find("CACHED") != std::string::npos) steps.push_back(step);
+    }
+    return steps;
+  }
+
+  static std::string BuiltId(const std::string& out) {
+    std::smatch m;
+    return std::regex_search(out, m, std::regex("Successfully built ([0-9a-f]{12})")) ? m[1].str() : "";
+  }
+
+  // Every path in the store except tmp/ litter and the lock file.
+  std::set<std::string> StoreFiles() const {
+    std::set<std::string> out;
+    for (auto it = stdfs::recursive_directory_iterator(root_); it != stdfs::recursive_directory_iterator(); ++it) {
+      std::string rel = it->path().lexically_relative(root_).string();
+      if (rel.rfind("tmp", 0) == 0 || rel == "lock") continue;
+      out.insert(rel);
+    }
+    return out;
+  }
+
+  // A file of the built image, read from the layer that provides it (top layer first).
+  std::string ImageFile(const std::string& ref, const std::string& path) const {
+    auto store = Store::Open(root_);
+    auto image = ImageStore(*store).Resolve(ref);
+    if (!image.ok()) return "<no image>";
+    for (auto it = image->diff_ids.rbegin(); it != image->diff_ids.rend(); ++it) {
+      stdfs::path p = store->layer_tree(*it) / path;
+      if (stdfs::exists(p)) return ReadAll(p);
+    }
+    return "<missing>";
+  }
+
+  stdfs::path dir_, root_, ctx_;
+};
+
+constexpr const char* kDockerfile =
+    "FROM busybox\n"
+    "ENV GREETING=hello\n"
+    "WORKDIR /app\n"
+    "COPY first.txt /app/\n"
+    "RUN echo \"$GREETING from $(pwd)\" > out.txt && cat first.txt\n"
+    "COPY second.txt /app/\n"
+    "RUN cat second.txt >> out.txt\n"
+    "CMD [\"cat\", \"/app/out.txt\"]\n";
+
+TEST_F(BuildTest, RunCopyAndMetadataMakeTheImage) {
+  Write(ctx_ / "Dockerfile", kDockerfile);
+  Write(ctx_ / "first.txt", "first-content\n");
+  Write(ctx_ / "second.txt", "second-content\n");
+  CliResult r = Build("demo:1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("Step 5/8 : RUN echo"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("first-content"), std::string::npos) << r.out;  // RUN output streams
+  EXPECT_NE(r.out.find("Successfully tagged demo:1"), std::string::npos) << r.out;
+  EXPECT_EQ(ImageFile("demo:1", "app/out.txt"), "hello from /app\nsecond-content\n");
+}
+
+TEST_F(BuildTest, HistoryReadsLikeDockerImageHistory) {
+  Write(ctx_ / "Dockerfile", kDockerfile);
+  Write(ctx_ / "first.txt", "a\n");
+  Write(ctx_ / "second.txt", "b\n");
+  ASSERT_EQ(Build("demo:1").code, 0);
+  CliResult h = Cli("history --no-trunc demo:1");
+  ASSERT_EQ(h.code, 0) << h.out;
+  EXPECT_NE(h.out.find("CMD [\"cat\" \"/app/out.txt\"]"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("RUN /bin/sh -c cat second.txt >> out.txt # buildkit"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("COPY second.txt /app/ # buildkit"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("WORKDIR /app"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("ENV GREETING=hello"), std::string::npos) << h.out;
+  std::istringstream in(h.out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("ENV GREETING") != std::string::npos || line.find("CMD [") != std::string::npos)
+      EXPECT_TRUE(std::regex_search(line, std::regex("\\s0B\\s"))) << line;
+  }
+}
+
+TEST_F(BuildTest, UnchangedRebuildIsFullyCachedWithTheSameId) {
+  Write(ctx_ / "Dockerfile", kDockerfile);
+  Write(ctx_ / "first.txt", "a\n");
+  Write(ctx_ / "second.txt", "b\n");
+  CliResult first = Build("demo:1");
+  ASSERT_EQ(first.code, 0) << first.out;
+  CliResult second = Build("demo:1");
+  ASSERT_EQ(second.code, 0) << second.out;
+  EXPECT_EQ(CachedSteps(second.out), (std::vector<int>{2, 3, 4, 5, 6, 7, 8})) << second.out;
+  EXPECT_EQ(BuiltId(first.out), BuiltId(second.out));
+  EXPECT_FALSE(BuiltId(first.out).empty());
+}
+
+TEST_F(BuildTest, ChangedCopiedFileRerunsThatCopyAndLaterSteps) {
+  Write(ctx_ / "Dockerfile", kDockerfile);
+  Write(ctx_ / "first.txt", "a\n");
+  Write(ctx_ / "second.txt", "b\n");
+  CliResult first = Build("demo:1");
+  ASSERT_EQ(first.code, 0) << first.out;
+  Write(ctx_ / "second.txt", "changed\n");
+  CliResult second = Build("demo:1");
+  ASSERT_EQ(second.code, 0) << second.out;
+  EXPECT_EQ(CachedSteps(second.out), (std::vector<int>{2, 3, 4, 5})) << second.out;
+  EXPECT_NE(BuiltId(first.out), BuiltId(second.out));
+  EXPECT_EQ(ImageFile("demo:1", "app/out.txt"), "hello from /app\nchanged\n");
+}
+
+TEST_F(BuildTest, FailingRunFailsWithItsExitCodeNoTagStoreUnchanged) {
+  Write(ctx_ / "Dockerfile", "FROM busybox\nCOPY f /f\nRUN echo about-to-fail && exit 3\n");
+  Write(ctx_ / "f", "x\n");
+  auto before = StoreFiles();
+  CliResult r = Build("broken:1");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("about-to-fail"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("returned a non-zero code: 3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("line 3"), std::string::npos) << r.out;
+  EXPECT_EQ(Cli("images -q broken").out, "");
+  EXPECT_EQ(StoreFiles(), before);
+}
+
+TEST_F(BuildTest, RunIsPid1WithProcDevUserAndWorkdir) {
+  Write(ctx_ / "Dockerfile",
+        "FROM busybox\n"
+        "RUN test \"$$\" = 1 && test -d /proc/1 && test -c /dev/null && echo hi > /dev/null && echo ns-ok\n"
+        "WORKDIR /work/dir\n"
+        "COPY --chown=app:staff f ./\n"
+        "USER app\n"
+        "RUN echo \"uid=$(id -u) gid=$(id -g) groups=$(id -G) pwd=$(pwd) home=$HOME\" && stat -c '%u:%g' f\n");
+  Write(ctx_ / "f", "x\n");
+  CliResult r = Build("ns:1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("ns-ok"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("uid=1000 gid=1000 groups=1000 50 pwd=/work/dir home=/home/app"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1000:50"), std::string::npos) << r.out;
+  // The mount points the builder needed (/proc, /dev) are not in the image's layers.
+  auto store = Store::Open(root_);
+  auto image = ImageStore(*store).Resolve("ns:1");
+  ASSERT_TRUE(image.ok());
+  for (const auto& d : image->diff_ids) {
+    EXPECT_FALSE(stdfs::exists(store->layer_tree(d) / "proc"));
+    EXPECT_FALSE(stdfs::exists(store->layer_tree(d) / "dev"));
+  }
+}
+
+TEST_F(BuildTest, BuildArgsAndDockerignore) {
+  Write(ctx_ / "Dockerfile",
+        "FROM busybox\nARG WHO=nobody\nCOPY . /ctx/\nRUN echo \"who=$WHO\" && ls /ctx\n");
+  Write(ctx_ / ".dockerignore", "*.secret\n");
+  Write(ctx_ / "keep.txt", "k\n");
+  Write(ctx_ / "key.secret", "s\n");
+  CliResult r = Build("args:1", "--build-arg WHO=me");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("who=me"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("keep.txt"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("key.secret"), std::string::npos) << r.out;
+  CliResult h = Cli("history --no-trunc args:1");
+  EXPECT_NE(h.out.find("RUN |1 WHO=me /bin/sh -c"), std::string::npos) << h.out;
+}
+
+TEST_F(BuildTest, AddUnpacksALocalTar) {
+  testing::WriteTar(ctx_ / "files.tar", {{"inner/a.txt", "from-tar\n"}});
+  Write(ctx_ / "Dockerfile", "FROM busybox\nADD files.tar /opt/\nRUN cat /opt/inner/a.txt\n");
+  CliResult r = Build("add:1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("from-tar"), std::string::npos) << r.out;
+}
+
+TEST_F(BuildTest, BuilderPruneKeepsImageLayers) {
+  Write(ctx_ / "Dockerfile", kDockerfile);
+  Write(ctx_ / "first.txt", "a\n");
+  Write(ctx_ / "second.txt", "b\n");
+  ASSERT_EQ(Build("demo:1").code, 0);
+  CliResult p = Cli("builder prune -a -f");
+  ASSERT_EQ(p.code, 0) << p.out;
+  EXPECT_NE(p.out.find("Deleted build cache objects: 7"), std::string::npos) << p.out;
+  EXPECT_EQ(ImageFile("demo:1", "app/out.txt"), "hello from /app\nb\n");
+  CliResult again = Build("demo:1");
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_TRUE(CachedSteps(again.out).empty()) << again.out;
+}
+
+}  // namespace
+}  // namespace layerfs
