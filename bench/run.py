@@ -652,8 +652,12 @@ class Harness:
                      ("job", self.w_job)]
         for rnd in range(1, rounds + 1):
             log(f"round {rnd}/{rounds}")
+            # Interleaved, and each round starts with the next implementation (A B C, B C A, ...)
+            # so that no implementation always runs right after the same neighbour.
+            shift = (rnd - 1) % len(self.impls)
+            order = self.impls[shift:] + self.impls[:shift]
             for wname, fn in workloads:
-                for impl in self.impls:
+                for impl in order:
                     self.step(f"{wname} {impl.name}", fn, impl)
                 if wname == "seqread":
                     self.step("seqread host", self.w_seqread_host)
@@ -662,7 +666,7 @@ class Harness:
                 if wname == "job":
                     self.step("job host", self.w_job_host)
             for depth in self.data["stack_depths"]:
-                for impl in self.impls:
+                for impl in order:
                     self.step(f"stack L={depth} {impl.name}", self.w_stack, impl, depth)
 
     def w_job_host(self):
@@ -892,7 +896,8 @@ def render_md(h, names, started, elapsed):
     lines = [f"# layerfs bench results", "",
              f"Command: `bench/run.sh {' '.join(sys.argv[1:])}`  ",
              f"Started {started} UTC, took {elapsed / 60:.1f} min, {1 if h.quick else h.args.rounds} round(s), "
-             f"workloads interleaved per round ({' '.join(names)}).  ",
+             f"workloads interleaved, each round starting with the next implementation ({' '.join(names)}, then "
+             f"{' '.join(names[1:] + names[:1])}, ...).  ",
              f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem']} RAM, kernel {m['kernel']}, "
              f"store and layers on {m['fs']}, {m['fuse-overlayfs']}.", "",
              "Medians; `x kernel` = median / kernel overlayfs median (for s, ms, us: above 1 is slower; "
