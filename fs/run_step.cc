@@ -236,6 +236,8 @@ Result<RunExecutor::Outcome> MountRunExecutor::Run(const Request& request) {
   for (auto it = made.rbegin(); it != made.rend(); ++it) ::rmdir(it->c_str());
   Status unmounted = mount->Unmount();
   if (!exit_code.ok()) return exit_code.status();
+  if (failed && std::string_view(step) == "exec")
+    return Status::FromErrno(err, "RUN: cannot execute \"" + request.argv.front() + "\" (searched PATH)");
   if (failed) return Status::FromErrno(err, std::string("RUN setup: ") + step);
   RETURN_IF_ERROR(unmounted);
   Outcome out;
