@@ -88,7 +88,6 @@ class LayerGenerator {
     int count = 1 + rng_.Below(4);
     for (int i = 0; i < count; ++i) {
       layer_.clear();
-      hardlinks_.clear();
       if (i == 0) FillBase();
       else FillUpper();
       layers.push_back(Finish());
@@ -173,6 +172,11 @@ class LayerGenerator {
   }
 
   void Put(const SpecEntry& e) {
+    // One path once per layer, and nothing of this layer below an entry that replaces a dir.
+    if (layer_.count(e.path) && layer_.at(e.path).type != e.type) return;
+    if (e.type != EntryType::kDirectory || e.opaque)
+      for (const auto& [path, unused] : layer_)
+        if (Under(path, e.path)) return;
     EnsureParents(e.path);
     layer_[e.path] = e;
     for (auto it = merged_.begin(); it != merged_.end();)
@@ -213,14 +217,14 @@ class LayerGenerator {
   void AddHardlink() {
     std::vector<std::string> files;
     for (const auto& [path, e] : layer_)
-      if (e.type == EntryType::kRegular && e.hardlink.empty()) files.push_back(path);
+      if (e.type == EntryType::kRegular && e.hardlink.empty()) files.push_back(path);  // not links of links
     if (files.empty()) return;
     std::string target = rng_.Pick(files);
     SpecEntry e = layer_.at(target);
     e.path = NewName(RandomDir(), "h");
     e.hardlink = target;
     EnsureParents(e.path);
-    hardlinks_.push_back(e);
+    layer_[e.path] = e;  // keeps the name taken; Finish() moves it after its target
     merged_[e.path] = e;
   }
 
@@ -261,15 +265,16 @@ class LayerGenerator {
 
   LayerSpec Finish() {
     LayerSpec out;
-    for (auto& [path, e] : layer_) out.push_back(e);  // sorted: parents first
-    for (auto& e : hardlinks_) out.push_back(e);      // after their targets
+    for (auto& [path, e] : layer_)  // sorted: parents first
+      if (e.hardlink.empty()) out.push_back(e);
+    for (auto& [path, e] : layer_)  // hard links after their targets
+      if (!e.hardlink.empty()) out.push_back(e);
     return out;
   }
 
   Rng rng_;
   std::map<std::string, SpecEntry> merged_;
   std::map<std::string, SpecEntry> layer_;
-  std::vector<SpecEntry> hardlinks_;
 };
 
 }  // namespace
@@ -466,10 +471,11 @@ std::string LowerList(const std::vector<fs::path>& lowers) {
 }  // namespace
 
 Result<std::unique_ptr<TestMount>> MountKernelOverlay(const std::vector<fs::path>& lowers, const fs::path& upper,
-                                                      const fs::path& work, const fs::path& mnt) {
+                                                      const fs::path& work, const fs::path& mnt, bool index) {
   // redirect_dir: renaming a lower dir works as in layerfs; index: copy-up keeps hard links.
   std::string opts = "lowerdir=" + LowerList(lowers) + ",upperdir=" + upper.string() + ",workdir=" +
-                     work.string() + ",redirect_dir=on,index=on,metacopy=off";
+                     work.string() + ",redirect_dir=on,metacopy=off,index=" + (index ? "on" : "off");
+  if (upper.empty()) opts = "lowerdir=" + LowerList(lowers);  // read-only: at least two lowers
   if (mount("overlay", mnt.c_str(), "overlay", 0, opts.c_str()) != 0)
     return Status::FromErrno("mount overlay at " + mnt.string());
   return std::unique_ptr<TestMount>(new PathMount(mnt));

@@ -72,10 +72,11 @@ class TestMount {
 };
 
 // lowers: bottom first. Each mount point must exist and be empty.
+// upper empty: a read-only mount of the lowers (two at least). index: overlayfs keeps lower hard links across copy-up (layerfs does too); off: it breaks them.
 Result<std::unique_ptr<TestMount>> MountKernelOverlay(const std::vector<std::filesystem::path>& lowers,
                                                       const std::filesystem::path& upper,
                                                       const std::filesystem::path& work,
-                                                      const std::filesystem::path& mnt);
+                                                      const std::filesystem::path& mnt, bool index = true);
 Result<std::unique_ptr<TestMount>> MountFuseOverlayfs(const std::vector<std::filesystem::path>& lowers,
                                                       const std::filesystem::path& upper,
                                                       const std::filesystem::path& work,
