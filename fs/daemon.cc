@@ -1,9 +1,15 @@
 // RunMountDaemon: the body of `layerfs mount`'s daemon process.
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "fs/fuse_mount.h"
 #include "fs/mount.h"
@@ -47,6 +53,116 @@ Status RunMountDaemon(const MountConfig& config, int ready_fd) {
     if (!st.ok()) (*mount)->UnmountLazy();  // busy: detach, as SIGTERM must end the mount
   }
   mount->reset();
+  return Status::Ok();
+}
+
+namespace {
+
+void RedirectStdio(const std::filesystem::path& log_file) {
+  int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int out = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (out < 0) out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (in >= 0) ::dup2(in, STDIN_FILENO);
+  if (out >= 0) {
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(out, STDERR_FILENO);
+  }
+}
+
+std::string ReadAllFd(int fd) {
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) != 0) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    out.append(buf, n);
+  }
+  return out;
+}
+
+bool Alive(int pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+bool WaitGone(int pid, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (Alive(pid)) {
+    ::waitpid(pid, nullptr, WNOHANG);  // reaps it if it is our child (tests, -f)
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+int RunFusermount(const std::filesystem::path& dir, bool lazy) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0) ::dup2(null, STDERR_FILENO);
+    if (lazy) ::execlp("fusermount3", "fusermount3", "-u", "-z", "--", dir.c_str(), nullptr);
+    else ::execlp("fusermount3", "fusermount3", "-u", "--", dir.c_str(), nullptr);
+    ::_exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+// Double fork: the daemon is not our child (no zombie when the caller exits) and runs in its
+// own session, so the terminal's signals do not reach it.
+Result<int> SpawnMountDaemon(const MountConfig& config, const std::filesystem::path& log_file,
+                             const std::function<void()>& after_exit) {
+  int ready[2], pidpipe[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(pidpipe, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
+  pid_t child = ::fork();
+  if (child < 0) return Status::FromErrno("fork");
+  if (child == 0) {
+    ::close(ready[0]);
+    ::close(pidpipe[0]);
+    ::setsid();
+    pid_t daemon = ::fork();
+    if (daemon != 0) ::_exit(daemon < 0 ? 1 : 0);
+    int self = ::getpid();
+    (void)!::write(pidpipe[1], &self, sizeof(self));
+    ::close(pidpipe[1]);
+    RedirectStdio(log_file);
+    Status st = RunMountDaemon(config, ready[1]);
+    if (!st.ok()) std::fprintf(stderr, "layerfs: %s\n", st.message().c_str());
+    if (after_exit) after_exit();
+    ::_exit(st.ok() ? 0 : 1);
+  }
+  ::close(ready[1]);
+  ::close(pidpipe[1]);
+  ::waitpid(child, nullptr, 0);
+  int pid = 0;
+  if (::read(pidpipe[0], &pid, sizeof(pid)) != sizeof(pid)) pid = 0;
+  ::close(pidpipe[0]);
+  std::string answer = ReadAllFd(ready[0]);
+  ::close(ready[0]);
+  if (answer == "R") return pid;
+  if (answer.empty()) return Status::Error(EIO, "mount daemon exited before the mount answered (see " + log_file.string() + ")");
+  return Status::Error(EIO, answer);
+}
+
+Status UnmountMountpoint(const std::filesystem::path& dir, int daemon_pid, bool lazy) {
+  struct stat st;
+  bool stale = ::stat(dir.c_str(), &st) != 0 && errno == ENOTCONN;
+  if (stale || !Alive(daemon_pid)) lazy = true;
+  int r;
+  if (::geteuid() == 0) {
+    r = ::umount2(dir.c_str(), lazy ? MNT_DETACH : 0) == 0 ? 0 : errno;
+    if (r == EBUSY) return Status::Error(EBUSY, dir.string() + ": mount is busy");
+    if (r == EINVAL && !stale && !Alive(daemon_pid)) r = 0;  // nothing mounted there any more
+    if (r != 0 && r != EINVAL) return Status::FromErrno(r, "unmount " + dir.string());
+  } else {
+    r = RunFusermount(dir, lazy);
+    if (r != 0 && Alive(daemon_pid) && !lazy) return Status::Error(EBUSY, dir.string() + ": mount is busy or not ours");
+  }
+  if (daemon_pid > 0 && !WaitGone(daemon_pid, std::chrono::seconds(10)))
+    return Status::Error(ETIMEDOUT, "daemon " + std::to_string(daemon_pid) + " did not exit after unmount");
   return Status::Ok();
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,5 +40,16 @@ class Mount {
 // ready_fd >= 0: one byte is written to it (and it is closed) once the mount answers, or the
 // error line if mounting failed, so a parent can daemonise and report. Used by `layerfs mount`.
 Status RunMountDaemon(const MountConfig& config, int ready_fd);
+
+// Forks a daemon (new session, stdio to log_file) that runs RunMountDaemon; returns its pid
+// once the mount answers, or the daemon's one-line error. after_exit runs in the daemon once
+// it has unmounted (e.g. to clear a container record).
+Result<int> SpawnMountDaemon(const MountConfig& config, const std::filesystem::path& log_file,
+                             const std::function<void()>& after_exit = {});
+
+// Unmounts dir (umount2 as root, fusermount3 -u otherwise) and waits up to 10 s for
+// daemon_pid (if > 0) to exit. A stale mount (daemon dead: ENOTCONN) is detached lazily.
+// A busy mount: EBUSY, unless lazy (then detached).
+Status UnmountMountpoint(const std::filesystem::path& dir, int daemon_pid, bool lazy = false);
 
 }  // namespace layerfs

@@ -1,34 +1,115 @@
 // Container commands: mount, umount, ps, rm. Only parsing and printing live here; the work is
-// done by ContainerStore (layerstore/) and Mount / the daemon (fs/).
+// done by fs/container_ops.h (which uses ContainerStore, ImageStore and the mount).
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <vector>
 
-#include "layerstore/container_store.h"
+#include <nlohmann/json.hpp>
+
+#include "fs/container_ops.h"
+#include "layerstore/disk_usage.h"
 #include "tools/cli.h"
+#include "tools/table.h"
 
 namespace layerfs::cli {
 
 namespace {
 
+void RegisterMount(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("mount", "Mount an image as a new container's writable root (or remount one by --name)");
+  auto req = std::make_shared<MountContainerRequest>();
+  auto args = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("--name", req->name, "Container name (an existing container is mounted again with its changes)");
+  cmd->add_option("-o", req->options, "Mount options: allow_other, default_permissions, debug, threads=N");
+  cmd->add_flag("-f,--foreground", req->foreground, "Serve in the foreground until unmounted or interrupted");
+  cmd->add_option("args", *args, "IMAGE DIR (DIR alone with --name of an existing container)")->required();
+  cmd->callback([&cli, req, args] {
+    if (args->size() == 2) {
+      req->image = (*args)[0];
+      req->dir = (*args)[1];
+    } else if (args->size() == 1 && !req->name.empty()) {
+      req->dir = (*args)[0];
+    } else {
+      cli.Fail("usage: layerfs mount [--name NAME] [-o OPTS] [-f] IMAGE DIR");
+      cli.exit_code = 2;
+      return;
+    }
+    auto store = cli.OpenStore();
+    if (!store.ok()) return;
+    if (req->options.empty() && cli.debug) req->options.push_back("debug");
+    auto r = MountContainer(*store, *req);
+    if (!r.ok()) return (void)cli.Fail(r.status());
+    if (!req->foreground) std::printf("%s\n", r->name.c_str());
+  });
+}
+
+void RegisterUmount(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("umount", "Unmount a container (by mount point or name); also cleans stale mounts");
+  auto target = std::make_shared<std::string>();
+  cmd->add_option("target", *target, "DIR or NAME")->required();
+  cmd->callback([&cli, target] {
+    auto store = cli.OpenStore();
+    if (!store.ok()) return;
+    Status st = UnmountContainer(*store, *target);
+    if (!st.ok()) cli.Fail(st);
+  });
+}
+
 void RegisterPs(CLI::App& app, Cli& cli) {
-  auto* cmd = app.add_subcommand("ps", "List containers (mounted ones; -a: all)");
+  auto* cmd = app.add_subcommand("ps", "List mounted containers (-a: all)");
   auto all = std::make_shared<bool>(false);
+  auto format = std::make_shared<std::string>();
   cmd->add_flag("-a,--all", *all, "Show unmounted containers too");
-  cmd->callback([&cli, all] {
+  cmd->add_option("--format", *format, "json: one JSON array");
+  cmd->callback([&cli, all, format] {
     auto store = cli.OpenStore();
     if (!store.ok()) return;
     ContainerStore containers(*store);
-    std::printf("%-12s  %-20s  %-20s  %s\n", "CONTAINER ID", "NAME", "IMAGE", "MOUNTPOINT");
+    Table table({"CONTAINER ID", "NAME", "IMAGE", "MOUNTPOINT", "STATUS", "SIZE"});
+    nlohmann::json rows = nlohmann::json::array();
     for (const auto& c : containers.List()) {
-      if (!*all && c.mountpoint.empty()) continue;
-      std::printf("%-12s  %-20s  %-20s  %s\n", c.id.substr(0, 12).c_str(), c.name.c_str(),
-                  c.image_ref.c_str(), c.mountpoint.c_str());
+      ContainerState state = StateOf(c);
+      if (!*all && state == ContainerState::kUnmounted) continue;
+      uint64_t size = TreeContentSize(containers.upper_dir(c.id));
+      if (*format == "json") {
+        rows.push_back({{"Id", c.id}, {"Name", c.name}, {"Image", c.image_ref}, {"ImageID", c.image_id.str()},
+                        {"Mountpoint", c.mountpoint}, {"Status", ContainerStateName(state)}, {"Size", size},
+                        {"DaemonPid", c.daemon_pid}, {"Created", c.created_unix}});
+      } else {
+        table.AddRow({c.id.substr(0, 12), c.name, c.image_ref, c.mountpoint, ContainerStateName(state), HumanSize(size)});
+      }
+    }
+    if (*format == "json") std::printf("%s\n", rows.dump().c_str());
+    else if (!format->empty()) cli.Fail("unknown --format \"" + *format + "\" (supported: json)");
+    else std::fputs(table.Render().c_str(), stdout);
+  });
+}
+
+void RegisterRm(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("rm", "Remove containers (refuses mounted ones unless -f)");
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto force = std::make_shared<bool>(false);
+  cmd->add_flag("-f,--force", *force, "Unmount first if mounted");
+  cmd->add_option("names", *names, "NAME or ID")->required();
+  cmd->callback([&cli, names, force] {
+    auto store = cli.OpenStore();
+    if (!store.ok()) return;
+    for (const auto& n : *names) {
+      Status st = RemoveContainer(*store, n, *force);
+      if (!st.ok()) cli.Fail(st);
+      else std::printf("%s\n", n.c_str());
     }
   });
 }
 
 }  // namespace
 
-void RegisterContainerCommands(CLI::App& app, Cli& cli) { RegisterPs(app, cli); }
+void RegisterContainerCommands(CLI::App& app, Cli& cli) {
+  RegisterMount(app, cli);
+  RegisterUmount(app, cli);
+  RegisterPs(app, cli);
+  RegisterRm(app, cli);
+}
 
 }  // namespace layerfs::cli
