@@ -1,6 +1,8 @@
 // UnpackLayer on archives built here with libarchive's writer: every entry type, whiteouts,
 // compression formats, and hostile archives that must never write outside the tree.
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -381,14 +383,18 @@ TEST_F(UnpackTest, UnprivilegedUnpackIndexesDevicesWithoutCreatingThem) {
   testing::WriteFile(base() / "blob", blob);
   fs::path t = tree();
   ASSERT_EQ(::chown(t.c_str(), 65534, 65534), 0);
-  ASSERT_EQ(::chmod(dir_.path().c_str(), 0755), 0);
+  for (const fs::path& p : {dir_.path(), dir_.path() / "sentinel", dir_.path() / "blob"}) ASSERT_EQ(::chmod(p.c_str(), 0755), 0);
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(10);
+    if (::access((base() / "blob").c_str(), R_OK) != 0) ::_exit(20);  // sandbox denies "nobody"
     LayerIndex idx;
     auto r = UnpackLayer(base() / "blob", t, &idx);
-    if (!r.ok()) ::_exit(11);
+    if (!r.ok()) {
+      std::fprintf(stderr, "unprivileged unpack: %s\n", r.status().message().c_str());
+      ::_exit(11);
+    }
     bool indexed = false;
     for (const auto& e : idx.entries()) indexed |= e.path == "dev/null" && e.type == EntryType::kCharDevice;
     if (!indexed) ::_exit(12);
@@ -396,6 +402,40 @@ TEST_F(UnpackTest, UnprivilegedUnpackIndexesDevicesWithoutCreatingThem) {
     if (testing::ReadFile(t / "bin/busybox") != Pattern(70000, 1)) ::_exit(14);
     struct stat st;
     if (::stat((t / "ro").c_str(), &st) != 0 || (st.st_mode & 07777) != 0555) ::_exit(15);
+    ::_exit(0);
+  }
+  int ws = 0;
+  ASSERT_EQ(::waitpid(pid, &ws, 0), pid);
+  ASSERT_TRUE(WIFEXITED(ws));
+  if (WEXITSTATUS(ws) == 20) GTEST_SKIP() << "this machine does not let an unprivileged user read /tmp";
+  EXPECT_EQ(WEXITSTATUS(ws), 0) << "child failed check " << WEXITSTATUS(ws);
+}
+
+// Root without CAP_MKNOD (a container runtime's usual setup): devices are indexed, not created.
+TEST_F(UnpackTest, RootWithoutMknodCapabilityStillIndexesDevices) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root";
+  testing::WriteFile(base() / "blob", EveryEntryType().Build());
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2];
+    if (::syscall(SYS_capget, &hdr, data) != 0) ::_exit(10);
+    data[CAP_MKNOD / 32].effective &= ~(1u << (CAP_MKNOD % 32));
+    data[CAP_MKNOD / 32].permitted &= ~(1u << (CAP_MKNOD % 32));
+    if (::syscall(SYS_capset, &hdr, data) != 0) ::_exit(11);
+    LayerIndex idx;
+    auto r = UnpackLayer(base() / "blob", tree(), &idx);
+    if (!r.ok()) {
+      std::fprintf(stderr, "unpack without CAP_MKNOD: %s\n", r.status().message().c_str());
+      ::_exit(12);
+    }
+    int devices = 0;
+    for (const auto& e : idx.entries())
+      devices += e.type == EntryType::kCharDevice || e.type == EntryType::kBlockDevice;
+    if (devices != 2) ::_exit(13);
+    if (fs::exists(fs::symlink_status(tree() / "dev/null"))) ::_exit(14);
+    if (testing::ReadFile(tree() / "bin/busybox") != Pattern(70000, 1)) ::_exit(15);
     ::_exit(0);
   }
   int ws = 0;
