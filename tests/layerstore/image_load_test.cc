@@ -61,8 +61,8 @@ TEST_F(ImageLoadTest, LoadsOciArchive) {
 }
 
 TEST_F(ImageLoadTest, LoadsDockerArchiveOldLayoutWithUncompressedLayers) {
-  auto base = MakeLayer({{"bin/sh", "sh"}}, LayerCompression::kNone);
-  auto img = MakeImage({base, MakeLayer({{"x", "y"}}, LayerCompression::kNone)}, {"busybox:1", "busybox:latest"});
+  auto base = MakeLayer({{"bin/sh", "sh"}}, Compression::kNone);
+  auto img = MakeImage({base, MakeLayer({{"x", "y"}}, Compression::kNone)}, {"busybox:1", "busybox:latest"});
   WriteDockerArchive(Scratch("d.tar"), {img});
   auto r = Load(Scratch("d.tar"));
   ASSERT_TRUE(r.ok()) << r.status().message();

@@ -31,13 +31,14 @@ void Check(int r, archive* a) {
 // A libarchive writer into a string; entries added with Add().
 class TarWriter {
  public:
-  explicit TarWriter(LayerCompression c, bool raw = false) : a_(archive_write_new(), archive_write_free) {
+  explicit TarWriter(Compression c, bool raw = false) : a_(archive_write_new(), archive_write_free) {
     if (raw) {
       archive_write_set_format_raw(a_.get());
     } else {
       archive_write_set_format_pax_restricted(a_.get());
     }
-    if (c == LayerCompression::kGzip) archive_write_add_filter_gzip(a_.get());
+    if (c == Compression::kGzip) archive_write_add_filter_gzip(a_.get());
+    if (c == Compression::kZstd) archive_write_add_filter_zstd(a_.get());
     archive_write_set_bytes_in_last_block(a_.get(), 1);
     Check(archive_write_open(a_.get(), &out_, nullptr, AppendToString, nullptr), a_.get());
   }
@@ -121,48 +122,52 @@ std::vector<std::pair<std::string, std::string>> OciFiles(const std::vector<Test
 
 }  // namespace
 
-std::string BuildLayerTar(const std::vector<TestFile>& files, LayerCompression c) {
+std::string BuildLayerTar(const std::vector<TestFile>& files, Compression c) {
   TarWriter w(c);
   for (const auto& f : files) w.Add(f.path, f.content, f.symlink, f.mode);
   return w.Finish();
 }
 
-std::string BuildLayerTarGz(const std::vector<TestFile>& files) { return BuildLayerTar(files, LayerCompression::kGzip); }
+std::string BuildLayerTarGz(const std::vector<TestFile>& files) { return BuildLayerTar(files, Compression::kGzip); }
 
-std::string Gzip(const std::string& bytes) {
-  TarWriter w(LayerCompression::kGzip, /*raw=*/true);
+std::string Gzip(const std::string& bytes) { return Compress(bytes, Compression::kGzip); }
+
+std::string Compress(const std::string& bytes, Compression c) {
+  TarWriter w(c, /*raw=*/true);
   w.Add("data", bytes);
   return w.Finish();
 }
 
-static TestLayer FromTar(const std::string& tar, LayerCompression c, uint64_t content_size) {
+static TestLayer FromTar(const std::string& tar, Compression c, uint64_t content_size) {
   TestLayer l;
   l.diff_id = Sha256Of(tar);
-  l.blob = c == LayerCompression::kGzip ? Gzip(tar) : tar;
+  l.blob = c == Compression::kNone ? tar : Compress(tar, c);
   l.digest = Sha256Of(l.blob);
-  l.media_type = c == LayerCompression::kGzip ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar";
+  l.media_type = c == Compression::kGzip   ? "application/vnd.oci.image.layer.v1.tar+gzip"
+                 : c == Compression::kZstd ? "application/vnd.oci.image.layer.v1.tar+zstd"
+                                           : "application/vnd.oci.image.layer.v1.tar";
   l.content_size = content_size;
   return l;
 }
 
-TestLayer MakeLayer(const std::vector<TestFile>& files, LayerCompression c) {
+TestLayer MakeLayer(const std::vector<TestFile>& files, Compression c) {
   uint64_t size = 0;
   for (const auto& f : files) {
     bool whiteout = fs::path(f.path).filename().string().rfind(".wh.", 0) == 0;
     if (!f.symlink.empty()) size += f.symlink.size();
     else if (!whiteout && (f.path.empty() || f.path.back() != '/')) size += f.content.size();
   }
-  return FromTar(BuildLayerTar(files, LayerCompression::kNone), c, size);
+  return FromTar(BuildLayerTar(files, Compression::kNone), c, size);
 }
 
-TestLayer MakeRandomLayer(const std::string& file_name, uint64_t bytes, uint32_t seed, LayerCompression c) {
+TestLayer MakeRandomLayer(const std::string& file_name, uint64_t bytes, uint32_t seed, Compression c) {
   std::string data(bytes, '\0');
   std::mt19937_64 rng(seed);
   for (size_t i = 0; i + 8 <= data.size(); i += 8) {
     uint64_t v = rng();
     std::memcpy(&data[i], &v, 8);
   }
-  return FromTar(BuildLayerTar({{file_name, data}}, LayerCompression::kNone), c, bytes);
+  return FromTar(BuildLayerTar({{file_name, data}}, Compression::kNone), c, bytes);
 }
 
 TestImage MakeImage(const std::vector<TestLayer>& layers, const std::vector<std::string>& tags, const std::string& created) {
@@ -192,7 +197,7 @@ TestImage MakeImage(const std::vector<TestLayer>& layers, const std::vector<std:
 }
 
 void WriteTar(const fs::path& file, const std::vector<std::pair<std::string, std::string>>& entries) {
-  TarWriter w(LayerCompression::kNone);
+  TarWriter w(Compression::kNone);
   for (const auto& [name, bytes] : entries) w.Add(name, bytes);
   WriteBytes(file, w.Finish());
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "layerstore/digest.h"
+#include "layerstore/test_util.h"  // Compression, TempDir, ReadFile, WriteFile
 
 namespace layerfs::testing {
 
@@ -23,12 +24,11 @@ struct TestFile {
   uint32_t mode = 0;    // 0: 0644 files, 0755 dirs
 };
 
-enum class LayerCompression { kNone, kGzip };
-
 // Raw tar bytes (optionally gzip-compressed) of the files, in the given order.
-std::string BuildLayerTar(const std::vector<TestFile>& files, LayerCompression c = LayerCompression::kNone);
+std::string BuildLayerTar(const std::vector<TestFile>& files, Compression c = Compression::kNone);
 std::string BuildLayerTarGz(const std::vector<TestFile>& files);
 std::string Gzip(const std::string& bytes);
+std::string Compress(const std::string& bytes, Compression c);  // raw gzip or zstd stream
 
 struct TestLayer {
   std::string blob;        // bytes as stored (compressed or not)
@@ -37,9 +37,9 @@ struct TestLayer {
   Digest diff_id;          // of the uncompressed tar
   uint64_t content_size = 0;  // regular file bytes + symlink target lengths
 };
-TestLayer MakeLayer(const std::vector<TestFile>& files, LayerCompression c = LayerCompression::kGzip);
+TestLayer MakeLayer(const std::vector<TestFile>& files, Compression c = Compression::kGzip);
 // A layer of `bytes` pseudo-random (incompressible) bytes in one file; fast for big sizes.
-TestLayer MakeRandomLayer(const std::string& file_name, uint64_t bytes, uint32_t seed, LayerCompression c = LayerCompression::kNone);
+TestLayer MakeRandomLayer(const std::string& file_name, uint64_t bytes, uint32_t seed, Compression c = Compression::kNone);
 
 struct TestImage {
   std::vector<TestLayer> layers;
