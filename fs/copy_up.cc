@@ -188,8 +188,10 @@ int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
     int fd = ::openat(parent_fd, node->name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -errno;
     node->dir_fd.store(fd, std::memory_order_release);
+    node->upper.store(true, std::memory_order_release);
+  } else if (int r = AttachUpperFile(node.get(), parent_fd, node->name); r != 0) {
+    return r;
   }
-  node->upper.store(true, std::memory_order_release);
   // A directory copied up on the way to a child shows nlink 1 from now on (merged), which the
   // kernel may have cached; directories have no page cache, so this cannot deadlock on a page.
   if (node->is_dir && session_ != nullptr && node->nlookup.load() > 0)
@@ -214,10 +216,19 @@ void LayerFs::LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::strin
         ::fstat(dir->dir_fd.load(), &before) == 0 &&
         ::linkat(copy_dirfd, copy_name.c_str(), dir->dir_fd.load(), name.c_str(), 0) == 0) {
       RestoreTimes(dir->dir_fd.load(), before);
-      member->upper.store(true, std::memory_order_release);
+      AttachUpperFile(member.get(), dir->dir_fd.load(), name);
     }
     table_.Forget(member.get(), 1);
   }
+}
+
+int LayerFs::AttachUpperFile(Node* node, int dirfd, const std::string& name) {
+  int fd = ::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int old = node->file_fd.exchange(fd, std::memory_order_acq_rel);
+  if (old >= 0) ::close(old);  // never: a node attaches once, under its lock
+  node->upper.store(true, std::memory_order_release);
+  return 0;
 }
 
 const std::vector<uint32_t>& LayerFs::GroupOf(uint32_t ino_node) {

@@ -5,8 +5,8 @@
 namespace layerfs {
 
 Node::~Node() {
-  int fd = dir_fd.load();
-  if (fd >= 0) ::close(fd);
+  for (int fd : {dir_fd.load(), file_fd.load()})
+    if (fd >= 0) ::close(fd);
 }
 
 std::pair<std::shared_ptr<Node>, std::string> Node::Location() {

@@ -32,6 +32,9 @@ struct Node : std::enable_shared_from_this<Node> {
   std::mutex mu;
   std::atomic<bool> upper{false};  // exists in the upper directory
   std::atomic<int> dir_fd{-1};     // directories with an upper: O_RDONLY fd of it
+  // Non-directories with an upper: O_PATH fd of the upper inode, so attributes, opens and
+  // xattrs reach the file whatever happens to the name it was found under (hard links).
+  std::atomic<int> file_fd{-1};
   std::shared_ptr<Node> parent;    // where this node was last seen (null for the root)
   std::string name;
 

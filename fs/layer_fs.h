@@ -84,13 +84,11 @@ class LayerFs {
   void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
   void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name);
 
-  // Upper location of a node that has an upper copy: the pair (dirfd, name) for *at calls, and
-  // a /proc path for the xattr calls. Holds the parent alive.
+  // The upper inode of a node that has an upper copy: its fd (for *at calls with an empty
+  // path) and /proc/self/fd path (for calls that take a path; they follow to the inode).
   struct UpperRef {
-    std::shared_ptr<Node> parent;
-    int dirfd = -1;
-    std::string name;
-    std::string path() const { return UpperFormat::FdPath(dirfd, name); }
+    int fd = -1;  // dir_fd or file_fd
+    std::string path() const { return UpperFormat::FdPath(fd, ""); }
   };
 
   const MergedIndex& index() const { return index_; }
@@ -122,6 +120,8 @@ class LayerFs {
   // --- upper side (copy_up.cc, whiteout handling in ops_*)
   int EnsureUpper(const std::shared_ptr<Node>& node);           // copy-up; 0 / -errno
   void LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::string& copy_name);
+  // Marks a non-directory node as upper, holding an O_PATH fd of dirfd/name.
+  int AttachUpperFile(Node* node, int dirfd, const std::string& name);
   const std::vector<uint32_t>& GroupOf(uint32_t ino_node);      // lower hard-link members
   std::shared_ptr<Node> ResolveLowerDir(uint32_t idx);
   int OpenLower(uint32_t idx, int flags) const;                   // fd / -errno

@@ -135,7 +135,10 @@ void AppendU32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const
 
 class Serializer {
  public:
-  Serializer(BuildNode* root, uint32_t layer_count, const Digest& chain) : chain_(chain), layers_(layer_count) {
+  // layer_links: (layer << 32 | group) -> members of the group in that layer's tar.
+  Serializer(BuildNode* root, uint32_t layer_count, const Digest& chain,
+             std::unordered_map<uint64_t, uint32_t> layer_links)
+      : chain_(chain), layers_(layer_count), layer_links_(std::move(layer_links)) {
     order_.push_back(root);
     names_of_.push_back("");
   }
@@ -209,7 +212,9 @@ class Serializer {
   }
 
   // Members of one hard-link group (same layer, same group) that survived the merge share the
-  // st_ino of the first member and count each other in nlink.
+  // st_ino of the first member. nlink is the tree's (overlayfs shows the lower inode's count,
+  // links hidden by upper layers included); hidden_links lets the mount keep that figure
+  // after copy-up, when only the visible links exist in the upper.
   void LinkHardLinks() {
     std::unordered_map<uint64_t, std::vector<uint32_t>> groups;
     for (uint32_t i = 0; i < order_.size(); ++i) {
@@ -218,8 +223,10 @@ class Serializer {
       groups[(uint64_t{order_[i]->layer} << 32) | e->hardlink_group].push_back(i);
     }
     for (auto& [key, members] : groups) {
+      uint32_t in_layer = std::max<uint32_t>(layer_links_[key], static_cast<uint32_t>(members.size()));
       for (uint32_t m : members) {
-        nodes_[m].nlink = static_cast<uint32_t>(members.size());
+        nodes_[m].nlink = in_layer;
+        nodes_[m].hidden_links = static_cast<uint16_t>(std::min<uint32_t>(in_layer - members.size(), 0xffff));
         nodes_[m].ino_node = members.front();
       }
     }
@@ -252,6 +259,7 @@ class Serializer {
   std::vector<BuildNode*> order_;
   std::vector<std::string_view> names_of_;
   std::vector<uint32_t> parent_of_{0};
+  std::unordered_map<uint64_t, uint32_t> layer_links_;
   std::vector<MergedNode> nodes_;
   std::string names_;
   std::string extra_;
@@ -284,13 +292,18 @@ MergedIndex& MergedIndex::operator=(MergedIndex&&) noexcept = default;
 
 Result<MergedIndex> MergedIndex::Build(const std::vector<const LayerIndex*>& layers, const Digest& chain_id) {
   if (layers.size() > 0xffff) return Status::Error(EINVAL, "too many layers to merge");
+  std::unordered_map<uint64_t, uint32_t> layer_links;
+  for (size_t l = 0; l < layers.size(); ++l)
+    for (const LayerEntry& e : layers[l]->entries())
+      if (e.hardlink_group != 0 && e.type != EntryType::kDirectory && e.type != EntryType::kWhiteout)
+        ++layer_links[(uint64_t{l} << 32) | e.hardlink_group];
   BuildNode root;
   for (size_t l = 0; l < layers.size(); ++l) {
     root.Touch(static_cast<uint16_t>(l));  // every layer has a root
     for (const LayerEntry& e : layers[l]->entries()) ApplyEntry(&root, e, static_cast<uint16_t>(l));
   }
   auto storage = std::make_unique<Storage>();
-  storage->owned = Serializer(&root, static_cast<uint32_t>(layers.size()), chain_id).Run();
+  storage->owned = Serializer(&root, static_cast<uint32_t>(layers.size()), chain_id, std::move(layer_links)).Run();
   MergedIndex index;
   RETURN_IF_ERROR(index.Attach(std::move(storage), "built merged index"));
   return index;

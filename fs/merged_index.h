@@ -33,15 +33,15 @@ struct MergedNode {
   uint8_t type;         // EntryType (never kWhiteout)
   uint8_t reserved0;
   uint16_t layer;       // index (bottom = 0) of the layer that provides this entry
-  uint16_t reserved1;
+  uint16_t hidden_links;  // links of this inode in its layer that the merge hides
   uint32_t parent;      // root: 0
   uint32_t first_child; // directories: children are [first_child, first_child + child_count)
   uint32_t child_count;
   uint32_t mode;        // st_mode incl. S_IFMT
   uint32_t uid;
   uint32_t gid;
-  uint32_t nlink;       // hard-link members in the merged view; dirs: 2 + subdirs, or 1
-                        // when merged from several layers (as overlayfs shows it)
+  uint32_t nlink;       // as overlayfs shows it: files, the links in the layer's tree; dirs,
+                        // 2 + subdirs, or 1 when merged from several layers
   uint64_t size;
   int64_t mtime_sec;
   uint32_t mtime_nsec;
@@ -56,7 +56,7 @@ class MergedIndex {
  public:
   static constexpr uint32_t kRoot = 0;
   static constexpr uint32_t kNone = 0xffffffffu;
-  static constexpr uint32_t kVersion = 2;
+  static constexpr uint32_t kVersion = 3;
 
   MergedIndex();
   ~MergedIndex();

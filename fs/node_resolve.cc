@@ -3,7 +3,6 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <tuple>
 
 #include "fs/layer_fs.h"
 
@@ -102,7 +101,10 @@ std::shared_ptr<Node> LayerFs::NodeForUpper(const std::shared_ptr<Node>& dir, co
   if (origin && *origin >= index_.size()) origin.reset();
   uint32_t lower = origin.value_or(kNoLower);
   int fd = -1;
-  if (is_dir) {
+  if (!is_dir) {
+    fd = ::openat(dfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return nullptr;
+  } else {
     fd = ::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return nullptr;
     lower = kNoLower;
@@ -119,7 +121,7 @@ std::shared_ptr<Node> LayerFs::NodeForUpper(const std::shared_ptr<Node>& dir, co
     n->is_dir = is_dir;
     n->lower = lower;
     n->upper = true;
-    n->dir_fd = fd;
+    (is_dir ? n->dir_fd : n->file_fd) = fd;
     fd = -1;
     n->parent = dir;
     n->name = name;
@@ -157,26 +159,17 @@ int LayerFs::Attr(Node* node, struct stat* st, int fd) {
     LowerAttr(node->lower, st);
     return 0;
   }
-  int parent_fd = -1;
-  std::string name;
-  std::shared_ptr<Node> parent;
-  if (node->is_dir) {
-    if (::fstat(node->dir_fd.load(), st) != 0) return -errno;
-  } else {
-    std::tie(parent, name) = node->Location();
-    parent_fd = parent->dir_fd.load();
-    if (fd >= 0 ? ::fstat(fd, st) != 0 : ::fstatat(parent_fd, name.c_str(), st, AT_SYMLINK_NOFOLLOW) != 0)
-      return -errno;
-  }
+  int ufd = node->is_dir ? node->dir_fd.load() : node->file_fd.load();
+  if (::fstatat(fd >= 0 ? fd : ufd, "", st, AT_EMPTY_PATH) != 0) return -errno;
   if (!privileged()) {
-    auto o = node->is_dir ? format_.Override(node->dir_fd.load(), "") : format_.Override(parent_fd, name);
-    if (o) {
+    if (auto o = format_.Override(ufd, "")) {
       st->st_uid = o->uid;
       st->st_gid = o->gid;
       st->st_mode = o->mode;
     }
   }
   st->st_ino = node->lower != kNoLower ? LowerIno(node->lower) : InodeTable::UpperKey(st->st_ino);
+  if (!node->is_dir && node->lower != kNoLower) st->st_nlink += index_.node(node->lower).hidden_links;
   if (node->is_dir && node->lower != kNoLower) st->st_nlink = 1;
   return 0;
 }

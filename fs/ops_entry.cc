@@ -61,16 +61,7 @@ void LayerFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 LayerFs::UpperRef LayerFs::RefOf(Node* node) {
-  UpperRef ref;
-  if (node->is_dir) {
-    ref.dirfd = node->dir_fd.load(std::memory_order_acquire);
-    return ref;
-  }
-  auto [parent, name] = node->Location();
-  ref.dirfd = parent->dir_fd.load(std::memory_order_acquire);
-  ref.name = std::move(name);
-  ref.parent = std::move(parent);
-  return ref;
+  return UpperRef{node->is_dir ? node->dir_fd.load(std::memory_order_acquire) : node->file_fd.load(std::memory_order_acquire)};
 }
 
 namespace {
@@ -80,7 +71,7 @@ int ApplyMode(const UpperFormat& format, const LayerFs::UpperRef& ref, mode_t mo
   // Rootless: keep the host copy usable by us; the true mode lives in the override xattr.
   mode_t host = (mode & 07777) | (S_ISDIR(cur.st_mode) ? 0700 : 0600);
   if (::chmod(ref.path().c_str(), host) != 0) return -errno;
-  return format.SetOverride(ref.dirfd, ref.name, {cur.st_uid, cur.st_gid, (cur.st_mode & S_IFMT) | (mode & 07777)});
+  return format.SetOverride(ref.fd, "", {cur.st_uid, cur.st_gid, (cur.st_mode & S_IFMT) | (mode & 07777)});
 }
 
 int ApplyOwner(const UpperFormat& format, const LayerFs::UpperRef& ref, int to_set, const struct stat* attr,
@@ -88,12 +79,12 @@ int ApplyOwner(const UpperFormat& format, const LayerFs::UpperRef& ref, int to_s
   uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
   gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
   if (format.privileged()) {
-    return ::fchownat(ref.dirfd, ref.name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0 ? 0 : -errno;
+    return ::fchownat(ref.fd, "", uid, gid, AT_EMPTY_PATH) == 0 ? 0 : -errno;
   }
   if (S_ISLNK(cur.st_mode)) return -EPERM;
   StatOverride o{(to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : cur.st_uid,
                  (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : cur.st_gid, cur.st_mode};
-  return format.SetOverride(ref.dirfd, ref.name, o);
+  return format.SetOverride(ref.fd, "", o);
 }
 
 int ApplyTimes(const LayerFs::UpperRef& ref, int to_set, const struct stat* attr) {
@@ -102,13 +93,12 @@ int ApplyTimes(const LayerFs::UpperRef& ref, int to_set, const struct stat* attr
   else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = attr->st_atim;
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
   else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = attr->st_mtim;
-  if (ref.name.empty()) return ::utimensat(AT_FDCWD, ref.path().c_str(), tv, 0) == 0 ? 0 : -errno;
-  return ::utimensat(ref.dirfd, ref.name.c_str(), tv, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+  return ::utimensat(AT_FDCWD, ref.path().c_str(), tv, 0) == 0 ? 0 : -errno;
 }
 
 int ApplySize(const LayerFs::UpperRef& ref, off_t size, int fd) {
   if (fd >= 0) return ::ftruncate(fd, size) == 0 ? 0 : -errno;
-  int tfd = ::openat(ref.dirfd, ref.name.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  int tfd = ::open(ref.path().c_str(), O_WRONLY | O_CLOEXEC);
   if (tfd < 0) return -errno;
   int r = ::ftruncate(tfd, size) == 0 ? 0 : -errno;
   ::close(tfd);
@@ -150,7 +140,7 @@ void LayerFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
   }
   UpperRef ref = RefOf(node);
   char buf[PATH_MAX + 1];
-  ssize_t n = ::readlinkat(ref.dirfd, ref.name.c_str(), buf, PATH_MAX);
+  ssize_t n = ::readlinkat(ref.fd, "", buf, PATH_MAX);
   if (n < 0) return (void)fuse_reply_err(req, errno);
   buf[n] = '\0';
   fuse_reply_readlink(req, buf);

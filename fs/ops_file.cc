@@ -18,8 +18,7 @@ bool WantsWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & 
 }  // namespace
 
 int LayerFs::OpenUpper(Node* node, int flags) {
-  UpperRef ref = RefOf(node);
-  int fd = ::openat(ref.dirfd, ref.name.c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW);
+  int fd = ::open(RefOf(node).path().c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
   return fd >= 0 ? fd : -errno;
 }
 

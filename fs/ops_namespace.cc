@@ -156,7 +156,7 @@ void LayerFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char
   UpperRef ref = RefOf(src.get());
   std::shared_ptr<Node> node;
   auto make = [&](int dirfd, const std::string& n) {
-    return ::linkat(ref.dirfd, ref.name.c_str(), dirfd, n.c_str(), 0) == 0 ? 0 : -errno;
+    return ::linkat(AT_FDCWD, ref.path().c_str(), dirfd, n.c_str(), AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
   };
   r = NewEntry(req, Shared(parent), name, 0 /* keep owner and mode */, make, &node);
   if (r != 0) return (void)fuse_reply_err(req, -r);
@@ -171,6 +171,11 @@ void LayerFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   bool last_link = true;
   if (child->is_dir) {
     r = -EISDIR;
+  } else if (!child->upper.load() && index_.node(child->lower).nlink > 1) {
+    // The other links must see nlink drop: copy the group up first (overlayfs with index=on
+    // does the same through its index).
+    r = EnsureUpper(child);
+    last_link = false;
   } else if (child->upper.load()) {
     struct stat st;
     if (::fstatat(dir->dir_fd.load(), name, &st, AT_SYMLINK_NOFOLLOW) == 0) last_link = st.st_nlink <= 1;

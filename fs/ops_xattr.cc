@@ -1,5 +1,7 @@
 // Extended attributes. Lower entries answer from the merged index; changes copy up first.
 // The store's private xattrs (UpperFormat::IsPrivateXattr) are invisible and cannot be set.
+// Upper calls go through /proc/self/fd/N of the node's fd: the magic link leads to the inode
+// itself, also for a symlink (what l*xattr would do).
 #include <sys/xattr.h>
 
 #include <cstring>
@@ -28,8 +30,7 @@ void LayerFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t 
   }
   UpperRef ref = RefOf(node);
   std::vector<char> buf(size > 0 ? size : 65536);
-  ssize_t n = ref.name.empty() ? ::fgetxattr(ref.dirfd, name, buf.data(), buf.size())
-                               : ::lgetxattr(ref.path().c_str(), name, buf.data(), buf.size());
+  ssize_t n = ::getxattr(ref.path().c_str(), name, buf.data(), buf.size());
   if (n < 0) return (void)fuse_reply_err(req, errno);
   ReplySized(req, buf.data(), static_cast<size_t>(n), size);
 }
@@ -46,8 +47,7 @@ void LayerFs::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   }
   UpperRef ref = RefOf(node);
   std::vector<char> buf(65536);
-  ssize_t n = ref.name.empty() ? ::flistxattr(ref.dirfd, buf.data(), buf.size())
-                               : ::llistxattr(ref.path().c_str(), buf.data(), buf.size());
+  ssize_t n = ::listxattr(ref.path().c_str(), buf.data(), buf.size());
   if (n < 0) return (void)fuse_reply_err(req, errno);
   for (ssize_t p = 0; p < n;) {
     std::string key(buf.data() + p);
@@ -64,8 +64,7 @@ void LayerFs::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const c
   std::shared_ptr<Node> node = Shared(ino);
   if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
-  int r = ref.name.empty() ? ::fsetxattr(ref.dirfd, name, value, size, flags)
-                           : ::lsetxattr(ref.path().c_str(), name, value, size, flags);
+  int r = ::setxattr(ref.path().c_str(), name, value, size, flags);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
@@ -74,7 +73,7 @@ void LayerFs::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   std::shared_ptr<Node> node = Shared(ino);
   if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
-  int r = ref.name.empty() ? ::fremovexattr(ref.dirfd, name) : ::lremovexattr(ref.path().c_str(), name);
+  int r = ::removexattr(ref.path().c_str(), name);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 

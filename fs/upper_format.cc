@@ -14,19 +14,21 @@ namespace {
 
 constexpr const char* kOverrideXattr = "user.containers.override_stat";
 
-// name empty: the directory dirfd itself (f*xattr; l*xattr on /proc/self/fd/N would address
-// the magic link, not the directory).
+// name empty: the inode of dirfd itself (which may be an O_PATH fd): getxattr follows the
+// /proc/self/fd magic link to it; l*xattr would address the link.
 std::optional<std::string> GetXattr(int dirfd, const std::string& name, const std::string& key) {
   char buf[4096];
-  ssize_t n = name.empty() ? ::fgetxattr(dirfd, key.c_str(), buf, sizeof(buf))
-                           : ::lgetxattr(UpperFormat::FdPath(dirfd, name).c_str(), key.c_str(), buf, sizeof(buf));
+  std::string path = UpperFormat::FdPath(dirfd, name);
+  ssize_t n = name.empty() ? ::getxattr(path.c_str(), key.c_str(), buf, sizeof(buf))
+                           : ::lgetxattr(path.c_str(), key.c_str(), buf, sizeof(buf));
   if (n < 0) return std::nullopt;
   return std::string(buf, n);
 }
 
 int SetXattr(int dirfd, const std::string& name, const std::string& key, const std::string& value) {
-  int r = name.empty() ? ::fsetxattr(dirfd, key.c_str(), value.data(), value.size(), 0)
-                       : ::lsetxattr(UpperFormat::FdPath(dirfd, name).c_str(), key.c_str(), value.data(), value.size(), 0);
+  std::string path = UpperFormat::FdPath(dirfd, name);
+  int r = name.empty() ? ::setxattr(path.c_str(), key.c_str(), value.data(), value.size(), 0)
+                       : ::lsetxattr(path.c_str(), key.c_str(), value.data(), value.size(), 0);
   return r == 0 ? 0 : -errno;
 }
 
