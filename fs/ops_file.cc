@@ -18,7 +18,8 @@ bool WantsWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & 
 }  // namespace
 
 int LayerFs::OpenUpper(Node* node, int flags) {
-  int fd = ::open(RefOf(node).path().c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
+  // O_NOFOLLOW would refuse the /proc magic link itself; the kernel already resolved the name.
+  int fd = ::open(RefOf(node).path().c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC);
   return fd >= 0 ? fd : -errno;
 }
 

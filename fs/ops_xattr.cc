@@ -71,6 +71,12 @@ void LayerFs::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const c
 void LayerFs::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   if (UpperFormat::IsPrivateXattr(name)) return (void)fuse_reply_err(req, ENODATA);
   std::shared_ptr<Node> node = Shared(ino);
+  if (!node->upper.load(std::memory_order_acquire)) {
+    // Nothing to remove: no copy-up (overlayfs checks the lower first too).
+    bool has = false;
+    for (const auto& [k, v] : index_.Xattrs(node->lower)) has = has || k == name;
+    if (!has) return (void)fuse_reply_err(req, ENODATA);
+  }
   if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
   int r = ::removexattr(ref.path().c_str(), name);
