@@ -226,7 +226,7 @@ Result<uint64_t> BuildCache::RemoveUnreferenced(const Candidates& candidates, bo
     Held h = RecordHolds(*store_, r);
     kept.blobs.insert(h.blobs.begin(), h.blobs.end());
     kept.diff_ids.insert(h.diff_ids.begin(), h.diff_ids.end());
-    if (!h.chain.empty()) kept.chains.insert(h.chain);
+    // A record's merged index is not kept: it is a cache that the next RUN rebuilds if needed.
   }
   uint64_t bytes = 0;
   BlobStore blobs(*store_);

@@ -65,8 +65,9 @@ class BuildCache {
   };
   Result<PruneReport> Prune(bool all) const;
 
-  // Deletes those of the given blobs, layers and merged-index caches (chain IDs) that no
-  // image, container or cache record uses, and returns the bytes freed. Prune and a failed
+  // Deletes those of the given blobs and layers that no image, container or cache record uses,
+  // and the given merged-index caches (chain IDs) that no image or container uses; returns the
+  // bytes freed. Prune and a failed
   // build's clean-up both end here. Takes the writer lock unless `locked`.
   struct Candidates {
     std::vector<Digest> blobs;

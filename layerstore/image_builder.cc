@@ -18,6 +18,7 @@
 #include "layerstore/image_store.h"
 #include "layerstore/layer_store.h"
 #include "layerstore/reference.h"
+#include "layerstore/remove_tree.h"
 #include "layerstore/user_db.h"
 
 namespace layerfs {
@@ -243,11 +244,14 @@ struct ImageBuilder::Impl {
     return Status::Ok();
   }
 
-  // Removes what this build added: its cache records, then whatever of its blobs, layers and
-  // merged indexes nothing else uses.
+  // Removes what this build added: its cache records, whatever of its blobs and layers nothing
+  // else uses, and the merged indexes its mounts created (caches, rebuilt when next needed).
   void Rollback() {
     for (const Digest& key : added_records) (void)cache.Remove(key);
-    (void)cache.RemoveUnreferenced(added);
+    BuildCache::Candidates data = added;
+    data.chains.clear();
+    (void)cache.RemoveUnreferenced(data);
+    for (const Digest& chain : added.chains) (void)RemoveTree(store().chain_dir(chain));
   }
 
   // ---- one step ----
