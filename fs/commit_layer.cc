@@ -208,7 +208,7 @@ class CommitWalker {
   }
 
  public:
-  // The upper root becomes "./" only when its owner, mode or xattrs differ from the image's.
+  // The upper root becomes "./" only when its owner, mode, mtime or xattrs differ from the image's.
   Status EmitRootIfChanged(int parent_fd, const std::string& name) {
     struct stat st;
     if (fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::FromErrno("stat upper root");
@@ -219,6 +219,7 @@ class CommitWalker {
       for (const auto& [k, v] : image_.Xattrs(MergedIndex::kRoot))
         if (KeepXattr(std::string(k))) lower_xattrs[std::string(k)] = std::string(v);
       bool same = (root.mode & 07777) == (archive_entry_mode(e.get()) & 07777) && root.uid == archive_entry_uid(e.get()) &&
+                  root.mtime_sec == archive_entry_mtime(e.get()) &&
                   root.gid == archive_entry_gid(e.get()) && lower_xattrs == UpperXattrs(UpperFormat::FdPath(parent_fd, name));
       if (same) return Status::Ok();
     }

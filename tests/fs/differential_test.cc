@@ -4,7 +4,7 @@
 // must agree. layerfs is then remounted on the same upper and must show the same tree with the
 // same st_ino. A failing seed is shrunk to a minimal sequence, printed readably.
 //
-// Env: LAYERFS_DIFF_SEEDS (default 200), LAYERFS_DIFF_OPS (default 60), LAYERFS_DIFF_SEED_BASE
+// Env: LAYERFS_DIFF_SEEDS (default 100), LAYERFS_DIFF_OPS (default 60), LAYERFS_DIFF_SEED_BASE
 // (first seed, default 1). LAYERFS_DIFF_SELFCHECK_SEEDS: seeds for the harness self-check that
 // runs fuse-overlayfs against kernel overlayfs (default 0: off, as fuse-overlayfs 1.10 has its
 // own deviations, e.g. no ".." at the mount root and lchown lost when a symlink is copied up).
@@ -90,6 +90,9 @@ const char* CandidateName(Candidate c) { return c == Candidate::kLayerfs ? "laye
 CompareOptions OptionsFor(Candidate c) {
   CompareOptions opt;
   opt.merged_dir_nlink_one = true;  // overlayfs: st_nlink 1 for merged dirs (ovl_getattr)
+  // layerfs deviation (merged_index.h: "hard-link members in the merged view"; reported, not yet
+  // in fs docs): a lower hard link whose other member is whited out shows nlink 1, not 2.
+  opt.nlink_counts_visible_links = c == Candidate::kLayerfs;
   if (c == Candidate::kFuseOverlayfs) {
     // fuse-overlayfs 1.10 deviates where the harness first ran: parent dir mtimes move on
     // copy-up, st_ino/hard-link identity differs from overlayfs with index=on. The self-check
@@ -178,7 +181,8 @@ void RunSeeds(Candidate candidate, int seeds, int ops_per_seed, int first_seed) 
     ++failures;
     std::string baseline = RunCase(setup, candidate, {}, true);
     if (!baseline.empty()) {  // nothing to shrink: it fails before any operation
-      ADD_FAILURE() << "seed " << seed << " fails with no operations at all:\n" << baseline;
+      ADD_FAILURE() << "seed " << seed << " fails with no operations at all:\n" << baseline
+                    << "layers (bottom first):\n" << DescribeLayers(setup.layers());
       if (baseline.find("mount failed") != std::string::npos) return;  // every seed would
       continue;
     }
@@ -206,7 +210,7 @@ class Differential : public ::testing::Test {
 };
 
 TEST_F(Differential, LayerfsMatchesKernelOverlayfs) {
-  RunSeeds(Candidate::kLayerfs, EnvInt("LAYERFS_DIFF_SEEDS", 200), EnvInt("LAYERFS_DIFF_OPS", 60),
+  RunSeeds(Candidate::kLayerfs, EnvInt("LAYERFS_DIFF_SEEDS", 100), EnvInt("LAYERFS_DIFF_OPS", 60),
            EnvInt("LAYERFS_DIFF_SEED_BASE", 1));
 }
 
