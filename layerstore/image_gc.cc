@@ -110,14 +110,13 @@ std::string NamedTag(std::string_view ref_or_id, const std::vector<std::string>&
   return std::find(tags.begin(), tags.end(), ref->String()) != tags.end() ? ref->String() : "";
 }
 
-Status Untag(Records* records, const Digest& manifest, const std::string& tag) {
+void Untag(Records* records, const Digest& manifest, const std::string& tag) {
   for (auto& r : *records)
     if (r.manifest.digest == manifest && r.ref == tag) r.ref.clear();
   // Keep exactly one record: the image stays known, dangling or under its other tags.
   ImageStore::Record keep = *std::find_if(records->begin(), records->end(),
                                           [&](const ImageStore::Record& r) { return r.manifest.digest == manifest; });
   ImageStore::PutRecord(records, keep.manifest, "");
-  return Status::Ok();
 }
 
 std::string Short(const Digest& d) { return d.short_id(); }
@@ -134,7 +133,7 @@ Result<RemovalReport> RemoveImage(const Store& store, std::string_view ref_or_id
   std::vector<ContainerRecord> users = UsersOf(store, image);
   RemovalReport report;
   if (!tag.empty() && tags.size() > 1) {  // one of several tags: untag only
-    RETURN_IF_ERROR(Untag(&records, image.manifest_digest, tag));
+    Untag(&records, image.manifest_digest, tag);
     report.untagged.push_back(tag);
     RETURN_IF_ERROR(images.WriteRecords(records));
     return report;
@@ -150,7 +149,7 @@ Result<RemovalReport> RemoveImage(const Store& store, std::string_view ref_or_id
     return Status::Error(EBUSY, "conflict: unable to delete " + Short(image.id()) +
                                     " (must be forced) - image is referenced in multiple repositories");
   for (const auto& t : tags) {
-    RETURN_IF_ERROR(Untag(&records, image.manifest_digest, t));
+    Untag(&records, image.manifest_digest, t);
     report.untagged.push_back(t);
   }
   if (!users.empty()) {  // forced while in use: keep it, dangling
