@@ -6,7 +6,8 @@
 #
 # The layers are generated deterministically (fixed seeds, sorted tar, fixed mtimes) into
 # WORK_DIR and reused by later runs. Rounds interleave the contenders so that machine noise
-# hits all of them alike; medians are reported. The page cache is NOT dropped: every contender
+# hits all of them alike; medians of wall and CPU time are reported (CPU time is the steadier
+# figure on a shared machine). The page cache is NOT dropped: every contender
 # reads a blob that is already cached and writes into the page cache (a `sync` before each
 # timed run keeps earlier writeback out of the measurement).
 set -euo pipefail
@@ -74,25 +75,36 @@ now() { date +%s.%N; }
 fresh() { rm -rf "$OUT" && mkdir -p "$OUT/tree" && sync; }
 layer_args() { echo "$1 $(cat "${1%.tar.gz}.digest") $(cat "${1%.tar.gz}.diffid")"; }
 
-declare -a T_TAR T_UNPACK T_SEQ T_PAR
+# timed LABEL CMD...: runs CMD under /usr/bin/time; appends wall and CPU (user+sys) seconds.
+declare -A WALL CPU
+timed() {
+  local label=$1; shift
+  /usr/bin/time -f "%e %U %S" -o "$WORK_DIR/time.txt" "$@" >/dev/null
+  read -r wall user sys <"$WORK_DIR/time.txt"
+  WALL[$label]+="$wall "
+  CPU[$label]+="$(echo "$user + $sys" | bc) "
+}
 for ((r = 1; r <= ROUNDS; r++)); do
-  fresh; t0=$(now); tar -xzf "$A" -C "$OUT/tree"; T_TAR+=("$(echo "$(now) - $t0" | bc)")
-  fresh; read -r secs diff_id < <("$DRIVER" unpack "$A" "$OUT/tree")
-  [[ $diff_id == "$(cat "$WORK_DIR/layerA.diffid")" ]] || { echo "diff_id mismatch: $diff_id" >&2; exit 1; }
-  T_UNPACK+=("$secs")
-  fresh; T_SEQ+=("$("$DRIVER" ensure "$OUT/store" seq $(layer_args "$A") $(layer_args "$B"))")
-  fresh; T_PAR+=("$("$DRIVER" ensure "$OUT/store" par $(layer_args "$A") $(layer_args "$B"))")
-  echo "round $r: tar ${T_TAR[-1]}s unpack ${T_UNPACK[-1]}s ensure-seq ${T_SEQ[-1]}s ensure-par ${T_PAR[-1]}s" >&2
+  fresh; timed tar tar -xzf "$A" -C "$OUT/tree"
+  fresh; timed unpack "$DRIVER" unpack "$A" "$OUT/tree"
+  fresh; timed seq "$DRIVER" ensure "$OUT/store" seq $(layer_args "$A") $(layer_args "$B")
+  [[ -d $OUT/store/layers/$(cut -d: -f2 <"$WORK_DIR/layerA.diffid") ]] || { echo "layer A missing" >&2; exit 1; }
+  fresh; timed par "$DRIVER" ensure "$OUT/store" par $(layer_args "$A") $(layer_args "$B")
+  echo "round $r wall: tar $(echo ${WALL[tar]} | awk '{print $NF}')s unpack $(echo ${WALL[unpack]} | awk '{print $NF}')s" \
+       "ensure-seq $(echo ${WALL[seq]} | awk '{print $NF}')s ensure-par $(echo ${WALL[par]} | awk '{print $NF}')s" >&2
 done
 rm -rf "$OUT"
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-m_tar=$(median "${T_TAR[@]}"); m_unpack=$(median "${T_UNPACK[@]}")
-m_seq=$(median "${T_SEQ[@]}"); m_par=$(median "${T_PAR[@]}")
-echo "medians over $ROUNDS rounds ($(nproc) cores, page cache not dropped):"
-printf '  tar -xzf            %7.3f s\n' "$m_tar"
-printf '  UnpackLayer         %7.3f s   ratio unpack/tar      %.2f (target <= 1.30)\n' "$m_unpack" \
-  "$(echo "$m_unpack / $m_tar" | bc -l)"
-printf '  Ensure 2 layers seq %7.3f s\n' "$m_seq"
-printf '  Ensure 2 layers par %7.3f s   ratio seq/par         %.2f (target ~2)\n' "$m_par" \
-  "$(echo "$m_seq / $m_par" | bc -l)"
+median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { echo "$1 / $2" | bc -l; }
+w_tar=$(median "${WALL[tar]}"); w_unpack=$(median "${WALL[unpack]}")
+w_seq=$(median "${WALL[seq]}"); w_par=$(median "${WALL[par]}")
+c_tar=$(median "${CPU[tar]}"); c_unpack=$(median "${CPU[unpack]}")
+c_seq=$(median "${CPU[seq]}"); c_par=$(median "${CPU[par]}")
+echo "medians over $ROUNDS rounds, $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg), page cache not dropped:"
+printf '                       wall s   cpu s (user+sys, all threads and children)\n'
+printf '  tar -xzf            %7.2f  %7.2f\n' "$w_tar" "$c_tar"
+printf '  UnpackLayer         %7.2f  %7.2f   unpack/tar wall %.2f (target <= 1.30), cpu %.2f\n' \
+  "$w_unpack" "$c_unpack" "$(ratio "$w_unpack" "$w_tar")" "$(ratio "$c_unpack" "$c_tar")"
+printf '  Ensure 2 layers seq %7.2f  %7.2f\n' "$w_seq" "$c_seq"
+printf '  Ensure 2 layers par %7.2f  %7.2f   seq/par wall %.2f (target ~2)\n' "$w_par" "$c_par" "$(ratio "$w_seq" "$w_par")"
