@@ -215,6 +215,10 @@ Result<RunExecutor::Outcome> MountRunExecutor::Run(const Request& request) {
   config.mountpoint = c.mountpoint;
   config.allow_other = true;
   ASSIGN_OR_RETURN(std::unique_ptr<Mount> mount, Mount::Start(config));
+  // Recorded so that `ps` shows the step and `umount`/`rm` can clean up after a killed build.
+  c.record.mountpoint = c.mountpoint;
+  c.record.daemon_pid = ::getpid();
+  (void)containers.Update(c.record);
   std::vector<std::string> made = EnsureMountDirs(c.mountpoint);
   std::vector<std::string> storage;
   ChildPlan plan = MakePlan(request, c.mountpoint, &storage);
