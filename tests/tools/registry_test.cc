@@ -27,7 +27,7 @@
 #include "layerstore/registry_auth.h"
 #include "tools/loopback_http_server.h"
 #include "tools/registry_fixture.h"
-#include "tools/test_images.h"
+#include "tools/test_images.h"  // with layerstore/test_util.h: Compression, ReadFile
 
 extern char** environ;
 
@@ -41,13 +41,6 @@ struct CmdResult {
   std::string out;
   std::string err;
 };
-
-std::string ReadFile(const stdfs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string Quote(const std::string& s) {
   std::string q = "'";
