@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "layerstore/build_cache.h"
 #include "layerstore/image_store.h"
 #include "layerstore/layer_store.h"
 
@@ -69,11 +70,12 @@ void AddContainers(const Store& store, std::vector<ContainerRecord> containers, 
 }
 
 void AddBuildCache(const Store& store, DiskUsageReport* r) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(store.buildcache_dir(), ec)) {
-    ++r->build_cache_count;
-    r->build_cache_size += e.is_directory(ec) ? TreeContentSize(e.path()) : e.file_size(ec);
-  }
+  auto usage = BuildCache(store).DiskUsage();
+  if (!usage.ok()) return;  // unreadable records count as no cache, as a miss does at build
+  r->build_cache_count = usage->records;
+  r->build_cache_active = usage->active;
+  r->build_cache_size = usage->size;
+  r->build_cache_reclaimable = usage->reclaimable;
 }
 
 }  // namespace

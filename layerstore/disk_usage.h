@@ -57,8 +57,10 @@ struct DiskUsageReport {
   size_t containers_active = 0;
   uint64_t containers_size = 0;
   uint64_t containers_reclaimable = 0;  // unmounted containers
-  size_t build_cache_count = 0;         // entries of buildcache/
-  uint64_t build_cache_size = 0;
+  size_t build_cache_count = 0;         // build cache records (BuildCache::DiskUsage)
+  size_t build_cache_active = 0;
+  uint64_t build_cache_size = 0;        // bytes held only by the cache
+  uint64_t build_cache_reclaimable = 0;
 };
 
 Result<DiskUsageReport> ComputeDiskUsage(const Store& store);

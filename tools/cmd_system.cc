@@ -38,7 +38,8 @@ std::vector<SummaryRow> Summary(const DiskUsageReport& r) {
       {"Containers", r.containers.size(), r.containers_active, r.containers_size,
        Reclaimable(r.containers_reclaimable, r.containers_size)},
       {"Local Volumes", 0, 0, 0, HumanSize(0)},
-      {"Build Cache", r.build_cache_count, 0, r.build_cache_size, HumanSize(r.build_cache_size)},
+      {"Build Cache", r.build_cache_count, r.build_cache_active, r.build_cache_size,
+       Reclaimable(r.build_cache_reclaimable, r.build_cache_size)},
   };
 }
 
