@@ -87,6 +87,7 @@ Status FuseMount::Serve(const MountConfig& config) {
   if (config.debug) argv.push_back("-d");
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
   se_ = fuse_session_new(&args, &LayerFs::Operations(), sizeof(fuse_lowlevel_ops), fs_.get());
+  fuse_opt_free_args(&args);  // option parsing may have copied argv
   if (se_ == nullptr) return Status::Error(EINVAL, "cannot create FUSE session (options: " + opts + ")");
   fs_->set_session(se_);
   mountpoint_ = std::filesystem::absolute(config.mountpoint).string();
@@ -137,6 +138,8 @@ void FuseMount::UnmountLazy() {
 
 void FuseMount::Join() {
   if (loop_.joinable()) loop_.join();
+  // Frees libfuse's copy of the mount point; the connection is gone, so it unmounts nothing.
+  fuse_session_unmount(se_);
   fuse_session_destroy(se_);
   se_ = nullptr;
   mounted_ = false;
