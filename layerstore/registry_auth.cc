@@ -1,6 +1,5 @@
 #include "layerstore/registry_auth.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -11,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "layerstore/unique_fd.h"
+#include "layerstore/store.h"
 
 namespace layerfs {
 
@@ -39,20 +38,8 @@ Status WriteConfig(const stdfs::path& file, const json& doc) {
   if (ec) return Status::Error(ec.value(), "create " + file.parent_path().string() + ": " + ec.message());
   stdfs::path tmp = file;
   tmp += ".tmp-" + std::to_string(::getpid());
-  std::string bytes = doc.dump(1, '\t') + "\n";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return Status::FromErrno("write " + tmp.string());
-  if (::write(fd.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()) || ::fsync(fd.get()) != 0) {
-    Status st = Status::FromErrno("write " + tmp.string());
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  if (::rename(tmp.c_str(), file.c_str()) != 0) {
-    Status st = Status::FromErrno("rename " + tmp.string());
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  return Status::Ok();
+  ::unlink(tmp.c_str());  // litter of an earlier run with our pid
+  return WriteFileAtomicVia(tmp, file, doc.dump(1, '\t') + "\n", 0600);
 }
 
 std::string Lower(std::string_view s) {

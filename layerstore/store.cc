@@ -99,8 +99,11 @@ fs::path Store::NewTempPath(const std::string& prefix) const {
 }
 
 Status WriteFileAtomic(const Store& store, const fs::path& dest, std::string_view bytes) {
-  fs::path tmp = store.NewTempPath("file");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  return WriteFileAtomicVia(store.NewTempPath("file"), dest, bytes);
+}
+
+Status WriteFileAtomicVia(const fs::path& tmp, const fs::path& dest, std::string_view bytes, mode_t mode) {
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return Status::FromErrno("write " + dest.string());
   size_t off = 0;
   while (off < bytes.size()) {

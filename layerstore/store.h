@@ -13,6 +13,8 @@
 // crashed process. Every write goes to a fresh entry under tmp/ and is renamed into place.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
 
@@ -74,5 +76,8 @@ class Store {
 
 // Writes bytes to a temp file in store.tmp_dir(), fsyncs, and renames it over dest.
 Status WriteFileAtomic(const Store& store, const fs::path& dest, std::string_view bytes);
+// The same through a given temp path, which must be on dest's filesystem (for files outside
+// the store, e.g. a sibling of dest); the file gets `mode`.
+Status WriteFileAtomicVia(const fs::path& tmp, const fs::path& dest, std::string_view bytes, mode_t mode = 0644);
 
 }  // namespace layerfs
