@@ -30,6 +30,22 @@ std::string Server(std::string server) {
   return server;
 }
 
+// What pull and push share: the reference parsed, the store opened, Docker's "Using default
+// tag" line, and a progress callback that is empty with --quiet.
+template <class Transfer>
+int RunTransfer(Cli& cli, const std::string& name, bool quiet, Transfer&& transfer) {
+  auto ref = ParseReference(name);
+  if (!ref.ok()) return cli.Fail(ref.status());
+  auto store = cli.OpenStore();
+  if (!store.ok()) return 1;
+  std::signal(SIGPIPE, SIG_IGN);
+  ProgressPrinter printer(stdout, StdoutIsTerminal());
+  if (!quiet && ref->digest.empty() && !NamesTag(name)) printer.Message("Using default tag: " + ref->tag);
+  TransferCallback progress;
+  if (!quiet) progress = [&](const TransferEvent& e) { printer.Handle(e); };
+  return transfer(*ref, *store, printer, progress);
+}
+
 struct PullArgs {
   std::string name;
   std::string platform;
@@ -39,34 +55,26 @@ struct PullArgs {
 };
 
 int RunPull(Cli& cli, const PullArgs& a) {
-  auto ref = ParseReference(a.name);
-  if (!ref.ok()) return cli.Fail(ref.status());
   auto platform = ParsePlatform(a.platform);
   if (!platform.ok()) return cli.Fail(platform.status());
-  auto store = cli.OpenStore();
-  if (!store.ok()) return 1;
-  std::signal(SIGPIPE, SIG_IGN);
-  ProgressPrinter printer(stdout, StdoutIsTerminal());
-  if (!a.quiet) {
-    if (ref->digest.empty() && !NamesTag(a.name)) printer.Message("Using default tag: " + ref->tag);
-    printer.Message((ref->digest.empty() ? ref->tag : ref->digest) + ": Pulling from " + ref->path);
-  }
-  PullOptions options;
-  options.platform = *platform;
-  options.max_concurrent_downloads = a.max_concurrent;
-  options.insecure_registries = a.insecure;
-  TransferCallback progress;
-  if (!a.quiet) progress = [&](const TransferEvent& e) { printer.Handle(e); };
-  auto result = PullImage(*store, *ref, options, progress);
-  if (!result.ok()) return cli.Fail(result.status());
-  if (!a.quiet) {
-    printer.Message("Digest: " + result->digest.str());
-    printer.Message(std::string(result->up_to_date ? "Status: Image is up to date for "
-                                                   : "Status: Downloaded newer image for ") +
-                    ref->FamiliarString());
-  }
-  printer.Message(ref->String());
-  return 0;
+  return RunTransfer(cli, a.name, a.quiet, [&](const Reference& ref, const Store& store, ProgressPrinter& printer,
+                                               const TransferCallback& progress) {
+    if (!a.quiet) printer.Message((ref.digest.empty() ? ref.tag : ref.digest) + ": Pulling from " + ref.path);
+    PullOptions options;
+    options.platform = *platform;
+    options.max_concurrent_downloads = a.max_concurrent;
+    options.insecure_registries = a.insecure;
+    auto result = PullImage(store, ref, options, progress);
+    if (!result.ok()) return cli.Fail(result.status());
+    if (!a.quiet) {
+      printer.Message("Digest: " + result->digest.str());
+      printer.Message(std::string(result->up_to_date ? "Status: Image is up to date for "
+                                                     : "Status: Downloaded newer image for ") +
+                      ref.FamiliarString());
+    }
+    printer.Message(ref.String());
+    return 0;
+  });
 }
 
 struct PushArgs {
@@ -77,26 +85,18 @@ struct PushArgs {
 };
 
 int RunPush(Cli& cli, const PushArgs& a) {
-  auto ref = ParseReference(a.name);
-  if (!ref.ok()) return cli.Fail(ref.status());
-  auto store = cli.OpenStore();
-  if (!store.ok()) return 1;
-  std::signal(SIGPIPE, SIG_IGN);
-  ProgressPrinter printer(stdout, StdoutIsTerminal());
-  if (!a.quiet) {
-    if (ref->digest.empty() && !NamesTag(a.name)) printer.Message("Using default tag: " + ref->tag);
-    printer.Message("The push refers to repository [" + ref->Name() + "]");
-  }
-  PushOptions options;
-  options.max_concurrent_uploads = a.max_concurrent;
-  options.insecure_registries = a.insecure;
-  TransferCallback progress;
-  if (!a.quiet) progress = [&](const TransferEvent& e) { printer.Handle(e); };
-  auto result = PushImage(*store, *ref, options, progress);
-  if (!result.ok()) return cli.Fail(result.status());
-  if (a.quiet) printer.Message(ref->String());
-  else printer.Message(ref->tag + ": digest: " + result->manifest_digest.str() + " size: " + std::to_string(result->manifest_size));
-  return 0;
+  return RunTransfer(cli, a.name, a.quiet, [&](const Reference& ref, const Store& store, ProgressPrinter& printer,
+                                               const TransferCallback& progress) {
+    if (!a.quiet) printer.Message("The push refers to repository [" + ref.Name() + "]");
+    PushOptions options;
+    options.max_concurrent_uploads = a.max_concurrent;
+    options.insecure_registries = a.insecure;
+    auto result = PushImage(store, ref, options, progress);
+    if (!result.ok()) return cli.Fail(result.status());
+    if (a.quiet) printer.Message(ref.String());
+    else printer.Message(ref.tag + ": digest: " + result->manifest_digest.str() + " size: " + std::to_string(result->manifest_size));
+    return 0;
+  });
 }
 
 struct LoginArgs {
