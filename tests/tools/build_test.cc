@@ -17,18 +17,16 @@
 
 #include "layerstore/image_store.h"
 #include "layerstore/store.h"
+#include "tests/tools/shell_command.h"
 #include "tests/tools/test_images.h"
 
 namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
+using testing::ShellResult;
+using testing::RunShellCommand;
 using testing::TestFile;
-
-struct CliResult {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
 
 std::string ReadAll(const stdfs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -66,23 +64,16 @@ class BuildTest : public ::testing::Test {
       files.push_back({std::string("bin/") + applet, "", "busybox"});
     auto image = testing::MakeImage({testing::MakeLayer(files)}, {"busybox:latest"});
     testing::WriteOciLayout(dir_ / "busybox-oci", {image});
-    CliResult r = Cli("load " + (dir_ / "busybox-oci").string());
+    ShellResult r = Cli("load " + (dir_ / "busybox-oci").string());
     ASSERT_EQ(r.code, 0) << r.out;
   }
 
-  CliResult Cli(const std::string& args) const {
-    std::string cmd = "LAYERFS_ROOT=" + root_.string() + " " LAYERFS_BINARY " " + args + " 2>&1";
-    CliResult r;
-    FILE* p = ::popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = ::pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+  // out: stdout and stderr together, as a user sees them.
+  ShellResult Cli(const std::string& args) const {
+    return RunShellCommand("LAYERFS_ROOT=" + root_.string() + " " LAYERFS_BINARY " " + args + " 2>&1");
   }
 
-  CliResult Build(const std::string& tag, const std::string& extra = "") const {
+  ShellResult Build(const std::string& tag, const std::string& extra = "") const {
     return Cli("build -t " + tag + " " + extra + " " + ctx_.string());
   }
 
@@ -142,7 +133,7 @@ TEST_F(BuildTest, RunCopyAndMetadataMakeTheImage) {
   Write(ctx_ / "Dockerfile", kDockerfile);
   Write(ctx_ / "first.txt", "first-content\n");
   Write(ctx_ / "second.txt", "second-content\n");
-  CliResult r = Build("demo:1");
+  ShellResult r = Build("demo:1");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("Step 5/8 : RUN echo"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("first-content"), std::string::npos) << r.out;  // RUN output streams
@@ -155,7 +146,7 @@ TEST_F(BuildTest, HistoryReadsLikeDockerImageHistory) {
   Write(ctx_ / "first.txt", "a\n");
   Write(ctx_ / "second.txt", "b\n");
   ASSERT_EQ(Build("demo:1").code, 0);
-  CliResult h = Cli("history --no-trunc demo:1");
+  ShellResult h = Cli("history --no-trunc demo:1");
   ASSERT_EQ(h.code, 0) << h.out;
   EXPECT_NE(h.out.find("CMD [\"cat\" \"/app/out.txt\"]"), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("RUN /bin/sh -c cat second.txt >> out.txt # buildkit"), std::string::npos) << h.out;
@@ -173,9 +164,9 @@ TEST_F(BuildTest, UnchangedRebuildIsFullyCachedWithTheSameId) {
   Write(ctx_ / "Dockerfile", kDockerfile);
   Write(ctx_ / "first.txt", "a\n");
   Write(ctx_ / "second.txt", "b\n");
-  CliResult first = Build("demo:1");
+  ShellResult first = Build("demo:1");
   ASSERT_EQ(first.code, 0) << first.out;
-  CliResult second = Build("demo:1");
+  ShellResult second = Build("demo:1");
   ASSERT_EQ(second.code, 0) << second.out;
   EXPECT_EQ(CachedSteps(second.out), (std::vector<int>{2, 3, 4, 5, 6, 7, 8})) << second.out;
   EXPECT_EQ(BuiltId(first.out), BuiltId(second.out));
@@ -186,10 +177,10 @@ TEST_F(BuildTest, ChangedCopiedFileRerunsThatCopyAndLaterSteps) {
   Write(ctx_ / "Dockerfile", kDockerfile);
   Write(ctx_ / "first.txt", "a\n");
   Write(ctx_ / "second.txt", "b\n");
-  CliResult first = Build("demo:1");
+  ShellResult first = Build("demo:1");
   ASSERT_EQ(first.code, 0) << first.out;
   Write(ctx_ / "second.txt", "changed\n");
-  CliResult second = Build("demo:1");
+  ShellResult second = Build("demo:1");
   ASSERT_EQ(second.code, 0) << second.out;
   EXPECT_EQ(CachedSteps(second.out), (std::vector<int>{2, 3, 4, 5})) << second.out;
   EXPECT_NE(BuiltId(first.out), BuiltId(second.out));
@@ -202,7 +193,7 @@ TEST_F(BuildTest, FailingRunFailsWithItsExitCodeNoTagStoreUnchanged) {
   ASSERT_EQ(Build("base:1").code, 0);  // the failing build starts from a cached step
   Write(ctx_ / "Dockerfile", "FROM busybox\nCOPY f /f\nRUN echo about-to-fail && exit 3\n");
   auto before = StoreFiles();
-  CliResult r = Build("broken:1");
+  ShellResult r = Build("broken:1");
   EXPECT_EQ(r.code, 3) << r.out;
   EXPECT_NE(r.out.find("about-to-fail"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("returned a non-zero code: 3"), std::string::npos) << r.out;
@@ -220,7 +211,7 @@ TEST_F(BuildTest, RunIsPid1WithProcDevUserAndWorkdir) {
         "USER app\n"
         "RUN echo \"uid=$(id -u) gid=$(id -g) groups=$(id -G) pwd=$(pwd) home=$HOME\" && stat -c '%u:%g' f\n");
   Write(ctx_ / "f", "x\n");
-  CliResult r = Build("ns:1");
+  ShellResult r = Build("ns:1");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("ns-ok"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("uid=1000 gid=1000 groups=1000 50 pwd=/work/dir home=/home/app"), std::string::npos) << r.out;
@@ -241,19 +232,19 @@ TEST_F(BuildTest, BuildArgsAndDockerignore) {
   Write(ctx_ / ".dockerignore", "*.secret\n");
   Write(ctx_ / "keep.txt", "k\n");
   Write(ctx_ / "key.secret", "s\n");
-  CliResult r = Build("args:1", "--build-arg WHO=me");
+  ShellResult r = Build("args:1", "--build-arg WHO=me");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("who=me"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("keep.txt"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("key.secret"), std::string::npos) << r.out;
-  CliResult h = Cli("history --no-trunc args:1");
+  ShellResult h = Cli("history --no-trunc args:1");
   EXPECT_NE(h.out.find("RUN |1 WHO=me /bin/sh -c"), std::string::npos) << h.out;
 }
 
 TEST_F(BuildTest, AddUnpacksALocalTar) {
   testing::WriteTar(ctx_ / "files.tar", {{"inner/a.txt", "from-tar\n"}});
   Write(ctx_ / "Dockerfile", "FROM busybox\nADD files.tar /opt/\nRUN cat /opt/inner/a.txt\n");
-  CliResult r = Build("add:1");
+  ShellResult r = Build("add:1");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("from-tar"), std::string::npos) << r.out;
 }
@@ -263,11 +254,11 @@ TEST_F(BuildTest, BuilderPruneKeepsImageLayers) {
   Write(ctx_ / "first.txt", "a\n");
   Write(ctx_ / "second.txt", "b\n");
   ASSERT_EQ(Build("demo:1").code, 0);
-  CliResult p = Cli("builder prune -a -f");
+  ShellResult p = Cli("builder prune -a -f");
   ASSERT_EQ(p.code, 0) << p.out;
   EXPECT_NE(p.out.find("Deleted build cache objects: 7"), std::string::npos) << p.out;
   EXPECT_EQ(ImageFile("demo:1", "app/out.txt"), "hello from /app\nb\n");
-  CliResult again = Build("demo:1");
+  ShellResult again = Build("demo:1");
   ASSERT_EQ(again.code, 0) << again.out;
   EXPECT_TRUE(CachedSteps(again.out).empty()) << again.out;
 }

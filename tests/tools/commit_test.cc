@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "fs/tree_snapshot.h"
+#include "tools/shell_command.h"
 #include "tools/test_images.h"
 
 namespace layerfs {
@@ -28,15 +29,10 @@ using testing::TestFile;
 
 int RunLayerfs(const std::vector<std::string>& args, std::string* out) {
   std::string cmd = LAYERFS_BINARY;
-  for (const auto& a : args) cmd += " '" + a + "'";
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  out->clear();
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  for (const auto& a : args) cmd += " " + testing::ShellQuote(a);
+  testing::ShellResult r = testing::RunShellCommand(cmd + " 2>&1");
+  *out = r.out;
+  return r.code;
 }
 
 // Entry names of every gzip tar blob in the store.

@@ -27,6 +27,7 @@
 #include "layerstore/registry_auth.h"
 #include "tools/loopback_http_server.h"
 #include "tools/registry_fixture.h"
+#include "tools/shell_command.h"
 #include "tools/test_images.h"  // with layerstore/test_util.h: Compression, ReadFile
 
 extern char** environ;
@@ -35,18 +36,6 @@ namespace layerfs::testing {
 namespace {
 
 namespace stdfs = std::filesystem;
-
-struct CmdResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 size_t CountLines(const std::string& s) {
   size_t n = 0;
@@ -106,29 +95,15 @@ class RegistryCliTest : public ::testing::Test {
   stdfs::path Root(const std::string& name) { return work_ / name; }
 
   // Runs the layerfs binary with HOME pointing at the test's own home (no real credentials).
-  CmdResult Layerfs(const stdfs::path& root, const std::string& args, const std::string& stdin_text = "") {
-    stdfs::path err = work_ / "stderr";
-    std::string cmd = "env -u DOCKER_CONFIG HOME=" + Quote(home_.string()) + " " + Quote(LAYERFS_BINARY) +
-                      " --root " + Quote(root.string()) + " " + args + " 2>" + Quote(err.string());
-    if (!stdin_text.empty()) cmd = "printf '%s\\n' " + Quote(stdin_text) + " | " + cmd;
-    return Shell(cmd, err);
-  }
-
-  CmdResult Shell(const std::string& cmd, const stdfs::path& err) {
-    CmdResult r;
-    FILE* p = ::popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = ::pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.err = ReadFile(err);
-    return r;
+  ShellResult Layerfs(const stdfs::path& root, const std::string& args, const std::string& stdin_text = "") {
+    std::string cmd = "env -u DOCKER_CONFIG HOME=" + ShellQuote(home_.string()) + " " + ShellQuote(LAYERFS_BINARY) +
+                      " --root " + ShellQuote(root.string()) + " " + args;
+    if (!stdin_text.empty()) cmd = "printf '%s\\n' " + ShellQuote(stdin_text) + " | " + cmd;
+    return RunShellCommand(cmd);
   }
 
   int Skopeo(const std::string& args, std::string* out = nullptr) {
-    stdfs::path err = work_ / "skopeo.err";
-    CmdResult r = Shell("env HOME=" + Quote(home_.string()) + " skopeo " + args + " 2>" + Quote(err.string()), err);
+    ShellResult r = RunShellCommand("env HOME=" + ShellQuote(home_.string()) + " skopeo " + args);
     if (out) *out = r.out;
     if (r.code != 0) ADD_FAILURE() << "skopeo " << args << ": " << r.err;
     return r.code;
@@ -167,7 +142,7 @@ class RegistryCliTest : public ::testing::Test {
   void ExpectCleanFailure(const stdfs::path& root, const std::string& args, const std::string& words) {
     ASSERT_TRUE(Store::Open(root).ok());
     auto before = StoreListing(root);
-    CmdResult r = Layerfs(root, args);
+    ShellResult r = Layerfs(root, args);
     std::printf("    %s", r.err.c_str());  // the line a user sees, for the test log
     EXPECT_EQ(r.code, 1) << r.out << r.err;
     EXPECT_EQ(CountLines(r.err), 1u) << r.err;
@@ -197,7 +172,7 @@ TEST_F(RegistryCliTest, PushThenPullIntoAnEmptyStoreGivesTheSameImage) {
   std::string ref = registry_->host() + "/team/app:v1";
   LoadAndTag(Root("a"), img, ref);
 
-  CmdResult push = Layerfs(Root("a"), "push " + ref);
+  ShellResult push = Layerfs(Root("a"), "push " + ref);
   ASSERT_EQ(push.code, 0) << push.err;
   EXPECT_NE(push.out.find("The push refers to repository [" + registry_->host() + "/team/app]"), std::string::npos);
   EXPECT_EQ(Count(push.out, ": Pushed\n"), 3u) << push.out;
@@ -206,7 +181,7 @@ TEST_F(RegistryCliTest, PushThenPullIntoAnEmptyStoreGivesTheSameImage) {
             std::string::npos)
       << push.out;
 
-  CmdResult pull = Layerfs(Root("b"), "pull " + ref);
+  ShellResult pull = Layerfs(Root("b"), "pull " + ref);
   ASSERT_EQ(pull.code, 0) << pull.err;
   EXPECT_TRUE(pull.out.starts_with("v1: Pulling from team/app\n")) << pull.out;
   for (const TestLayer& l : img.layers) {
@@ -233,7 +208,7 @@ TEST_F(RegistryCliTest, PushThenPullIntoAnEmptyStoreGivesTheSameImage) {
   EXPECT_TRUE(stdfs::is_empty(Root("b") / "tmp"));
 
   // Again: nothing fetched.
-  CmdResult again = Layerfs(Root("b"), "pull " + ref);
+  ShellResult again = Layerfs(Root("b"), "pull " + ref);
   ASSERT_EQ(again.code, 0) << again.err;
   EXPECT_NE(again.out.find("Status: Image is up to date for " + ref), std::string::npos) << again.out;
   EXPECT_EQ(again.out.find("Downloading"), std::string::npos) << again.out;
@@ -249,18 +224,18 @@ TEST_F(RegistryCliTest, DefaultTagQuietAndSharedLayers) {
   ASSERT_EQ(Layerfs(Root("a"), "push " + registry_->host() + "/team/app").code, 0);
 
   // Same registry, other repository: the shared base layer is mounted, not uploaded.
-  CmdResult push = Layerfs(Root("a"), "push " + registry_->host() + "/team/other");
+  ShellResult push = Layerfs(Root("a"), "push " + registry_->host() + "/team/other");
   ASSERT_EQ(push.code, 0) << push.err;
   EXPECT_TRUE(push.out.starts_with("Using default tag: latest\n")) << push.out;
   EXPECT_NE(push.out.find(a.layers[0].diff_id.short_id() + ": Mounted from team/app\n"), std::string::npos) << push.out;
   EXPECT_EQ(Count(push.out, ": Pushed\n"), 1u) << push.out;
-  CmdResult repush = Layerfs(Root("a"), "push " + registry_->host() + "/team/other");
+  ShellResult repush = Layerfs(Root("a"), "push " + registry_->host() + "/team/other");
   EXPECT_EQ(Count(repush.out, ": Layer already exists\n"), 2u) << repush.out;
 
-  CmdResult quiet = Layerfs(Root("b"), "pull -q " + registry_->host() + "/team/app");
+  ShellResult quiet = Layerfs(Root("b"), "pull -q " + registry_->host() + "/team/app");
   ASSERT_EQ(quiet.code, 0) << quiet.err;
   EXPECT_EQ(quiet.out, registry_->host() + "/team/app:latest\n");
-  CmdResult shared = Layerfs(Root("b"), "pull " + registry_->host() + "/team/other");
+  ShellResult shared = Layerfs(Root("b"), "pull " + registry_->host() + "/team/other");
   ASSERT_EQ(shared.code, 0) << shared.err;
   EXPECT_TRUE(shared.out.starts_with("Using default tag: latest\nlatest: Pulling from team/other\n")) << shared.out;
   EXPECT_NE(shared.out.find(a.layers[0].digest.short_id() + ": Already exists\n"), std::string::npos) << shared.out;
@@ -278,7 +253,7 @@ TEST_F(RegistryCliTest, RepairsAMissingBlobOrLayerFromWhatIsLeft) {
   auto store = Store::Open(Root("b"));
   ASSERT_TRUE(BlobStore(*store).Remove(img.layers[0].digest).ok());   // layer kept, blob gone
   ASSERT_TRUE(LayerStore(*store).Remove(img.layers[1].diff_id).ok());  // blob kept, layer gone
-  CmdResult pull = Layerfs(Root("b"), "pull " + ref);
+  ShellResult pull = Layerfs(Root("b"), "pull " + ref);
   ASSERT_EQ(pull.code, 0) << pull.err;
   EXPECT_NE(pull.out.find(img.layers[0].digest.short_id() + ": Download complete"), std::string::npos) << pull.out;
   EXPECT_EQ(pull.out.find(img.layers[1].digest.short_id() + ": Downloading"), std::string::npos) << pull.out;
@@ -297,8 +272,7 @@ TEST_F(RegistryCliTest, TerminalGetsLiveProgressBars) {
   auto server = Serve(&fake, img);
   std::string inner = std::string(LAYERFS_BINARY) + " --root " + Root("a").string() + " pull " + server->host() +
                       "/team/app:v1";
-  stdfs::path err = work_ / "script.err";
-  CmdResult r = Shell("script -qec " + Quote(inner) + " /dev/null 2>" + Quote(err.string()), err);
+  ShellResult r = RunShellCommand("script -qec " + ShellQuote(inner) + " /dev/null");
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   std::string id = img.layers[0].digest.short_id();
   EXPECT_NE(r.out.find("\x1b[1A\r\x1b[2K" + id + ": Downloading ["), std::string::npos) << r.out;
@@ -320,7 +294,7 @@ TEST_F(RegistryCliTest, ChunkedUploadRoundTrips) {
   auto pushed = PushImage(*store, *parsed, o, {});
   ASSERT_TRUE(pushed.ok()) << pushed.status().message();
   EXPECT_EQ(pushed->manifest_digest, img.manifest_digest);
-  CmdResult pull = Layerfs(Root("b"), "pull " + ref);
+  ShellResult pull = Layerfs(Root("b"), "pull " + ref);
   ASSERT_EQ(pull.code, 0) << pull.err;
   EXPECT_EQ(Resolve(Root("b"), ref).diff_ids, std::vector<Digest>{img.layers[0].diff_id});
 }
@@ -332,7 +306,7 @@ TEST_F(RegistryCliTest, SkopeoPushesLayerfsPullsAndTheOtherWayRound) {
   WriteOciLayout(layout, {img});
   std::string ref = registry_->host() + "/from/skopeo:v1";
   ASSERT_EQ(Skopeo("copy --dest-tls-verify=false oci:" + layout.string() + ":v1 docker://" + ref), 0);
-  CmdResult pull = Layerfs(Root("a"), "pull " + ref);
+  ShellResult pull = Layerfs(Root("a"), "pull " + ref);
   ASSERT_EQ(pull.code, 0) << pull.err;
   EXPECT_EQ(Resolve(Root("a"), ref).manifest_digest, img.manifest_digest);
 
@@ -353,10 +327,10 @@ TEST_F(RegistryCliTest, MultiPlatformIndexPicksThePlatform) {
   WriteMultiPlatformLayout(layout, amd, arm, "v1");
   std::string ref = registry_->host() + "/multi/app:v1";
   ASSERT_EQ(Skopeo("copy --all --dest-tls-verify=false oci:" + layout.string() + ":v1 docker://" + ref), 0);
-  CmdResult a = Layerfs(Root("a"), "pull " + ref);
+  ShellResult a = Layerfs(Root("a"), "pull " + ref);
   ASSERT_EQ(a.code, 0) << a.err;
   EXPECT_EQ(Resolve(Root("a"), ref).manifest_digest, amd.manifest_digest);
-  CmdResult b = Layerfs(Root("b"), "pull --platform linux/arm64 " + ref);
+  ShellResult b = Layerfs(Root("b"), "pull --platform linux/arm64 " + ref);
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(Resolve(Root("b"), ref).manifest_digest, arm.manifest_digest);
   ExpectCleanFailure(Root("c"), "pull --platform linux/s390x " + ref, "no manifest for platform linux/s390x");
@@ -369,27 +343,27 @@ TEST_F(RegistryCliTest, BasicAuthThroughLoginAndThroughDockerConfig) {
   std::string ref = host + "/secure/app:v1";
   LoadAndTag(Root("a"), img, ref);
 
-  CmdResult denied = Layerfs(Root("a"), "push " + ref);
+  ShellResult denied = Layerfs(Root("a"), "push " + ref);
   EXPECT_EQ(denied.code, 1);
   EXPECT_NE(denied.err.find("layerfs login " + host), std::string::npos) << denied.err;
   ExpectCleanFailure(Root("b"), "pull " + ref, "unauthorized");
 
-  CmdResult bad = Layerfs(Root("a"), "login -u tester -p wrong " + host);
+  ShellResult bad = Layerfs(Root("a"), "login -u tester -p wrong " + host);
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("incorrect username or password"), std::string::npos) << bad.err;
   EXPECT_FALSE(stdfs::exists(home_ / ".docker/config.json"));
 
-  CmdResult login = Layerfs(Root("a"), "login -u tester --password-stdin " + host, registry_->options().password);
+  ShellResult login = Layerfs(Root("a"), "login -u tester --password-stdin " + host, registry_->options().password);
   ASSERT_EQ(login.code, 0) << login.err;
   EXPECT_EQ(login.out, "Login Succeeded\n");
   EXPECT_NE(ReadFile(home_ / ".docker/config.json").find(Base64Encode("tester:" + registry_->options().password)),
             std::string::npos);
   ASSERT_EQ(Layerfs(Root("a"), "push " + ref).code, 0);
-  CmdResult pull = Layerfs(Root("b"), "pull " + ref);
+  ShellResult pull = Layerfs(Root("b"), "pull " + ref);
   ASSERT_EQ(pull.code, 0) << pull.err;
   EXPECT_EQ(Resolve(Root("b"), ref).manifest_digest, img.manifest_digest);
 
-  CmdResult logout = Layerfs(Root("a"), "logout " + host);
+  ShellResult logout = Layerfs(Root("a"), "logout " + host);
   EXPECT_EQ(logout.out, "Removing login credentials for " + host + "\n");
   ExpectCleanFailure(Root("c"), "pull " + ref, "unauthorized");
 
@@ -397,7 +371,7 @@ TEST_F(RegistryCliTest, BasicAuthThroughLoginAndThroughDockerConfig) {
   std::ofstream(home_ / ".docker/config.json")
       << R"({"auths":{")" << host << R"(":{"auth":")" << Base64Encode("tester:" + registry_->options().password)
       << R"("}}})";
-  CmdResult with_config = Layerfs(Root("c"), "pull " + ref);
+  ShellResult with_config = Layerfs(Root("c"), "pull " + ref);
   ASSERT_EQ(with_config.code, 0) << with_config.err;
 }
 
@@ -428,7 +402,7 @@ TEST_F(RegistryCliTest, CutConnectionResumesWithRange) {
   auto server = Serve(&fake, img);
   fake.faulty_blob = img.layers[0].digest.str();
   fake.fault = FakeRegistry::Fault::kCutOnce;
-  CmdResult r = Layerfs(Root("a"), "pull " + server->host() + "/team/app:v1");
+  ShellResult r = Layerfs(Root("a"), "pull " + server->host() + "/team/app:v1");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(fake.cuts, 1);
   EXPECT_EQ(Resolve(Root("a"), server->host() + "/team/app:v1").manifest_digest, img.manifest_digest);
@@ -454,7 +428,7 @@ TEST_F(RegistryCliTest, FailedPullKeepsCompletedLayersForTheNextPull) {
   fake.faulty_blob = img.layers[1].digest.str();
   fake.fault = FakeRegistry::Fault::kCorrupt;
   std::string ref = server->host() + "/team/app:v1";
-  CmdResult bad = Layerfs(Root("a"), "pull --max-concurrent-downloads 1 " + ref);
+  ShellResult bad = Layerfs(Root("a"), "pull --max-concurrent-downloads 1 " + ref);
   EXPECT_EQ(bad.code, 1);
   auto store = Store::Open(Root("a"));
   EXPECT_FALSE(ImageStore(*store).Resolve(ref).ok());                  // no image, no tag
@@ -463,7 +437,7 @@ TEST_F(RegistryCliTest, FailedPullKeepsCompletedLayersForTheNextPull) {
   EXPECT_TRUE(LayerStore(*store).Has(img.layers[0].diff_id));          // verified, kept
   EXPECT_TRUE(stdfs::is_empty(Root("a") / "tmp"));
   fake.fault = FakeRegistry::Fault::kNone;
-  CmdResult good = Layerfs(Root("a"), "pull " + ref);
+  ShellResult good = Layerfs(Root("a"), "pull " + ref);
   ASSERT_EQ(good.code, 0) << good.err;
   EXPECT_NE(good.out.find(img.layers[0].digest.short_id() + ": Already exists"), std::string::npos) << good.out;
   EXPECT_NE(good.out.find(img.layers[1].digest.short_id() + ": Pull complete"), std::string::npos) << good.out;
@@ -504,7 +478,7 @@ TEST_F(RegistryCliTest, PullKilledHalfWayLeavesNoImageAndTheNextPullReusesLayers
   EXPECT_TRUE(LayerStore(*store).Has(img.layers[0].diff_id));
   EXPECT_FALSE(LayerStore(*store).Has(img.layers[1].diff_id));
   EXPECT_TRUE(stdfs::is_empty(Root("a") / "tmp"));
-  CmdResult again = Layerfs(Root("a"), "pull " + ref);
+  ShellResult again = Layerfs(Root("a"), "pull " + ref);
   ASSERT_EQ(again.code, 0) << again.err;
   EXPECT_NE(again.out.find(img.layers[0].digest.short_id() + ": Already exists"), std::string::npos) << again.out;
   EXPECT_EQ(Resolve(Root("a"), ref).manifest_digest, img.manifest_digest);
