@@ -276,7 +276,7 @@ class Layerfs(Impl):
         mnt = os.path.join(scratch, "mnt")
         os.makedirs(mnt)
         self.seq += 1
-        name = f"bench-{os.getpid()}-{self.seq}"
+        name = f"bench-{self.name}-{os.getpid()}-{self.seq}"
         self.h.registry[mnt] = (self, name)
         self.cli("mount", "--name", name, self.h.images[key]["tag"], mnt)
         cid = self.container_id(name)
@@ -327,6 +327,12 @@ class Layerfs(Impl):
             return
         self.cli("umount", handle.mnt)
         self.cli("rm", "-f", handle.name, check=False)
+
+
+class LayerfsPassthrough(Layerfs):
+    """layerfs built against libfuse >= 3.17 (issue 8, `cmake --preset fuse317`): the kernel reads
+    and writes the layer and upper files directly (FUSE passthrough). Same store as `layerfs`."""
+    name = "layerfs-pt"
 
 
 def chain_id(diff_ids):
@@ -399,8 +405,12 @@ class Harness:
                 self.impls.append(Layerfs(self, binary, os.path.join(self.work, "store")))
             elif name == "layerfs-overlay":
                 self.impls.append(LayerfsOverlay(self, find_layerfs(self.args.layerfs)))
+            elif name == "layerfs-pt":
+                binary = find_layerfs(self.args.layerfs_passthrough or os.path.join(REPO, "build-fuse317", "tools", "layerfs"))
+                self.impls.append(LayerfsPassthrough(self, binary, os.path.join(self.work, "store")))
             else:
-                raise BenchError(f"unknown implementation {name!r} (kernel, fuse-overlayfs, layerfs, layerfs-overlay)")
+                raise BenchError(f"unknown implementation {name!r} (kernel, fuse-overlayfs, layerfs, layerfs-overlay, "
+                                 "layerfs-pt)")
         for impl in self.impls:
             impl.prepare()
         self.job_tar, self.job_expect = self.make_job()
@@ -689,6 +699,8 @@ class Harness:
                      ("seqread", self.w_seqread),
                      ("randread", self.w_randread), ("copyup", self.w_copyup), ("churn", self.w_churn),
                      ("job", self.w_job)]
+        chosen = self.args.workloads.split(",") if self.args.workloads else None
+        workloads = [w for w in workloads if chosen is None or w[0] in chosen]
         for rnd in range(1, rounds + 1):
             log(f"round {rnd}/{rounds}")
             # Interleaved, and each round starts with the next implementation (A B C, B C A, ...)
@@ -704,7 +716,7 @@ class Harness:
                     self.step("copyup cp", self.w_cp)
                 if wname == "job":
                     self.step("job host", self.w_job_host)
-            for depth in self.data["stack_depths"]:
+            for depth in self.data["stack_depths"] if chosen is None or "stack" in chosen else []:
                 for impl in order:
                     self.step(f"stack L={depth} {impl.name}", self.w_stack, impl, depth)
 
@@ -1037,10 +1049,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--impls", default="kernel,fuse-overlayfs,layerfs,layerfs-overlay")
     ap.add_argument("--layerfs", help="path of the layerfs binary (default: build/tools/layerfs)")
+    ap.add_argument("--layerfs-passthrough", metavar="PATH",
+                    help="a layerfs built against libfuse >= 3.17 (default build-fuse317/tools/layerfs): "
+                         "adds the layerfs-pt column")
+    ap.add_argument("--workloads", help="only these (walk,mount,readall,seqread,randread,copyup,churn,job,stack,micro)")
     ap.add_argument("--micro", help="merged_index_bench binary (default: build/bench/merged_index_bench)")
     ap.add_argument("--fail-fast", action="store_true")
     ap.add_argument("--no-sharing", action="store_true", help="skip the layer-sharing figures")
     args = ap.parse_args()
+    if args.layerfs_passthrough and "layerfs-pt" not in args.impls.split(","):
+        args.impls += ",layerfs-pt"
     if args.quick:
         args.work = args.work.rstrip("/") + "-quick"
     h = Harness(args)
@@ -1053,7 +1071,8 @@ def main():
     try:
         h.setup()
         h.run_rounds()
-        h.step("micro-benchmarks", h.run_micro)
+        if not args.workloads or "micro" in args.workloads.split(","):
+            h.step("micro-benchmarks", h.run_micro)
         if not args.no_sharing:
             h.run_sharing()
         h.write(started, time.time() - t0)
