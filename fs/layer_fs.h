@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "fs/id_map.h"
 #include "fs/inode_table.h"
 #include "fs/merged_index.h"
 #include "fs/upper_format.h"
@@ -36,6 +37,12 @@ struct LayerFsOptions {
   // Tuning (see the .cc for why): lower entries never change, so the kernel may keep them.
   double lower_timeout = 86400.0;
   double upper_timeout = 0.0;
+  // `layerfs overlay`: renaming a lower directory copies its whole subtree up and makes it
+  // opaque (fuse-overlayfs's way), so the upper is a self-contained overlay layer that any
+  // overlay implementation reads as upper or lower. Off (mount mode): a redirect xattr.
+  bool rename_copies_subtree = false;
+  OwnerPolicy owners;   // ids shown/written (uidmapping=, squash_to_*): applied at the FUSE boundary
+  bool static_nlink = false;  // directories show st_nlink 1 (fuse-overlayfs's static_nlink)
 };
 
 class LayerFs {
@@ -149,6 +156,12 @@ class LayerFs {
                     const std::shared_ptr<Node>& ddir, const std::string& dname, const std::shared_ptr<Node>& dnode,
                     unsigned flags);
   int PrepareMovedDir(const std::shared_ptr<Node>& node, const std::shared_ptr<Node>& ddir, const std::string& dname);
+  int CopyUpSubtree(const std::shared_ptr<Node>& dir);
+  // Attributes as the caller sees them: owner policy (uidmapping=, squash_to_*) and
+  // static_nlink applied; every reply with attributes goes through it.
+  void Show(struct stat* st) const;
+  // The host owner for an owner a caller sets or creates with: 0 / -EINVAL (not mapped).
+  int ToHostOwner(uid_t* uid, gid_t* gid) const;
 
   MergedIndex index_;
   LayerFsOptions options_;

@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "fs/dir_layer.h"
 #include "fs/fuse_mount.h"
 #include "layerstore/store.h"
 
@@ -35,12 +36,25 @@ bool IsEmptyDir(const std::filesystem::path& dir) {
 // Mount options. As root the mount serves every user with kernel permission checks, and setuid
 // binaries and device nodes work as on overlayfs (suid, dev). max_read matches max_write.
 std::string FuseOptions(const MountConfig& c) {
-  std::string o = "fsname=" + c.fsname + ",subtype=layerfs";
+  std::string o = "fsname=" + c.fsname + ",subtype=" + c.subtype;
   if (c.default_permissions) o += ",default_permissions";
   if (c.allow_other || ::geteuid() == 0) o += ",allow_other";
   if (::geteuid() == 0) o += ",suid,dev";
   if (c.upper_dir.empty()) o += ",ro";
+  for (const std::string& extra : c.fuse_options) o += "," + extra;
   return o;
+}
+
+// The merged index and the lower trees of a mount: store layers (cached merged index) or
+// plain directories (walked now).
+Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* layer_dirs) {
+  if (!c.lower_dirs.empty()) {
+    for (const auto& d : c.lower_dirs) layer_dirs->push_back(std::filesystem::absolute(d).string());
+    return DirLayer::BuildMerged(c.lower_dirs);
+  }
+  ASSIGN_OR_RETURN(Store store, Store::Open(c.store_root));
+  for (const Digest& d : c.layers) layer_dirs->push_back(store.layer_tree(d).string());
+  return MergedIndex::LoadOrBuild(store, c.layers);
 }
 
 }  // namespace
@@ -74,10 +88,11 @@ Result<std::unique_ptr<FuseMount>> FuseMount::Create(const MountConfig& config, 
 
 Status FuseMount::Serve(const MountConfig& config) {
   RETURN_IF_ERROR(CheckMountpoint(config.mountpoint));
-  ASSIGN_OR_RETURN(Store store, Store::Open(config.store_root));
-  ASSIGN_OR_RETURN(MergedIndex index, MergedIndex::LoadOrBuild(store, config.layers));
   LayerFsOptions options;
-  for (const Digest& d : config.layers) options.layer_dirs.push_back(store.layer_tree(d).string());
+  ASSIGN_OR_RETURN(MergedIndex index, LowerIndex(config, &options.layer_dirs));
+  options.rename_copies_subtree = config.rename_copies_subtree;
+  options.owners = config.owners;
+  options.static_nlink = config.static_nlink;
   options.upper_dir = config.upper_dir.string();
   options.work_dir = config.work_dir.string();
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));

@@ -1,5 +1,6 @@
 // Mount: one layerfs union filesystem = the layers of a chain (read-only, from the store, served
 // from the merged index) + one writable upper directory, exposed at a mount point via FUSE.
+// The lowers may instead be plain directories in overlay's format (`layerfs overlay`).
 // The mount knows nothing of images or tags: callers resolve an image to its diff_ids.
 #pragma once
 
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "fs/id_map.h"
 #include "layerstore/digest.h"
 #include "layerstore/status.h"
 
@@ -25,6 +27,14 @@ struct MountConfig {
   bool default_permissions = true; // kernel permission checks against the merged attributes
   unsigned threads = 0;            // FUSE worker threads; 0 = libfuse default
   bool debug = false;
+  // `layerfs overlay`: plain lower directories (bottom first) instead of store_root/layers,
+  // walked at every mount (they may change between mounts), and overlay's behaviour.
+  std::vector<std::filesystem::path> lower_dirs;
+  std::string subtype = "layerfs";
+  std::vector<std::string> fuse_options;  // more options for libfuse/mount(2): ro, noexec, noatime...
+  bool rename_copies_subtree = false;     // LayerFsOptions
+  OwnerPolicy owners;
+  bool static_nlink = false;
 };
 
 class Mount {

@@ -109,7 +109,10 @@ std::shared_ptr<Node> LayerFs::NodeForUpper(const std::shared_ptr<Node>& dir, co
     if (fd < 0) return nullptr;
     lower = kNoLower;
     if (auto redirect = format_.Redirect(fd)) {
-      if (auto idx = index_.LookupPath(*redirect); idx && index_.is_dir(*idx)) lower = *idx;
+      // Absolute: a path from the root; relative (kernel overlayfs, rename within one
+      // directory): a name in the parent's lower directory.
+      auto idx = redirect->starts_with('/') ? index_.LookupPath(*redirect) : LowerChild(dir.get(), *redirect);
+      if (idx && index_.is_dir(*idx)) lower = *idx;
     } else if (!format_.IsOpaque(fd)) {
       if (auto idx = LowerChild(dir.get(), name); idx && index_.is_dir(*idx)) lower = *idx;
     }
@@ -191,6 +194,7 @@ double LayerFs::Timeout(const Node* node) const {
 void LayerFs::ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node) {
   fuse_entry_param e{};
   int r = Attr(node.get(), &e.attr);
+  Show(&e.attr);
   if (r != 0) {
     table_.Forget(node.get(), 1);
     fuse_reply_err(req, -r);
@@ -200,6 +204,30 @@ void LayerFs::ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node) {
   e.attr_timeout = Timeout(node.get());
   e.entry_timeout = EntryTimeout(node.get());
   if (fuse_reply_entry(req, &e) != 0) table_.Forget(node.get(), 1);
+}
+
+void LayerFs::Show(struct stat* st) const {
+  const OwnerPolicy& owners = options_.owners;
+  if (!owners.identity()) {
+    st->st_uid = owners.ShownUid(st->st_uid);
+    st->st_gid = owners.ShownGid(st->st_gid);
+  }
+  if (options_.static_nlink && S_ISDIR(st->st_mode)) st->st_nlink = 1;
+}
+
+int LayerFs::ToHostOwner(uid_t* uid, gid_t* gid) const {
+  const OwnerPolicy& owners = options_.owners;
+  if (*uid != static_cast<uid_t>(-1)) {
+    auto host = owners.uids.ToHost(*uid);
+    if (!host) return -EINVAL;
+    *uid = *host;
+  }
+  if (*gid != static_cast<gid_t>(-1)) {
+    auto host = owners.gids.ToHost(*gid);
+    if (!host) return -EINVAL;
+    *gid = *host;
+  }
+  return 0;
 }
 
 }  // namespace layerfs

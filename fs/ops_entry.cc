@@ -57,6 +57,7 @@ void LayerFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   int fd = fi != nullptr ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
   int r = Attr(node, &st, fd);
   if (r != 0) return (void)fuse_reply_err(req, -r);
+  Show(&st);
   fuse_reply_attr(req, &st, Timeout(node));
 }
 
@@ -111,6 +112,13 @@ int ApplySize(const LayerFs::UpperRef& ref, off_t size, int fd) {
 // docs/upper-format.md), then the change on the upper copy.
 void LayerFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   std::shared_ptr<Node> node = Shared(ino);
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+    if (ToHostOwner(&uid, &gid) != 0) return (void)fuse_reply_err(req, EINVAL);
+    attr->st_uid = uid;
+    attr->st_gid = gid;
+  }
   int r = EnsureUpper(node);
   if (r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
@@ -129,6 +137,7 @@ void LayerFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_
   struct stat st;
   r = Attr(node.get(), &st, fd);
   if (r != 0) return (void)fuse_reply_err(req, -r);
+  Show(&st);
   fuse_reply_attr(req, &st, Timeout(node.get()));
 }
 

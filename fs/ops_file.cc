@@ -58,6 +58,7 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
     table_.Forget(node.get(), 1);
     return (void)fuse_reply_err(req, h->fd < 0 ? -h->fd : EIO);
   }
+  Show(&e.attr);
   e.ino = reinterpret_cast<fuse_ino_t>(node.get());
   e.attr_timeout = Timeout(node.get());
   e.entry_timeout = EntryTimeout(node.get());

@@ -51,13 +51,16 @@ int LayerFs::NewEntryImpl(fuse_req_t req, const std::shared_ptr<Node>& dir, cons
 // have (no u+rw) goes to the override xattr.
 int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
+  uid_t uid = ctx->uid;
+  gid_t gid = ctx->gid;
+  if (int r = ToHostOwner(&uid, &gid); r != 0) return r;
   bool link = S_ISLNK(mode);
   if (privileged()) {
     struct stat parent;
     if (int r = Attr(dir, &parent); r != 0) return r;
-    gid_t gid = (parent.st_mode & S_ISGID) ? parent.st_gid : ctx->gid;
+    if (parent.st_mode & S_ISGID) gid = parent.st_gid;
     if (is_dir && (parent.st_mode & S_ISGID)) mode |= S_ISGID;
-    if (::fchownat(dirfd, name.c_str(), ctx->uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+    if (::fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
     if (!link && ::fchmodat(dirfd, name.c_str(), mode & 07777, 0) != 0) return -errno;
     return 0;
   }
@@ -65,7 +68,7 @@ int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string
   mode_t host = (mode & 07777) | (is_dir ? 0700 : 0600);
   if (::fchmodat(dirfd, name.c_str(), host, 0) != 0) return -errno;
   if (host != (mode & 07777) || !(S_ISREG(mode) || S_ISDIR(mode)))
-    return format_.SetOverride(dirfd, name, {ctx->uid, ctx->gid, mode});
+    return format_.SetOverride(dirfd, name, {uid, gid, mode});
   return 0;
 }
 

@@ -3,8 +3,11 @@
 // Both parents and the source are copied up (a lower directory only as an empty directory:
 // its children stay in the lowers), then the upper entries are renamed. A renamed lower
 // directory records where its lower children live with overlay's redirect xattr (absolute
-// path), so it works without EXDEV and without copying the subtree. A name that had a lower
-// entry gets a whiteout (RENAME_WHITEOUT: in the same atomic step where the host allows it).
+// path), so it works without EXDEV and without copying the subtree; in overlay mode
+// (rename_copies_subtree) its whole subtree is copied up and it is made opaque instead, so the
+// upper needs no redirect to be read as an upper or a lower by any overlay implementation.
+// A name that had a lower entry gets a whiteout (RENAME_WHITEOUT: in the same atomic step
+// where the host allows it).
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -96,8 +99,31 @@ int LayerFs::RenameChecked(const std::shared_ptr<Node>& sdir, const std::string&
 int LayerFs::PrepareMovedDir(const std::shared_ptr<Node>& node, const std::shared_ptr<Node>& ddir, const std::string& dname) {
   if (!node->is_dir) return 0;
   int fd = node->dir_fd.load();
-  if (node->lower != kNoLower) return format_.SetRedirect(fd, "", "/" + index_.Path(node->lower));
+  if (node->lower != kNoLower && !options_.rename_copies_subtree)
+    return format_.SetRedirect(fd, "", "/" + index_.Path(node->lower));
+  if (node->lower != kNoLower) {
+    if (int r = CopyUpSubtree(node); r != 0) return r;
+    return format_.SetOpaque(fd, "");
+  }
   if (LowerChild(ddir.get(), dname)) return format_.SetOpaque(fd, "");
+  return 0;
+}
+
+// Every entry visible under dir gets an upper copy (directories recursively), so dir, once
+// opaque, shows the same tree without its lower source. Whiteouts already there stay: they
+// keep hiding what this mount's index still has below the old path.
+int LayerFs::CopyUpSubtree(const std::shared_ptr<Node>& dir) {
+  const MergedNode& n = index_.node(dir->lower);
+  for (uint32_t c = n.first_child; c < n.first_child + n.child_count; ++c) {
+    std::shared_ptr<Node> child;
+    int r = LookupChild(dir, std::string(index_.name(c)), &child);
+    if (r == -ENOENT) continue;  // whited out
+    if (r != 0) return r;
+    r = EnsureUpper(child);
+    if (r == 0 && child->is_dir && child->lower != kNoLower) r = CopyUpSubtree(child);
+    table_.Forget(child.get(), 1);
+    if (r != 0) return r;
+  }
   return 0;
 }
 

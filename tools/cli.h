@@ -33,5 +33,6 @@ void RegisterContainerCommands(CLI::App& app, Cli& cli);  // mount umount ps rm
 void RegisterCommitCommands(CLI::App& app, Cli& cli);     // diff commit
 void RegisterRegistryCommands(CLI::App& app, Cli& cli);   // pull push login logout
 void RegisterBuildCommands(CLI::App& app, Cli& cli);      // build, builder prune
+void RegisterOverlayCommands(CLI::App& app, Cli& cli);    // overlay (and argv[0] layerfs-overlay)
 
 }  // namespace layerfs::cli

@@ -1,6 +1,10 @@
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <unistd.h>
+
+#include <string>
+#include <vector>
 
 #include "tools/cli.h"
 
@@ -25,8 +29,25 @@ bool StdoutIsTerminal() { return isatty(STDOUT_FILENO) == 1; }
 
 }  // namespace layerfs::cli
 
+namespace {
+
+// Installed as `layerfs-overlay` (containers/storage's mount_program), the binary is
+// `layerfs overlay`: the arguments are fuse-overlayfs's.
+std::vector<char*> OverlayArgv(int argc, char** argv) {
+  const char* base = std::strrchr(argv[0], '/');
+  base = base ? base + 1 : argv[0];
+  if (std::strcmp(base, "layerfs-overlay") != 0) return {argv, argv + argc};
+  static char overlay[] = "overlay";
+  std::vector<char*> out = {argv[0], overlay};
+  out.insert(out.end(), argv + 1, argv + argc);
+  return out;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace layerfs::cli;
+  std::vector<char*> args = OverlayArgv(argc, argv);
   CLI::App app{"layerfs: copy-on-write union filesystem and image store for container images"};
   app.name("layerfs");
   app.require_subcommand(1);
@@ -44,9 +65,10 @@ int main(int argc, char** argv) {
   RegisterCommitCommands(app, cli);
   RegisterRegistryCommands(app, cli);
   RegisterBuildCommands(app, cli);
+  RegisterOverlayCommands(app, cli);
 
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

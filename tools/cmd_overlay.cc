@@ -1,0 +1,72 @@
+// `layerfs overlay` (also the binary under the name `layerfs-overlay`): a drop-in for
+// fuse-overlayfs on plain directory layers, for containers/storage's mount_program. Parsing of
+// the -o options lives in fs/overlay_options.h; the mount is the same engine as `layerfs mount`.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/mount.h"
+#include "fs/overlay_options.h"
+#include "tools/cli.h"
+
+namespace layerfs::cli {
+
+namespace {
+
+constexpr const char* kOverlayHelp = R"(Mount lower directories (overlay's format) with an optional writable upper, as fuse-overlayfs:
+  layerfs overlay -o lowerdir=TOP:...:BOTTOM[,upperdir=U,workdir=W][,OPTS] [-f] [-d] MNT
+Returns 0 once the mount answers; the daemon exits when MNT is unmounted (umount / fusermount3 -u).
+Options (docs/overlay.md):
+  lowerdir=TOP:...:BOTTOM   lower directories, top first (':' and ',' escaped with '\')
+  upperdir=DIR,workdir=DIR  writable layer and its work dir (same filesystem); without: read-only
+  squash_to_root            show every entry as owned by 0:0
+  squash_to_uid=N, squash_to_gid=N  show every entry as owned by N
+  uidmapping=C:H:N[:C:H:N...], gidmapping=...  container:host id ranges for shown/written owners
+  static_nlink              directories show st_nlink 1
+  allow_other, allow_root, default_permissions, fsname=NAME, subtype=NAME, debug
+  ro rw suid nosuid dev nodev exec noexec sync async dirsync [no]atime [no]diratime relatime ...
+  context=/fscontext=/defcontext=/rootcontext=  SELinux labels (ignored when SELinux is off)
+  noacl, fsync=0, volatile  accepted and ignored (harmless: see docs/overlay.md)
+Anything else is an error.)";
+
+struct OverlayArgs {
+  std::vector<std::string> options;  // each -o argument
+  bool foreground = false;
+  bool debug = false;
+  std::string mountpoint;
+};
+
+void RunOverlay(Cli& cli, const OverlayArgs& args) {
+  std::vector<std::string> split;
+  for (const auto& o : args.options)
+    for (auto& part : SplitOverlayOptions(o)) split.push_back(std::move(part));
+  auto parsed = ParseOverlayOptions(split, args.mountpoint);
+  if (!parsed.ok()) return (void)cli.Fail(parsed.status());
+  MountConfig& config = parsed->config;
+  config.debug = config.debug || args.debug;
+  if (config.debug)
+    for (const auto& o : parsed->ignored) std::fprintf(stderr, "layerfs overlay: ignoring option %s\n", o.c_str());
+  if (args.foreground || config.debug) {
+    Status st = RunMountDaemon(config, -1);
+    if (!st.ok()) cli.Fail(st);
+    return;
+  }
+  auto pid = SpawnMountDaemon(config, "/dev/null");
+  if (!pid.ok()) cli.Fail(pid.status());
+}
+
+}  // namespace
+
+void RegisterOverlayCommands(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("overlay", "Mount plain directory layers like fuse-overlayfs (also run as layerfs-overlay)");
+  cmd->footer(kOverlayHelp);
+  auto args = std::make_shared<OverlayArgs>();
+  cmd->add_option("-o", args->options, "Comma-separated mount options (may repeat)")->allow_extra_args(false);
+  cmd->add_flag("-f", args->foreground, "Serve in the foreground until unmounted or interrupted");
+  cmd->add_flag("-d", args->debug, "Debug: libfuse traces on stderr, in the foreground");
+  cmd->add_option("mountpoint", args->mountpoint, "MNT")->required();
+  cmd->callback([&cli, args] { RunOverlay(cli, *args); });
+}
+
+}  // namespace layerfs::cli
