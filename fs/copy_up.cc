@@ -2,6 +2,7 @@
 // is built in work/ (data, owner, mode, xattrs, times, origin) and renamed into place, so the
 // upper never holds a half-copied file under its real name, even after a crash. The node's
 // mutex makes it happen exactly once however many threads race.
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -9,7 +10,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <unordered_map>
 
 #include "fs/layer_fs.h"
 
@@ -241,19 +244,81 @@ const std::vector<uint32_t>& LayerFs::GroupOf(uint32_t ino_node) {
   return it == groups_.end() ? kEmpty : it->second;
 }
 
-// The merged-view directory at the lower path of idx (null if it is gone or moved).
-std::shared_ptr<Node> LayerFs::ResolveLowerDir(uint32_t idx) {
-  std::vector<uint32_t> chain;
-  for (uint32_t cur = idx; cur != MergedIndex::kRoot; cur = index_.node(cur).parent) chain.push_back(cur);
-  std::shared_ptr<Node> dir = root_;
-  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-    std::shared_ptr<Node> next;
-    if (LookupChild(dir, std::string(index_.name(*it)), &next) != 0) return nullptr;
-    table_.Forget(next.get(), 1);
-    if (!next->is_dir) return nullptr;
-    dir = std::move(next);
+namespace {
+
+// Renamed lower directories: merged-index node of each redirect's lower dir -> the merged path
+// ("a/b") of the upper dir that holds it now. Walks the upper's directories (upper names are
+// merged names), so it is only used when a lower directory is not at its own path any more.
+void FindRedirects(const MergedIndex& index, const UpperFormat& format, int dirfd, const std::string& rel,
+                   std::unordered_map<uint32_t, std::string>* out) {
+  int own = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // a dup would share the offset
+  DIR* d = own >= 0 ? ::fdopendir(own) : nullptr;
+  if (d == nullptr) {
+    if (own >= 0) ::close(own);
+    return;
   }
-  return dir;
+  std::vector<std::string> subdirs;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    struct stat st;
+    if (name == "." || name == ".." || UpperFormat::IsWhiteoutFileName(name)) continue;
+    if (e->d_type == DT_DIR || (e->d_type == DT_UNKNOWN && ::fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                                S_ISDIR(st.st_mode)))
+      subdirs.push_back(std::move(name));
+  }
+  ::closedir(d);
+  for (const auto& name : subdirs) {
+    int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    std::string path = rel.empty() ? name : rel + "/" + name;
+    if (auto redirect = format.Redirect(fd))
+      if (auto idx = index.LookupPath(*redirect); idx && index.is_dir(*idx)) out->emplace(*idx, path);
+    FindRedirects(index, format, fd, path, out);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+// The merged-view directory whose lower source is the lower directory idx (null if it is gone
+// or no longer merges it). Tried at its own lower path first; a directory renamed on the way
+// (its upper copy carries a redirect) is found where it lives now, so hard-link members inside
+// renamed directories are still reached.
+std::shared_ptr<Node> LayerFs::ResolveLowerDir(uint32_t idx) {
+  std::vector<uint32_t> chain;  // idx and its lower ancestors, root excluded, deepest first
+  for (uint32_t cur = idx; cur != MergedIndex::kRoot; cur = index_.node(cur).parent) chain.push_back(cur);
+  auto step = [this](const std::shared_ptr<Node>& dir, const std::string& name) -> std::shared_ptr<Node> {
+    std::shared_ptr<Node> next;
+    if (LookupChild(dir, name, &next) != 0) return nullptr;
+    table_.Forget(next.get(), 1);
+    return next->is_dir ? next : nullptr;
+  };
+  // Walks from `dir` down chain[from-1..0]; each step must merge the expected lower dir.
+  auto descend = [&](std::shared_ptr<Node> dir, size_t from) {
+    for (size_t i = from; dir && i-- > 0;) {
+      dir = step(dir, std::string(index_.name(chain[i])));
+      if (dir && dir->lower != chain[i]) dir = nullptr;
+    }
+    return dir;
+  };
+  if (root_->lower != MergedIndex::kRoot) return nullptr;  // opaque root: no lower dir shows
+  if (auto dir = descend(root_, chain.size())) return dir;
+  if (upper_fd_ < 0) return nullptr;
+  std::unordered_map<uint32_t, std::string> redirects;
+  FindRedirects(index_, format_, upper_fd_, "", &redirects);
+  for (size_t k = 0; k < chain.size(); ++k) {  // the deepest renamed ancestor decides
+    auto it = redirects.find(chain[k]);
+    if (it == redirects.end()) continue;
+    std::shared_ptr<Node> dir = root_;
+    for (size_t start = 0; dir && start <= it->second.size();) {
+      size_t end = std::min(it->second.find('/', start), it->second.size());
+      dir = step(dir, it->second.substr(start, end - start));
+      start = end + 1;
+    }
+    if (!dir || dir->lower != chain[k]) return nullptr;
+    return descend(dir, k);
+  }
+  return nullptr;
 }
 
 }  // namespace layerfs

@@ -1,0 +1,214 @@
+// Hard links of a lower layer across copy-up, on real FUSE mounts: every member of the group
+// stays one inode after the first write through any of them, also a member inside a lower
+// directory that was renamed before (found through the directory's redirect), across a
+// remount, and in the layer `commit` writes (tar hard links to one data entry).
+#include <archive.h>
+#include <archive_entry.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "fs/commit_layer.h"
+#include "fs/merged_index.h"
+#include "fs/mount.h"
+#include "layerstore/blob_store.h"
+#include "layerstore/layer_store.h"
+#include "tests/fs/fs_harness.h"
+
+namespace layerfs {
+namespace {
+
+namespace stdfs = std::filesystem;
+using fstest::SpecEntry;
+
+SpecEntry Dir(const std::string& path) {
+  SpecEntry e;
+  e.path = path;
+  e.type = EntryType::kDirectory;
+  e.mode = 0755;
+  return e;
+}
+SpecEntry File(const std::string& path, const std::string& content) {
+  SpecEntry e;
+  e.path = path;
+  e.content = content;
+  return e;
+}
+SpecEntry Link(const std::string& path, const std::string& to) {
+  SpecEntry e;
+  e.path = path;
+  e.hardlink = to;
+  return e;
+}
+
+std::string ReadAll(const stdfs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void WriteAll(const stdfs::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << s;
+}
+struct stat Lstat(const stdfs::path& p) {
+  struct stat st{};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st;
+}
+
+// One layer: f, d/h and d/sub/h2 are one inode; d/other is not linked.
+class HardlinkCopyUp : public ::testing::Test {
+ protected:
+  HardlinkCopyUp() : tmp_("layerfs-hardlink") {
+    for (const char* d : {"mnt", "upper", "work"}) stdfs::create_directories(tmp_.path() / d);
+  }
+  ~HardlinkCopyUp() override { Unmount(); }
+
+  void SetUp() override {
+    auto store = Store::Open(tmp_.path() / "store");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    auto tar = fstest::BuildLayerTar({File("f", "lower data"), Dir("d"), Link("d/h", "f"), Dir("d/sub"),
+                                      Link("d/sub/h2", "f"), File("d/other", "other")});
+    ASSERT_TRUE(tar.ok()) << tar.status().message();
+    auto diff_id = fstest::AddLayer(*store, *tar);
+    ASSERT_TRUE(diff_id.ok()) << diff_id.status().message();
+    layers_ = {*diff_id};
+  }
+
+  stdfs::path mnt() const { return tmp_.path() / "mnt"; }
+  stdfs::path upper() const { return tmp_.path() / "upper"; }
+
+  void Mount() {
+    MountConfig c;
+    c.store_root = tmp_.path() / "store";
+    c.layers = layers_;
+    c.upper_dir = upper();
+    c.work_dir = tmp_.path() / "work";
+    c.mountpoint = mnt();
+    auto m = Mount::Start(c);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    mount_ = std::move(m).value();
+  }
+  void Unmount() {
+    if (!mount_) return;
+    Status st = mount_->Unmount();
+    EXPECT_TRUE(st.ok()) << st.message();
+    mount_.reset();
+  }
+
+  // The three names show one file: same st_ino, nlink 3, the same bytes.
+  void ExpectOneInode(const std::vector<std::string>& names, const std::string& content) {
+    struct stat first = Lstat(mnt() / names[0]);
+    for (const auto& n : names) {
+      struct stat st = Lstat(mnt() / n);
+      EXPECT_EQ(st.st_ino, first.st_ino) << n;
+      EXPECT_EQ(st.st_nlink, 3u) << n;
+      EXPECT_EQ(ReadAll(mnt() / n), content) << n;
+    }
+  }
+
+  // path -> hard-link target ("" for an entry with its own data) of the committed layer.
+  std::map<std::string, std::string> CommitEntries(std::map<std::string, std::string>* data) {
+    std::map<std::string, std::string> out;
+    auto store = Store::Open(tmp_.path() / "store");
+    EXPECT_TRUE(store.ok());
+    auto index = MergedIndex::LoadOrBuild(*store, layers_);
+    EXPECT_TRUE(index.ok()) << index.status().message();
+    auto writer = BlobStore(*store).NewWriter();
+    EXPECT_TRUE(writer.ok());
+    std::vector<stdfs::path> trees = {store->layer_tree(layers_[0])};
+    auto layer = WriteCommitLayer(upper(), *index, trees, &*writer);
+    EXPECT_TRUE(layer.ok()) << layer.status().message();
+    auto blob = writer->Commit();
+    EXPECT_TRUE(blob.ok());
+    archive* in = archive_read_new();
+    archive_read_support_filter_all(in);
+    archive_read_support_format_tar(in);
+    EXPECT_EQ(archive_read_open_filename(in, BlobStore(*store).Path(*blob).c_str(), 1 << 16), ARCHIVE_OK);
+    archive_entry* e;
+    while (archive_read_next_header(in, &e) == ARCHIVE_OK) {
+      std::string path = archive_entry_pathname(e);
+      const char* link = archive_entry_hardlink(e);
+      out[path] = link ? link : "";
+      std::string bytes(archive_entry_size(e), '\0');
+      if (!bytes.empty()) archive_read_data(in, bytes.data(), bytes.size());
+      (*data)[path] = bytes;
+    }
+    archive_read_free(in);
+    return out;
+  }
+
+  fstest::TempDir tmp_;
+  std::vector<Digest> layers_;
+  std::unique_ptr<layerfs::Mount> mount_;
+};
+
+TEST_F(HardlinkCopyUp, WriteThroughOneMemberShowsInAll) {
+  Mount();
+  ExpectOneInode({"f", "d/h", "d/sub/h2"}, "lower data");
+  WriteAll(mnt() / "d/h", "written via d/h");
+  ExpectOneInode({"f", "d/h", "d/sub/h2"}, "written via d/h");
+  Unmount();
+  Mount();
+  ExpectOneInode({"f", "d/h", "d/sub/h2"}, "written via d/h");
+}
+
+// The bug this file was written for: d is renamed first, so the members are no longer at
+// their lower paths when f is copied up. The kernel knows e/h already (a cached entry).
+TEST_F(HardlinkCopyUp, MemberInRenamedDirIsLinkedIn) {
+  Mount();
+  ASSERT_EQ(::rename((mnt() / "d").c_str(), (mnt() / "e").c_str()), 0);
+  EXPECT_EQ(ReadAll(mnt() / "e/h"), "lower data");
+  WriteAll(mnt() / "f", "new data");
+  ExpectOneInode({"f", "e/h", "e/sub/h2"}, "new data");
+  WriteAll(mnt() / "e/sub/h2", "via h2");
+  ExpectOneInode({"f", "e/h", "e/sub/h2"}, "via h2");
+  EXPECT_EQ(ReadAll(mnt() / "e/other"), "other");
+  Unmount();
+  Mount();
+  ExpectOneInode({"f", "e/h", "e/sub/h2"}, "via h2");
+}
+
+// After a remount nothing in memory remembers the rename: the redirect in the upper does.
+TEST_F(HardlinkCopyUp, MemberInDirRenamedBeforeRemountIsLinkedIn) {
+  Mount();
+  ASSERT_EQ(::mkdir((mnt() / "x").c_str(), 0755), 0);
+  ASSERT_EQ(::rename((mnt() / "d").c_str(), (mnt() / "x/e").c_str()), 0);
+  Unmount();
+  Mount();
+  WriteAll(mnt() / "f", "after remount");
+  ExpectOneInode({"f", "x/e/h", "x/e/sub/h2"}, "after remount");
+  std::map<std::string, std::string> data;
+  auto entries = CommitEntries(&data);
+  // One entry carries the bytes; the other members are tar hard links to it.
+  std::vector<std::string> members = {"f", "x/e/h", "x/e/sub/h2"};
+  std::string owner;
+  for (const auto& m : members) {
+    ASSERT_TRUE(entries.count(m)) << m;
+    if (entries[m].empty()) owner = m;
+  }
+  ASSERT_FALSE(owner.empty());
+  EXPECT_EQ(data[owner], "after remount");
+  for (const auto& m : members)
+    if (m != owner) EXPECT_EQ(entries[m], owner) << m;
+}
+
+// Renaming the member itself inside a renamed directory copies the group up first.
+TEST_F(HardlinkCopyUp, RenameOfMemberInRenamedDir) {
+  Mount();
+  ASSERT_EQ(::rename((mnt() / "d").c_str(), (mnt() / "e").c_str()), 0);
+  ASSERT_EQ(::rename((mnt() / "e/sub/h2").c_str(), (mnt() / "e/moved").c_str()), 0);
+  ExpectOneInode({"f", "e/h", "e/moved"}, "lower data");
+  WriteAll(mnt() / "e/moved", "moved");
+  ExpectOneInode({"f", "e/h", "e/moved"}, "moved");
+  ASSERT_EQ(::unlink((mnt() / "e/h").c_str()), 0);
+  EXPECT_EQ(Lstat(mnt() / "f").st_nlink, 2u);
+  EXPECT_EQ(Lstat(mnt() / "e/moved").st_nlink, 2u);
+}
+
+}  // namespace
+}  // namespace layerfs
