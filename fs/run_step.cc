@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -67,6 +70,7 @@ void MakeDevices(const ChildPlan& p) {
 
 // PID 1 of the new PID namespace: sets up the root and execs the command.
 [[noreturn]] void RunCommand(const ChildPlan& p) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the namespace dies with the supervisor
   if (::mount("proc", p.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) ChildFail(p.report_fd, "mount /proc");
   if (::mount("tmpfs", p.dev.c_str(), "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") != 0)
     ChildFail(p.report_fd, "mount /dev");
@@ -78,6 +82,7 @@ void MakeDevices(const ChildPlan& p) {
   if (::setgroups(p.groups.size(), p.groups.data()) != 0) ChildFail(p.report_fd, "setgroups");
   if (::setgid(p.gid) != 0) ChildFail(p.report_fd, "setgid");
   if (::setuid(p.uid) != 0) ChildFail(p.report_fd, "setuid");
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // again: a change of credentials clears it
   int err = ENOENT;
   for (const std::string& path : p.exec_candidates) {
     ::execve(path.c_str(), p.argv.data(), p.envp.data());
@@ -88,7 +93,9 @@ void MakeDevices(const ChildPlan& p) {
 }
 
 // The first child: new namespaces, then PID 1 under it; exits with PID 1's status.
-[[noreturn]] void Supervise(const ChildPlan& p) {
+[[noreturn]] void Supervise(const ChildPlan& p, pid_t builder) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != builder) _exit(128 + SIGKILL);
   if (::unshare(CLONE_NEWNS | CLONE_NEWPID) != 0) ChildFail(p.report_fd, "unshare(CLONE_NEWNS|CLONE_NEWPID)");
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ChildFail(p.report_fd, "make mounts private");
   pid_t pid = ::fork();
@@ -174,14 +181,54 @@ std::vector<std::string> EnsureMountDirs(const std::string& root) {
   return made;
 }
 
+// While a RUN step runs, Ctrl-C / SIGTERM / SIGHUP must not kill the build with its mount still
+// up: the handler kills the step's supervisor (the namespace dies with it, PR_SET_PDEATHSIG),
+// the step unwinds (unmount, container removed), and the guard's destructor re-raises the signal
+// with its default action, so the build still ends the way the user asked.
+volatile sig_atomic_t g_caught_signal = 0;
+volatile pid_t g_supervisor = 0;
+
+void OnInterrupt(int sig) {
+  g_caught_signal = sig;
+  if (g_supervisor > 0) ::kill(g_supervisor, SIGKILL);
+}
+
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    g_caught_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = OnInterrupt;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &sa, &previous_[i]);
+  }
+  ~InterruptGuard() {
+    for (size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &previous_[i], nullptr);
+    if (int sig = g_caught_signal; sig != 0) {
+      ::signal(sig, SIG_DFL);
+      ::raise(sig);
+    }
+  }
+  static bool interrupted() { return g_caught_signal != 0; }
+
+ private:
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+  struct sigaction previous_[3];
+};
+
 Result<int> RunInNamespaces(const ChildPlan& plan) {
+  pid_t builder = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return Status::FromErrno("fork");
-  if (pid == 0) Supervise(plan);
+  if (pid == 0) Supervise(plan, builder);
+  g_supervisor = pid;
+  if (InterruptGuard::interrupted()) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return Status::FromErrno("wait for RUN");
   }
+  g_supervisor = 0;
+  if (InterruptGuard::interrupted()) return Status::Error(EINTR, "RUN interrupted");
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -199,6 +246,11 @@ Result<LayerBlob> CommitUpper(const Store& store, const std::vector<Digest>& lay
 }  // namespace
 
 Result<RunExecutor::Outcome> MountRunExecutor::Run(const Request& request) {
+  InterruptGuard guard;  // outlives the step's mount and container (destroyed first)
+  return RunStep(request);
+}
+
+Result<RunExecutor::Outcome> MountRunExecutor::RunStep(const Request& request) {
   if (::geteuid() != 0) return Status::Error(EPERM, "RUN needs root (mount and PID namespaces, chroot)");
   if (request.argv.empty()) return Status::Error(EINVAL, "RUN: empty command");
   ContainerStore containers(*store_);

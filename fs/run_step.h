@@ -6,7 +6,9 @@
 // /dev (null zero full random urandom tty, fd links), chrooted into the mount, in WORKDIR
 // (created if missing), as USER (setgroups/setgid/setuid), with the step's environment; its
 // stdout/stderr go to the given fds. On exit 0 the upper becomes the step's layer
-// (fs/commit_layer.h). The container is removed in every case. Needs root (namespaces, chroot).
+// (fs/commit_layer.h). The container is removed in every case, also when the build is
+// interrupted (SIGINT/SIGTERM/SIGHUP during the step: the step's processes are killed, the
+// mount and container cleaned up, then the signal takes its default action). Needs root.
 #pragma once
 
 #include "layerstore/image_builder.h"
@@ -21,6 +23,7 @@ class MountRunExecutor : public RunExecutor {
   Result<Outcome> Run(const Request& request) override;
 
  private:
+  Result<Outcome> RunStep(const Request& request);
   const Store* store_;
   int stdout_fd_;
   int stderr_fd_;

@@ -59,10 +59,12 @@ void RegisterUmount(CLI::App& app, Cli& cli) {
 void RegisterPs(CLI::App& app, Cli& cli) {
   auto* cmd = app.add_subcommand("ps", "List mounted containers (-a: all)");
   auto all = std::make_shared<bool>(false);
+  auto quiet = std::make_shared<bool>(false);
   auto format = std::make_shared<std::string>();
   cmd->add_flag("-a,--all", *all, "Show unmounted containers too");
+  cmd->add_flag("-q,--quiet", *quiet, "Only display container IDs");
   cmd->add_option("--format", *format, "json: one JSON array");
-  cmd->callback([&cli, all, format] {
+  cmd->callback([&cli, all, quiet, format] {
     auto store = cli.OpenStore();
     if (!store.ok()) return;
     ContainerStore containers(*store);
@@ -71,6 +73,10 @@ void RegisterPs(CLI::App& app, Cli& cli) {
     for (const auto& c : containers.List()) {
       ContainerState state = StateOf(c);
       if (!*all && state == ContainerState::kUnmounted) continue;
+      if (*quiet) {
+        std::printf("%s\n", c.id.substr(0, 12).c_str());
+        continue;
+      }
       uint64_t size = TreeContentSize(containers.upper_dir(c.id));
       if (*format == "json") {
         rows.push_back({{"Id", c.id}, {"Name", c.name}, {"Image", c.image_ref}, {"ImageID", c.image_id.str()},
@@ -80,6 +86,7 @@ void RegisterPs(CLI::App& app, Cli& cli) {
         table.AddRow({c.id.substr(0, 12), c.name, c.image_ref, c.mountpoint, ContainerStateName(state), HumanSize(size)});
       }
     }
+    if (*quiet) return;
     if (*format == "json") std::printf("%s\n", rows.dump().c_str());
     else if (!format->empty()) cli.Fail("unknown --format \"" + *format + "\" (supported: json)");
     else std::fputs(table.Render().c_str(), stdout);

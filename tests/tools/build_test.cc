@@ -1,9 +1,12 @@
 // `layerfs build` end to end: real builds on a busybox base image that the test makes itself,
 // RUN steps executed in a layerfs mount, the build cache across runs, failure semantics, the
 // history a built image shows, and `builder prune`.
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +22,8 @@
 #include "layerstore/store.h"
 #include "tests/tools/shell_command.h"
 #include "tests/tools/test_images.h"
+
+extern char** environ;
 
 namespace layerfs {
 namespace {
@@ -200,6 +205,55 @@ TEST_F(BuildTest, FailingRunFailsWithItsExitCodeNoTagStoreUnchanged) {
   EXPECT_NE(r.out.find("line 3"), std::string::npos) << r.out;
   EXPECT_EQ(Cli("images -q broken").out, "");
   EXPECT_EQ(StoreFiles(), before);
+}
+
+bool RunStepMounted() {
+  return ReadAll("/proc/self/mountinfo").find(" /tmp/layerfs-run-") != std::string::npos;
+}
+
+// Whether a process runs with exactly this command line (argv joined by NULs).
+bool ProcessRuns(const std::string& cmdline) {
+  for (const auto& e : stdfs::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") == std::string::npos && ReadAll(e.path() / "cmdline") == cmdline)
+      return true;
+  }
+  return false;
+}
+
+template <class Condition>
+bool WaitFor(Condition condition) {
+  for (int i = 0; i < 400 && !condition(); ++i) ::usleep(50000);
+  return condition();
+}
+
+TEST_F(BuildTest, CtrlCDuringRunKillsTheStepAndLeavesNoMountOrContainer) {
+  Write(ctx_ / "Dockerfile", "FROM busybox\nRUN sleep 47\n");
+  auto before = StoreFiles();
+  std::string root_env = "LAYERFS_ROOT=" + root_.string();
+  std::vector<std::string> env = {root_env, "PATH=/usr/bin:/bin"};
+  const char* argv[] = {LAYERFS_BINARY, "build", "-q", "-t", "stopped:1", ctx_.c_str(), nullptr};
+  char* envp[] = {env[0].data(), env[1].data(), nullptr};
+  pid_t pid = -1;
+  ASSERT_EQ(posix_spawn(&pid, LAYERFS_BINARY, nullptr, nullptr, const_cast<char**>(argv), envp), 0);
+  const std::string sleeper("sleep\0" "47\0", 9);
+  bool running = WaitFor([&] { return RunStepMounted() && ProcessRuns(sleeper); });
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(running) << "the RUN step never started";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << "status " << status;
+  EXPECT_TRUE(WaitFor([&] { return !ProcessRuns(sleeper); })) << "the step's process outlived the build";
+  EXPECT_FALSE(RunStepMounted());
+  EXPECT_EQ(Cli("ps -a -q").out, "");
+  EXPECT_EQ(Cli("images -q stopped").out, "");
+  auto after = StoreFiles();
+  auto merged_index_cache = [](const std::string& p) { return p.rfind("chains", 0) == 0; };
+  std::erase_if(after, merged_index_cache);
+  std::erase_if(before, merged_index_cache);
+  std::vector<std::string> changed;
+  std::set_symmetric_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(changed));
+  EXPECT_TRUE(changed.empty()) << "store paths added or removed: " << ::testing::PrintToString(changed);
 }
 
 TEST_F(BuildTest, RunIsPid1WithProcDevUserAndWorkdir) {
