@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# layerfs without root, end to end (issue 3: "work where overlayfs cannot: without root").
+#
+# Runs as root only to set the stage: a private mount namespace in which /dev/fuse is mode 0666
+# (what Debian's fuse3 udev rule gives users; some containers, like this CI machine, keep it
+# 0600), a store and mount point owned by `nobody`. Everything layerfs does then runs as uid
+# 65534:
+#   1. a plain user: load, images, mount (through the setuid fusermount3), read the image as
+#      root-owned files, write where the image allows (/tmp), diff, umount;
+#   2. the same user as root of its own user namespace (`unshare -Ur`, as rootless podman
+#      runs): copy-up, whiteout, chmod; the upper holds user.* markers (trusted.* is refused
+#      there) and a 0/0 whiteout; remount shows the changes; commit, and the committed image
+#      shows them too.
+# Usage: rootless_test.sh LAYERFS_BINARY. Exit 77 (skip) only when not run as root or a tool
+# it needs is missing.
+set -euo pipefail
+
+layerfs=$(realpath "${1:?usage: rootless_test.sh LAYERFS_BINARY}")
+src=$(cd "$(dirname "$0")/../.." && pwd)
+[ "$(id -u)" = 0 ] || { echo "skip: needs root to prepare the stage"; exit 77; }
+for tool in setpriv unshare getfattr fusermount3; do
+  command -v "$tool" >/dev/null || { echo "skip: $tool is not installed"; exit 77; }
+done
+
+work=$(mktemp -d /tmp/layerfs-rootless-XXXXXX)
+chmod 0755 "$work"
+cleanup() {
+  pkill -f -- "--root $work/" 2>/dev/null || true
+  for m in "$work/mnt" "$work/mnt2"; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cp "$layerfs" "$work/layerfs"  # a copy every user may execute, whatever the build dir's modes
+mkdir -p "$work/home" "$work/mnt" "$work/mnt2"
+bash "$src/samples/make-sample.sh" "$work/samples" >/dev/null
+chmod -R a+rX "$work/samples"
+chown 65534:65534 "$work/home" "$work/mnt" "$work/mnt2"
+
+# The stage: runs in a private mount namespace, so the bind over /dev/fuse and every FUSE mount
+# made under it disappear with it.
+cat > "$work/stage.sh" <<'STAGE'
+set -euo pipefail
+work=$1
+mknod "$work/fuse" c 10 229
+chmod 0666 "$work/fuse"
+mount --bind "$work/fuse" /dev/fuse
+as_nobody() {
+  setpriv --reuid=65534 --regid=65534 --clear-groups \
+    env -i PATH=/usr/bin:/bin HOME="$work/home" XDG_DATA_HOME="$work/home/data" "$@"
+}
+as_nobody bash "$work/user.sh" "$work"
+as_nobody unshare -Ur -m bash "$work/userns.sh" "$work"
+STAGE
+
+# 1. A plain user: the default store root is $XDG_DATA_HOME/layerfs.
+cat > "$work/user.sh" <<'USER'
+set -euo pipefail
+work=$1
+L=$work/layerfs
+fail() { echo "FAIL (user): $*"; exit 1; }
+$L load -i "$work/samples/sample.tar" >/dev/null
+[ -d "$work/home/data/layerfs/blobs" ] || fail "store not under \$XDG_DATA_HOME/layerfs"
+$L images | grep -q '^sample ' || fail "images does not list sample"
+$L mount --name plain sample "$work/mnt" >/dev/null
+grep -q " $work/mnt fuse.layerfs " /proc/mounts || fail "no fuse.layerfs mount"
+[ "$(stat -c %u:%g "$work/mnt/etc/passwd")" = 0:0 ] || fail "image files must show their owners (0:0)"
+"$work/mnt/usr/bin/hello" | grep -q 'hello from' || fail "cannot run a binary of the image"
+echo note > "$work/mnt/tmp/note"
+[ "$(stat -c %u "$work/mnt/tmp/note")" = 65534 ] || fail "a new file belongs to its creator"
+if rm "$work/mnt/etc/passwd" 2>/dev/null; then fail "a user removed a root-owned file"; fi
+[ "$($L diff plain)" = "$(printf 'C /tmp\nA /tmp/note')" ] || fail "diff: $($L diff plain)"
+$L umount "$work/mnt"
+if grep -q " $work/mnt " /proc/mounts; then fail "still mounted after umount"; fi
+echo "ok: plain user"
+USER
+
+# 2. Root of its own user namespace (only uid/gid 0 mapped, to 65534 outside).
+cat > "$work/userns.sh" <<'USERNS'
+set -euo pipefail
+work=$1
+L="$work/layerfs --root $work/home/data/layerfs"
+fail() { echo "FAIL (userns): $*"; exit 1; }
+m=$work/mnt
+$L mount --name ns sample "$m" >/dev/null
+echo hi > "$m/new.txt"
+rm "$m/etc/passwd"
+mkdir "$m/d"
+chmod 600 "$m/etc/group"
+check_view() {
+  [ "$(cat "$1/new.txt")" = hi ] || fail "$2: new.txt"
+  [ ! -e "$1/etc/passwd" ] || fail "$2: etc/passwd still there"
+  [ -d "$1/d" ] || fail "$2: d missing"
+  [ "$(stat -c %a "$1/etc/group")" = 600 ] || fail "$2: etc/group mode $(stat -c %a "$1/etc/group")"
+  [ "$(cat "$1/etc/motd")" = "$(cat "$work/home/ref-motd")" ] || fail "$2: etc/motd content"
+}
+cat "$m/etc/motd" > "$work/home/ref-motd"
+check_view "$m" "live"
+$L umount "$m"
+upper=$(echo "$work"/home/data/layerfs/containers/*/upper/etc)
+upper=$(for u in $upper; do [ -c "$u/passwd" ] && echo "$u"; done)
+[ -n "$upper" ] || fail "no 0/0 whiteout for etc/passwd in the upper"
+getfattr -d -m - "$upper/group" 2>/dev/null | grep -q '^user.containers.override_stat="0:0:0100600"' ||
+  fail "the upper's mode override is not in user.* xattrs: $(getfattr -d -m - "$upper/group" 2>&1)"
+if getfattr -d -m trusted. -R "$upper" 2>/dev/null | grep -q trusted.; then fail "trusted.* xattrs in a rootless upper"; fi
+$L mount --name ns sample "$m" >/dev/null
+check_view "$m" "remount"
+$L umount "$m"
+$L commit ns committed:1 >/dev/null
+$L mount --name fresh committed:1 "$work/mnt2" >/dev/null
+check_view "$work/mnt2" "committed image"
+$L umount "$work/mnt2"
+echo "ok: user namespace"
+USERNS
+
+chmod a+r "$work"/*.sh
+unshare -m --propagation private bash "$work/stage.sh" "$work"
+echo "rootless: all passed"
