@@ -25,6 +25,14 @@ struct RenameSide {
   std::shared_ptr<Node> node;  // null: the name does not exist in the merged view
 };
 
+// Two names of one inode. Members of a lower hard-link group are separate nodes but one file
+// (copied up together), like names of one upper inode (one node).
+bool SameFile(const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b, const MergedIndex& index) {
+  if (a == b) return true;
+  if (a->is_dir || b->is_dir || a->lower == kNoLower || b->lower == kNoLower) return false;
+  return index.node(a->lower).nlink > 1 && index.node(a->lower).ino_node == index.node(b->lower).ino_node;
+}
+
 }  // namespace
 
 void LayerFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
@@ -52,8 +60,8 @@ int LayerFs::RenameChecked(const std::shared_ptr<Node>& sdir, const std::string&
   if ((flags & RENAME_NOREPLACE) && dnode) return -EEXIST;
   if (exchange && !dnode) return -ENOENT;
   if (UpperFormat::IsWhiteoutFileName(dname)) return -EINVAL;
+  if (dnode && SameFile(snode, dnode, index_)) return 0;  // two links of one file: POSIX says do nothing
   if (dnode && !exchange) {
-    if (dnode == snode) return 0;  // two links of one file: POSIX says do nothing
     if (snode->is_dir && !dnode->is_dir) return -ENOTDIR;
     if (!snode->is_dir && dnode->is_dir) return -EISDIR;
     if (dnode->is_dir) {
@@ -62,6 +70,9 @@ int LayerFs::RenameChecked(const std::shared_ptr<Node>& sdir, const std::string&
   }
   for (const auto* n : {&sdir, &ddir, &snode})
     if (int r = EnsureUpper(*n); r != 0) return r;
+  // Replacing a lower hard link: its other links must see nlink drop (as unlink does).
+  if (dnode && !exchange && !dnode->is_dir && !dnode->upper.load() && index_.node(dnode->lower).nlink > 1)
+    if (int r = EnsureUpper(dnode); r != 0) return r;
   if (exchange)
     if (int r = EnsureUpper(dnode); r != 0) return r;
   if (int r = PrepareMovedDir(snode, ddir, dname); r != 0) return r;
@@ -72,6 +83,8 @@ int LayerFs::RenameChecked(const std::shared_ptr<Node>& sdir, const std::string&
   struct stat st;
   bool whiteout = false;
   bool dst_upper = format_.StatChild(dfd, dname, &st, &whiteout) == 0;
+  // The replaced file lives on under its other names (hard links): its node keeps its key.
+  bool dst_last_link = !dst_upper || whiteout || S_ISDIR(st.st_mode) || st.st_nlink <= 1;
   if (!exchange && dst_upper && (S_ISDIR(st.st_mode) || (whiteout && snode->is_dir))) {
     // An empty-in-the-merge directory still holds whiteouts; a directory cannot replace a
     // whiteout chardev. Clear the way (the source then covers any lower entry there).
@@ -87,7 +100,7 @@ int LayerFs::RenameChecked(const std::shared_ptr<Node>& sdir, const std::string&
       if (int r = format_.CreateWhiteout(sfd, sname); r != 0) return r;
   }
   format_.RemoveWhiteoutFile(dfd, dname);
-  if (dnode && !exchange) table_.Detach(dnode.get());
+  if (dnode && !exchange && dst_last_link) table_.Detach(dnode.get());
   snode->SetLocation(ddir, dname);
   if (exchange) dnode->SetLocation(sdir, sname);
   return 0;

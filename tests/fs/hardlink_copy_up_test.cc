@@ -210,5 +210,36 @@ TEST_F(HardlinkCopyUp, RenameOfMemberInRenamedDir) {
   EXPECT_EQ(Lstat(mnt() / "e/moved").st_nlink, 2u);
 }
 
+// Replacing one link by rename drops the others' nlink, as unlink does; renaming one link of
+// a file onto another link of it does nothing (POSIX), even before the group's copy-up.
+TEST_F(HardlinkCopyUp, RenameOverMember) {
+  Mount();
+  ASSERT_EQ(::rename((mnt() / "d/h").c_str(), (mnt() / "f").c_str()), 0);
+  ExpectOneInode({"f", "d/h", "d/sub/h2"}, "lower data");
+  ASSERT_EQ(::rename((mnt() / "d/other").c_str(), (mnt() / "d/h").c_str()), 0);
+  EXPECT_EQ(ReadAll(mnt() / "d/h"), "other");
+  EXPECT_EQ(Lstat(mnt() / "f").st_nlink, 2u);
+  EXPECT_EQ(Lstat(mnt() / "d/sub/h2").st_nlink, 2u);
+  WriteAll(mnt() / "f", "still linked");
+  EXPECT_EQ(ReadAll(mnt() / "d/sub/h2"), "still linked");
+  Unmount();
+  Mount();
+  EXPECT_EQ(Lstat(mnt() / "f").st_nlink, 2u);
+  EXPECT_EQ(Lstat(mnt() / "f").st_ino, Lstat(mnt() / "d/sub/h2").st_ino);
+}
+
+// A file replaced by rename under one of its names keeps its other names and its identity:
+// a later link shows one inode with the right count.
+TEST_F(HardlinkCopyUp, RenameOverOneOfSeveralUpperLinks) {
+  Mount();
+  ASSERT_EQ(::link((mnt() / "f").c_str(), (mnt() / "g").c_str()), 0);
+  ASSERT_EQ(::rename((mnt() / "d/other").c_str(), (mnt() / "g").c_str()), 0);
+  EXPECT_EQ(Lstat(mnt() / "f").st_nlink, 3u);
+  ASSERT_EQ(::link((mnt() / "f").c_str(), (mnt() / "n").c_str()), 0);
+  EXPECT_EQ(Lstat(mnt() / "f").st_nlink, 4u);
+  EXPECT_EQ(Lstat(mnt() / "n").st_ino, Lstat(mnt() / "f").st_ino);
+  EXPECT_EQ(Lstat(mnt() / "d/h").st_nlink, 4u);
+}
+
 }  // namespace
 }  // namespace layerfs
