@@ -591,8 +591,10 @@ class Harness:
         either), then once more with warm caches."""
         layers = len(self.images["rootfs"]["lower"])
         walked = self.results.checks.get("walk digest", {})
-        entries = next(iter(walked.values()))[0] if walked else sum(self.data["rootfs"]["entries_per_layer"])
-        what = f"rootfs ({entries:,} entries, {layers} layers)"
+        if walked:
+            what = f"rootfs ({next(iter(walked.values()))[0]:,} merged entries, {layers} layers)"
+        else:   # --workloads without walk: count what the layers hold
+            what = f"rootfs ({sum(self.data['rootfs']['entries_per_layer']):,} entries in {layers} layers)"
         impl.forget_cache("rootfs")
         drop_caches()
         t = time.perf_counter()
