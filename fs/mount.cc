@@ -49,19 +49,34 @@ std::string FuseOptions(const MountConfig& c) {
 // plain directories (walked now).
 Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* layer_dirs) {
   if (!c.lower_dirs.empty()) {
-    for (const auto& d : c.lower_dirs) layer_dirs->push_back(std::filesystem::absolute(d).string());
-    return DirLayer::BuildMerged(c.lower_dirs);
+    // Resolved once: containers/storage passes its l/<id> symlinks (often relative to its cwd).
+    std::vector<std::filesystem::path> resolved;
+    for (const auto& d : c.lower_dirs) {
+      std::error_code ec;
+      resolved.push_back(std::filesystem::canonical(d, ec));
+      if (ec) return Status::Error(ec.value(), "lower dir " + d.string() + ": " + ec.message());
+      layer_dirs->push_back(resolved.back().string());
+    }
+    return DirLayer::BuildMerged(resolved);
   }
   ASSIGN_OR_RETURN(Store store, Store::Open(c.store_root));
   for (const Digest& d : c.layers) layer_dirs->push_back(store.layer_tree(d).string());
   return MergedIndex::LoadOrBuild(store, c.layers);
 }
 
+// libfuse opens /dev/fuse itself, also for a user who then mounts through fusermount3.
+Status CheckFuseDevice() {
+  if (::access("/dev/fuse", F_OK) != 0)
+    return Status::Error(ENODEV, "/dev/fuse is missing (is the fuse module loaded?)");
+  if (::access("/dev/fuse", R_OK | W_OK) != 0)
+    return Status::Error(EACCES, "/dev/fuse is not readable and writable by this user (Debian's fuse3 makes it mode 0666)");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status CheckMountpoint(const std::filesystem::path& dir) {
-  if (::access("/dev/fuse", R_OK | W_OK) != 0)
-    return Status::Error(ENODEV, "/dev/fuse is missing or not accessible (is the fuse module loaded?)");
+  RETURN_IF_ERROR(CheckFuseDevice());
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) {
     if (errno == ENOTCONN) return Status::Error(EBUSY, dir.string() + ": a dead mount is still there (run layerfs umount)");
