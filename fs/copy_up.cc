@@ -249,8 +249,10 @@ namespace {
 // Renamed lower directories: merged-index node of each redirect's lower dir -> the merged path
 // ("a/b") of the upper dir that holds it now. Walks the upper's directories (upper names are
 // merged names), so it is only used when a lower directory is not at its own path any more.
+// source: the lower directory dirfd merges (kNoLower: none). Kernel overlayfs writes a
+// redirect relative to the parent's lower directory when the rename stayed in one directory.
 void FindRedirects(const MergedIndex& index, const UpperFormat& format, int dirfd, const std::string& rel,
-                   std::unordered_map<uint32_t, std::string>* out) {
+                   uint32_t source, std::unordered_map<uint32_t, std::string>* out) {
   int own = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // a dup would share the offset
   DIR* d = own >= 0 ? ::fdopendir(own) : nullptr;
   if (d == nullptr) {
@@ -271,9 +273,16 @@ void FindRedirects(const MergedIndex& index, const UpperFormat& format, int dirf
     int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) continue;
     std::string path = rel.empty() ? name : rel + "/" + name;
-    if (auto redirect = format.Redirect(fd))
-      if (auto idx = index.LookupPath(*redirect); idx && index.is_dir(*idx)) out->emplace(*idx, path);
-    FindRedirects(index, format, fd, path, out);
+    auto in_source = [&](std::string_view child) {
+      return source == kNoLower ? std::nullopt : index.Lookup(source, child);
+    };
+    std::optional<uint32_t> lower;
+    auto redirect = format.Redirect(fd);
+    if (redirect) lower = redirect->starts_with('/') ? index.LookupPath(*redirect) : in_source(*redirect);
+    else if (!format.IsOpaque(fd)) lower = in_source(name);
+    if (lower && !index.is_dir(*lower)) lower.reset();
+    if (redirect && lower) out->emplace(*lower, path);
+    FindRedirects(index, format, fd, path, lower.value_or(kNoLower), out);
     ::close(fd);
   }
 }
@@ -305,7 +314,7 @@ std::shared_ptr<Node> LayerFs::ResolveLowerDir(uint32_t idx) {
   if (auto dir = descend(root_, chain.size())) return dir;
   if (upper_fd_ < 0) return nullptr;
   std::unordered_map<uint32_t, std::string> redirects;
-  FindRedirects(index_, format_, upper_fd_, "", &redirects);
+  FindRedirects(index_, format_, upper_fd_, "", root_->lower, &redirects);
   for (size_t k = 0; k < chain.size(); ++k) {  // the deepest renamed ancestor decides
     auto it = redirects.find(chain[k]);
     if (it == redirects.end()) continue;

@@ -5,6 +5,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -195,6 +196,19 @@ TEST_F(HardlinkCopyUp, MemberInDirRenamedBeforeRemountIsLinkedIn) {
   EXPECT_EQ(data[owner], "after remount");
   for (const auto& m : members)
     if (m != owner) EXPECT_EQ(entries[m], owner) << m;
+}
+
+// Kernel overlayfs records a rename within one directory as a redirect relative to the
+// parent's lower directory ("sub", not "/d/sub").
+TEST_F(HardlinkCopyUp, MemberFoundThroughRelativeRedirect) {
+  Mount();
+  ASSERT_EQ(::rename((mnt() / "d/sub").c_str(), (mnt() / "d/sub2").c_str()), 0);
+  Unmount();
+  std::string key = geteuid() == 0 ? "trusted.overlay.redirect" : "user.overlay.redirect";
+  ASSERT_EQ(::lsetxattr((upper() / "d/sub2").c_str(), key.c_str(), "sub", 3, 0), 0);
+  Mount();
+  WriteAll(mnt() / "f", "relative");
+  ExpectOneInode({"f", "d/h", "d/sub2/h2"}, "relative");
 }
 
 // Renaming the member itself inside a renamed directory copies the group up first.
