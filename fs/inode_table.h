@@ -24,8 +24,9 @@ struct Node : std::enable_shared_from_this<Node> {
   uint64_t key = 0;
   bool is_dir = false;
   // Merged-index node: attributes/data while not copied up; for directories, the source of
-  // lower children (kNoLower when the directory is opaque or upper-only). Set at creation.
-  uint32_t lower = kNoLower;
+  // lower children (kNoLower when the directory is opaque or upper-only). Set at creation;
+  // a directory drops its lower source once its upper copy holds it all (ops_rename.cc).
+  std::atomic<uint32_t> lower{kNoLower};
   std::atomic<uint64_t> nlookup{0};
 
   // Guards copy-up (exactly once), parent/name and dir_fd.

@@ -157,6 +157,7 @@ class LayerFs {
                     unsigned flags);
   int PrepareMovedDir(const std::shared_ptr<Node>& node, const std::shared_ptr<Node>& ddir, const std::string& dname);
   int CopyUpSubtree(const std::shared_ptr<Node>& dir);
+  int RemoveWhiteouts(int dirfd);  // in an upper directory: 0 / -errno
   // Attributes as the caller sees them: owner policy (uidmapping=, squash_to_*) and
   // static_nlink applied; every reply with attributes goes through it.
   void Show(struct stat* st) const;

@@ -8,6 +8,7 @@
 // upper needs no redirect to be read as an upper or a lower by any overlay implementation.
 // A name that had a lower entry gets a whiteout (RENAME_WHITEOUT: in the same atomic step
 // where the host allows it).
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -137,7 +138,31 @@ int LayerFs::CopyUpSubtree(const std::shared_ptr<Node>& dir) {
     table_.Forget(child.get(), 1);
     if (r != 0) return r;
   }
-  return 0;
+  // The upper copy now holds every visible entry: stop merging the lower directory, then drop
+  // the whiteouts (kernel overlayfs lists them in a directory that merges nothing).
+  dir->lower = kNoLower;
+  return RemoveWhiteouts(dir->dir_fd.load());
+}
+
+int LayerFs::RemoveWhiteouts(int dirfd) {
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* d = fd < 0 ? nullptr : ::fdopendir(fd);
+  if (d == nullptr) {
+    if (fd >= 0) ::close(fd);
+    return -errno;
+  }
+  int r = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    struct stat st;
+    bool whiteout = false;
+    if (name == "." || name == ".." || format_.StatChild(dirfd, name, &st, &whiteout) != 0) continue;
+    if ((whiteout || (UpperFormat::IsWhiteoutFileName(name) && S_ISREG(st.st_mode))) &&
+        ::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT)
+      r = -errno;
+  }
+  ::closedir(d);
+  return r;
 }
 
 }  // namespace layerfs

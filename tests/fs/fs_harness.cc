@@ -18,6 +18,7 @@
 #include <set>
 
 #include "fs/mount.h"
+#include "fs/overlay_options.h"
 #include "layerstore/blob_store.h"
 #include "layerstore/layer_store.h"
 
@@ -471,10 +472,11 @@ std::string LowerList(const std::vector<fs::path>& lowers) {
 }  // namespace
 
 Result<std::unique_ptr<TestMount>> MountKernelOverlay(const std::vector<fs::path>& lowers, const fs::path& upper,
-                                                      const fs::path& work, const fs::path& mnt, bool index) {
-  // redirect_dir: renaming a lower dir works as in layerfs; index: copy-up keeps hard links.
+                                                      const fs::path& work, const fs::path& mnt, bool index,
+                                                      const std::string& redirect_dir) {
+  // redirect_dir=on: renaming a lower dir works as in layerfs; index: copy-up keeps hard links.
   std::string opts = "lowerdir=" + LowerList(lowers) + ",upperdir=" + upper.string() + ",workdir=" +
-                     work.string() + ",redirect_dir=on,metacopy=off,index=" + (index ? "on" : "off");
+                     work.string() + "," + redirect_dir + ",metacopy=off,index=" + (index ? "on" : "off");
   if (upper.empty()) opts = "lowerdir=" + LowerList(lowers);  // read-only: at least two lowers
   if (mount("overlay", mnt.c_str(), "overlay", 0, opts.c_str()) != 0)
     return Status::FromErrno("mount overlay at " + mnt.string());
@@ -530,6 +532,17 @@ Result<std::unique_ptr<TestMount>> MountLayerfs(const fs::path& store_root, cons
   config.work_dir = work;
   config.mountpoint = mnt;
   ASSIGN_OR_RETURN(auto mount, Mount::Start(config));
+  return std::unique_ptr<TestMount>(new LayerfsTestMount(std::move(mount), mnt));
+}
+
+Result<std::unique_ptr<TestMount>> MountLayerfsOverlay(const std::vector<fs::path>& lowers, const fs::path& upper,
+                                                       const fs::path& work, const fs::path& mnt,
+                                                       const std::string& extra_options) {
+  std::string opts = "lowerdir=" + LowerList(lowers);
+  if (!upper.empty()) opts += ",upperdir=" + upper.string() + ",workdir=" + work.string();
+  if (!extra_options.empty()) opts += "," + extra_options;
+  ASSIGN_OR_RETURN(OverlayOptions parsed, ParseOverlayOptions(SplitOverlayOptions(opts), mnt.string()));
+  ASSIGN_OR_RETURN(auto mount, Mount::Start(parsed.config));
   return std::unique_ptr<TestMount>(new LayerfsTestMount(std::move(mount), mnt));
 }
 

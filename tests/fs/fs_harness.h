@@ -73,10 +73,12 @@ class TestMount {
 
 // lowers: bottom first. Each mount point must exist and be empty.
 // upper empty: a read-only mount of the lowers (two at least). index: overlayfs keeps lower hard links across copy-up (layerfs does too); off: it breaks them.
+// redirect_dir: on (renaming a lower dir works as in layerfs), or e.g. nofollow.
 Result<std::unique_ptr<TestMount>> MountKernelOverlay(const std::vector<std::filesystem::path>& lowers,
                                                       const std::filesystem::path& upper,
                                                       const std::filesystem::path& work,
-                                                      const std::filesystem::path& mnt, bool index = true);
+                                                      const std::filesystem::path& mnt, bool index = true,
+                                                      const std::string& redirect_dir = "redirect_dir=on");
 Result<std::unique_ptr<TestMount>> MountFuseOverlayfs(const std::vector<std::filesystem::path>& lowers,
                                                       const std::filesystem::path& upper,
                                                       const std::filesystem::path& work,
@@ -86,6 +88,14 @@ Result<std::unique_ptr<TestMount>> MountLayerfs(const std::filesystem::path& sto
                                                 const std::filesystem::path& upper,
                                                 const std::filesystem::path& work,
                                                 const std::filesystem::path& mnt);
+// `layerfs overlay` in this process: the options go through ParseOverlayOptions as the
+// command's do ("lowerdir=TOP:...:BOTTOM,upperdir=,workdir=" built from lowers, bottom first,
+// plus `extra_options`); upper empty: read-only.
+Result<std::unique_ptr<TestMount>> MountLayerfsOverlay(const std::vector<std::filesystem::path>& lowers,
+                                                       const std::filesystem::path& upper,
+                                                       const std::filesystem::path& work,
+                                                       const std::filesystem::path& mnt,
+                                                       const std::string& extra_options = "");
 // Last resort for fixtures: lazy unmount of whatever is mounted at mnt (ignores errors).
 void ForceUnmount(const std::filesystem::path& mnt);
 

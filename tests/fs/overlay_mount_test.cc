@@ -1,0 +1,336 @@
+// `layerfs overlay` / `layerfs-overlay` end to end through the real binary: every whiteout and
+// opaque form of both references read, read-only without upper, daemon exits on umount, bad
+// options fail with one line, renamed lower dirs copied up so kernel overlayfs reads the upper,
+// owner options.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/fs/fs_harness.h"
+#include "tests/fs/tree_snapshot.h"
+
+namespace layerfs::fstest {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CmdResult {
+  int rc = -1;
+  std::string err;
+};
+
+// Runs the binary (argv[0] as given) and collects stderr.
+CmdResult RunBinary(const std::string& exe, const std::vector<std::string>& args) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipefd[1], STDERR_FILENO);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, STDOUT_FILENO);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(exe.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  CmdResult r;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) r.err.append(buf, n);
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string OverlayExe() { return (fs::path(LAYERFS_BINARY).parent_path() / "layerfs-overlay").string(); }
+
+bool IsMounted(const fs::path& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find(" " + dir.string() + " ") != std::string::npos) return true;
+  return false;
+}
+
+// Pids whose command line names dir (the daemon serving it).
+std::vector<int> DaemonsOf(const fs::path& dir) {
+  std::vector<int> pids;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    int pid = atoi(e.path().filename().c_str());
+    if (pid <= 0) continue;
+    std::ifstream in(e.path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find(dir.string()) != std::string::npos && cmd.find("overlay") != std::string::npos) pids.push_back(pid);
+  }
+  return pids;
+}
+
+bool WaitNoDaemon(const fs::path& dir) {
+  for (int i = 0; i < 500; ++i) {
+    if (DaemonsOf(dir).empty()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+void WriteFile(const fs::path& p, const std::string& content, mode_t mode = 0644) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << content;
+  chmod(p.c_str(), mode);
+}
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void SetX(const fs::path& p, const std::string& name, const std::string& value) {
+  ASSERT_EQ(lsetxattr(p.c_str(), name.c_str(), value.data(), value.size(), 0), 0) << p << " " << name;
+}
+
+std::string LowerArg(const std::vector<fs::path>& top_first) {
+  std::string s;
+  for (const auto& p : top_first) s += (s.empty() ? "" : ":") + p.string();
+  return s;
+}
+
+class OverlayMount : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "builds lowers with mknod 0/0 and trusted.* xattrs: needs root";
+    mnt_ = tmp_.path() / "mnt";
+    fs::create_directories(mnt_);
+  }
+  void TearDown() override {
+    if (!mnt_.empty() && IsMounted(mnt_)) {
+      umount2(mnt_.c_str(), MNT_DETACH);
+      WaitNoDaemon(mnt_);
+    }
+  }
+  fs::path Dir(const std::string& name) {
+    fs::path p = tmp_.path() / name;
+    fs::create_directories(p);
+    return p;
+  }
+  // Mounts through the binary; asserts it returned 0 and the mount is there.
+  void MountOverlay(const std::string& options, const std::string& exe = LAYERFS_BINARY) {
+    std::vector<std::string> args;
+    if (exe == LAYERFS_BINARY) args.push_back("overlay");
+    args.insert(args.end(), {"-o", options, mnt_.string()});
+    CmdResult r = RunBinary(exe, args);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    ASSERT_TRUE(IsMounted(mnt_));
+  }
+  void Unmount() {
+    ASSERT_EQ(umount2(mnt_.c_str(), 0), 0) << strerror(errno);
+    EXPECT_TRUE(WaitNoDaemon(mnt_)) << "daemon still running after umount";
+  }
+
+  TempDir tmp_{"layerfs-overlay"};
+  fs::path mnt_;
+};
+
+std::set<std::string> Names(const fs::path& dir) {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+  return out;
+}
+
+TEST_F(OverlayMount, ReadsEveryWhiteoutAndOpaqueForm) {
+  fs::path bottom = Dir("bottom"), top = Dir("top");
+  for (const char* f : {"a/x", "a/y", "a/keep", "b/old", "c", "d/old", "e/old", "f/old", "g/old"})
+    WriteFile(bottom / f, f);
+  for (const char* d : {"a", "b", "d", "e", "f", "g"}) fs::create_directories(top / d);
+  ASSERT_EQ(mknod((top / "a/x").c_str(), S_IFCHR, makedev(0, 0)), 0);  // kernel's whiteout
+  WriteFile(top / "a/.wh.y", "");                                        // fuse-overlayfs's fallback
+  WriteFile(top / ".wh.c", "");
+  SetX(top / "b", "trusted.overlay.opaque", "y");
+  SetX(top / "d", "user.overlay.opaque", "y");
+  WriteFile(top / "e/.wh..wh..opq", "");
+  SetX(top / "f", "trusted.overlay.opaque", "x");  // Linux 6.7 xattr whiteouts inside
+  WriteFile(top / "f/old", "");
+  SetX(top / "f/old", "trusted.overlay.whiteout", "");
+  for (const char* d : {"b", "d", "e", "f", "g"}) WriteFile(top / d / "new", std::string(d) + "/new");
+  WriteFile(top / "owned", "o", 0600);
+  SetX(top / "owned", "user.containers.override_stat", "1234:5678:0100640");
+  WriteFile(top / "priv", "p");
+  SetX(top / "priv", "trusted.overlay.origin", "junk");
+  SetX(top / "priv", "user.keep", "v");
+  ASSERT_EQ(symlink("a/keep", (top / "sym").c_str()), 0);
+  ASSERT_EQ(mknod((top / "dev").c_str(), S_IFCHR | 0600, makedev(1, 3)), 0);
+  ASSERT_EQ(mkfifo((top / "fifo").c_str(), 0600), 0);
+  WriteFile(top / "hl1", "linked");
+  ASSERT_EQ(link((top / "hl1").c_str(), (top / "hl2").c_str()), 0);
+
+  MountOverlay("lowerdir=" + LowerArg({top, bottom}));
+  EXPECT_EQ(Names(mnt_), (std::set<std::string>{"a", "b", "d", "e", "f", "g", "owned", "priv", "sym", "dev", "fifo", "hl1", "hl2"}));
+  EXPECT_EQ(Names(mnt_ / "a"), std::set<std::string>{"keep"});
+  for (const char* d : {"b", "d", "e", "f"}) EXPECT_EQ(Names(mnt_ / d), std::set<std::string>{"new"}) << d;
+  EXPECT_EQ(Names(mnt_ / "g"), (std::set<std::string>{"new", "old"}));
+  EXPECT_EQ(ReadFile(mnt_ / "g/old"), "g/old");
+  EXPECT_EQ(ReadFile(mnt_ / "e/new"), "e/new");
+  struct stat st;
+  ASSERT_EQ(lstat((mnt_ / "owned").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1234u);
+  EXPECT_EQ(st.st_gid, 5678u);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  char names[256];
+  ssize_t n = llistxattr((mnt_ / "priv").c_str(), names, sizeof(names));
+  EXPECT_EQ(std::string(names, n > 0 ? n : 0), std::string("user.keep", 10));
+  EXPECT_EQ(fs::read_symlink(mnt_ / "sym"), fs::path("a/keep"));
+  ASSERT_EQ(lstat((mnt_ / "dev").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(st.st_rdev, makedev(1, 3));
+  ASSERT_EQ(lstat((mnt_ / "fifo").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  struct stat l1, l2;
+  ASSERT_EQ(lstat((mnt_ / "hl1").c_str(), &l1), 0);
+  ASSERT_EQ(lstat((mnt_ / "hl2").c_str(), &l2), 0);
+  EXPECT_EQ(l1.st_ino, l2.st_ino);
+  EXPECT_EQ(l1.st_nlink, 2u);
+  // No upper: read-only.
+  EXPECT_NE(open((mnt_ / "newfile").c_str(), O_CREAT | O_WRONLY, 0644), 0);
+  EXPECT_EQ(errno, EROFS);
+  Unmount();
+}
+
+TEST_F(OverlayMount, DaemonExitsOnUmountAndFusermount) {
+  fs::path lower = Dir("lower"), upper = Dir("upper"), work = Dir("work");
+  WriteFile(lower / "f", "lower");
+  std::string opts = "lowerdir=" + lower.string() + ",upperdir=" + upper.string() + ",workdir=" + work.string();
+  MountOverlay(opts, OverlayExe());  // the name containers/storage calls
+  WriteFile(mnt_ / "f", "changed");
+  EXPECT_EQ(ReadFile(mnt_ / "f"), "changed");
+  Unmount();
+  EXPECT_EQ(ReadFile(upper / "f"), "changed");
+  EXPECT_EQ(ReadFile(lower / "f"), "lower");
+
+  MountOverlay(opts + ",noacl,fsync=0,volatile,nodev,noatime");
+  EXPECT_EQ(ReadFile(mnt_ / "f"), "changed");
+  CmdResult r = RunBinary("/usr/bin/fusermount3", {"-u", mnt_.string()});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(WaitNoDaemon(mnt_));
+  EXPECT_FALSE(IsMounted(mnt_));
+}
+
+TEST_F(OverlayMount, BadInvocationsFailWithOneLine) {
+  fs::path lower = Dir("lower");
+  struct Case {
+    std::vector<std::string> args;
+    std::string expect;
+  } cases[] = {
+      {{"overlay", "-o", "lowerdir=" + lower.string() + ",frobnicate", mnt_.string()}, "option frobnicate: unknown option"},
+      {{"overlay", "-o", "lowerdir=" + (tmp_.path() / "nope").string(), mnt_.string()}, (tmp_.path() / "nope").string()},
+      {{"overlay", "-o", "upperdir=/x,workdir=/y", mnt_.string()}, "missing option lowerdir"},
+      {{"overlay", "-o", "lowerdir=" + lower.string(), (tmp_.path() / "nomnt").string()}, "nomnt"},
+  };
+  for (const auto& c : cases) {
+    CmdResult r = RunBinary(LAYERFS_BINARY, c.args);
+    EXPECT_NE(r.rc, 0) << c.expect;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(IsMounted(mnt_));
+  }
+  CmdResult help = RunBinary(OverlayExe(), {"--help"});
+  EXPECT_EQ(help.rc, 0);
+}
+
+TEST_F(OverlayMount, RenamedLowerDirIsCopiedUpAndKernelReadsTheUpper) {
+  fs::path lower = Dir("lower"), upper = Dir("upper"), work = Dir("work");
+  WriteFile(lower / "dir/sub/deep", "deep");
+  WriteFile(lower / "dir/gone", "gone");
+  WriteFile(lower / "dir/l1", "link");
+  ASSERT_EQ(link((lower / "dir/l1").c_str(), (lower / "dir/sub/l2").c_str()), 0);
+  ASSERT_EQ(symlink("sub/deep", (lower / "dir/sym").c_str()), 0);
+  MountOverlay("lowerdir=" + lower.string() + ",upperdir=" + upper.string() + ",workdir=" + work.string());
+  ASSERT_EQ(unlink((mnt_ / "dir/gone").c_str()), 0);
+  ASSERT_EQ(rename((mnt_ / "dir").c_str(), (mnt_ / "moved").c_str()), 0);
+  ASSERT_EQ(mkdir((mnt_ / "dir").c_str(), 0755), 0);
+  WriteFile(mnt_ / "dir/fresh", "fresh");
+  std::string errors;
+  Tree layerfs_view = SnapshotTree(mnt_, &errors);
+  ASSERT_TRUE(errors.empty()) << errors;
+  EXPECT_EQ(ReadFile(mnt_ / "moved/sub/deep"), "deep");
+  Unmount();
+
+  char v[16];
+  EXPECT_LT(lgetxattr((upper / "moved").c_str(), "trusted.overlay.redirect", v, sizeof(v)), 0) << "no redirect written";
+  ASSERT_EQ(lgetxattr((upper / "moved").c_str(), "trusted.overlay.opaque", v, sizeof(v)), 1);
+  EXPECT_EQ(ReadFile(upper / "moved/sub/deep"), "deep");
+
+  // Kernel overlayfs, told not to follow redirects, shows the same tree from this upper.
+  fs::path kwork = Dir("kwork");
+  std::string kopts = "lowerdir=" + lower.string() + ",upperdir=" + upper.string() + ",workdir=" + kwork.string() +
+                      ",redirect_dir=nofollow,index=off,metacopy=off";
+  ASSERT_EQ(mount("overlay", mnt_.c_str(), "overlay", 0, kopts.c_str()), 0) << strerror(errno);
+  Tree kernel_view = SnapshotTree(mnt_, &errors);
+  umount2(mnt_.c_str(), 0);
+  ASSERT_TRUE(errors.empty()) << errors;
+  CompareOptions opt;
+  opt.merged_dir_nlink_one = true;
+  auto diffs = CompareTrees(kernel_view, layerfs_view, opt);
+  EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
+}
+
+TEST_F(OverlayMount, OwnerMappingSquashAndStaticNlink) {
+  fs::path lower = Dir("lower"), upper = Dir("upper"), work = Dir("work");
+  WriteFile(lower / "mine", "m");
+  ASSERT_EQ(chown((lower / "mine").c_str(), 100004, 100004), 0);
+  WriteFile(lower / "unmapped", "u");
+  ASSERT_EQ(chown((lower / "unmapped").c_str(), 3000, 3000), 0);
+  fs::create_directories(lower / "d/sub1");
+  fs::create_directories(lower / "d/sub2");
+  std::string base = "lowerdir=" + lower.string() + ",upperdir=" + upper.string() + ",workdir=" + work.string();
+  MountOverlay(base + ",uidmapping=0:1000:1:1:100000:65536,gidmapping=0:1000:1:1:100000:65536");
+  struct stat st;
+  ASSERT_EQ(lstat((mnt_ / "mine").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 5u);
+  EXPECT_EQ(st.st_gid, 5u);
+  ASSERT_EQ(lstat((mnt_ / "unmapped").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  ASSERT_EQ(lchown((mnt_ / "mine").c_str(), 0, 7), 0);
+  ASSERT_EQ(lstat((mnt_ / "mine").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_gid, 7u);
+  EXPECT_NE(lchown((mnt_ / "mine").c_str(), 70000, -1), 0);
+  EXPECT_EQ(errno, EINVAL);
+  WriteFile(mnt_ / "created", "c");  // by root (container id 0)
+  ASSERT_EQ(lstat((mnt_ / "d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 4u);
+  Unmount();
+  ASSERT_EQ(lstat((upper / "mine").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_gid, 100006u);
+  ASSERT_EQ(lstat((upper / "created").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+
+  MountOverlay(base + ",squash_to_uid=42,squash_to_gid=43,static_nlink");
+  ASSERT_EQ(lstat((mnt_ / "unmapped").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 42u);
+  EXPECT_EQ(st.st_gid, 43u);
+  ASSERT_EQ(lstat((mnt_ / "d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 1u);
+  Unmount();
+}
+
+}  // namespace
+}  // namespace layerfs::fstest
