@@ -15,11 +15,13 @@
 #include <tbb/parallel_for_each.h>
 
 #include "layerstore/blob_store.h"
+#include "layerstore/failpoint.h"
 #include "layerstore/image_store.h"
 #include "layerstore/layer_index.h"
 #include "layerstore/layer_store.h"
 #include "layerstore/reference.h"
 #include "layerstore/remove_tree.h"
+#include "layerstore/store_gc.h"
 #include "layerstore/unique_fd.h"
 
 namespace layerfs {
@@ -465,12 +467,17 @@ Result<Image> StageImage(Candidate& c, Stager* stager, const std::string& input)
 
 // Unpacks, in parallel, the layers the store lacks into staging/layers/<diff_id hex>.
 Result<std::map<Digest, fs::path>> UnpackMissing(const Store& store, const std::vector<Image>& images,
-                                                 const Stager& stager, const fs::path& dir) {
+                                                 const Stager& stager, const fs::path& dir, const TransferCallback& progress) {
   LayerStore layers(store);
   std::map<Digest, Digest> todo;  // diff_id -> blob
+  auto report = [&](const Digest& diff_id, const char* status, uint64_t done, uint64_t total, bool bar) {
+    if (progress) progress({diff_id.hex().substr(0, 12), status, done, total, bar});
+  };
   for (const auto& image : images)
-    for (size_t i = 0; i < image.layers.size(); ++i)
+    for (size_t i = 0; i < image.layers.size(); ++i) {
       if (!layers.Has(image.diff_ids[i])) todo.emplace(image.diff_ids[i], image.layers[i].digest);
+      else report(image.diff_ids[i], "Already exists", 0, 0, false);
+    }
   std::vector<std::pair<Digest, Digest>> work(todo.begin(), todo.end());
   std::vector<Status> results(work.size());
   std::vector<size_t> order(work.size());
@@ -485,7 +492,11 @@ Result<std::map<Digest, fs::path>> UnpackMissing(const Store& store, const std::
       return;
     }
     LayerIndex index;
-    auto got = UnpackLayer(stager.staged().at(blob), layer / "tree", &index);
+    const fs::path& file = stager.staged().at(blob);
+    uint64_t total = fs::file_size(file, ec);
+    report(diff_id, "Loading layer", 0, total, true);
+    auto got = UnpackLayer(file, layer / "tree", &index,
+                           [&](uint64_t done) { report(diff_id, "Loading layer", done, total, true); });
     if (!got.ok()) {
       results[i] = got.status();
     } else if (*got != diff_id) {
@@ -493,6 +504,7 @@ Result<std::map<Digest, fs::path>> UnpackMissing(const Store& store, const std::
     } else {
       results[i] = index.Write(layer / "index").WithContext("layer " + diff_id.str());
     }
+    if (results[i].ok()) report(diff_id, "Loaded", total, total, false);
   });
   std::map<Digest, fs::path> out;
   for (size_t i = 0; i < work.size(); ++i) {
@@ -500,6 +512,18 @@ Result<std::map<Digest, fs::path>> UnpackMissing(const Store& store, const std::
     out[work[i].first] = dir / work[i].first.hex();
   }
   return out;
+}
+
+// What Publish() is about to add: if we die before index.json names it, the next run finds
+// this journal in our staging dir and deletes what nothing uses (store_gc.h).
+Status JournalPublish(const Store& store, const Stager& stager, const std::map<Digest, fs::path>& layers,
+                      const fs::path& staging) {
+  BlobStore blobs(store);
+  PublishJournal journal;
+  for (const auto& [digest, path] : stager.staged())
+    if (!blobs.Has(digest)) journal.blobs.push_back(digest);
+  for (const auto& [diff_id, path] : layers) journal.diff_ids.push_back(diff_id);
+  return WritePublishJournal(staging, journal);
 }
 
 // Moves verified blobs and layers into place; rename() onto an existing layer fails harmlessly.
@@ -511,6 +535,7 @@ Result<uint64_t> Publish(const Store& store, const Stager& stager, const std::ma
     std::error_code ec;
     bytes += fs::file_size(path, ec);
     if (::rename(path.c_str(), blobs.Path(digest).c_str()) != 0) return Status::FromErrno("blob " + digest.str());
+    Failpoint("load-mid-publish");
   }
   for (const auto& [diff_id, path] : layers) {
     if (::rename(path.c_str(), store.layer_dir(diff_id).c_str()) != 0 && errno != EEXIST && errno != ENOTEMPTY)
@@ -547,10 +572,12 @@ Result<LoadReport> LoadStaged(const Store& store, const fs::path& input, const L
     ASSIGN_OR_RETURN(Image image, StageImage(c, &stager, name));
     images.push_back(std::move(image));
   }
-  ASSIGN_OR_RETURN(auto layers, UnpackMissing(store, images, stager, staging / "layers"));
+  ASSIGN_OR_RETURN(auto layers, UnpackMissing(store, images, stager, staging / "layers", options.progress));
   LoadReport report;
   report.new_layers = layers.size();
+  RETURN_IF_ERROR(JournalPublish(store, stager, layers, staging));
   ASSIGN_OR_RETURN(report.new_blob_bytes, Publish(store, stager, layers));
+  Failpoint("load-before-record");
   RETURN_IF_ERROR(Record(store, images));
   for (auto& image : images) {
     std::vector<std::string> refs = image.tags;

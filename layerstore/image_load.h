@@ -6,7 +6,8 @@
 // All or nothing: while holding the store's exclusive lock, every blob is copied into tmp/ and
 // verified (digest and size), layers missing from the store are unpacked there in parallel and
 // their diff_ids checked; only then are blobs and layers renamed into place and index.json
-// rewritten, last. Any failure leaves the store as it was. Blobs and layers already present
+// rewritten, last. Any failure leaves the store as it was; a crash between the renames and
+// index.json leaves a journal that the next run uses to delete what was published (store_gc.h). Blobs and layers already present
 // are reused, so loading the same archive twice adds nothing.
 #pragma once
 
@@ -16,6 +17,7 @@
 
 #include "layerstore/image.h"
 #include "layerstore/store.h"
+#include "layerstore/transfer_progress.h"
 
 namespace layerfs {
 
@@ -24,6 +26,9 @@ struct LoadOptions {
   // Load only the image the archive names so (its tag, "redis:7" or "latest" as written in
   // an OCI layout's ref.name); empty: every image in the archive.
   std::string only_ref;
+  // Per layer being unpacked ("Loading layer" with compressed bytes read / blob size, then
+  // "Loaded"; "Already exists" for a layer the store has). Called from unpacking threads.
+  TransferCallback progress;
 };
 
 struct LoadedImage {

@@ -2,9 +2,10 @@
 //
 // A layer is unpacked into tmp/ and renamed into place only when complete, so a layer
 // directory is either whole or absent. The diff_id (sha256 of the uncompressed tar) is
-// verified while unpacking. Unpacking never writes outside the layer's tree: "../", absolute
-// paths, writes through symlinks and hard links to outside are refused with an error naming
-// the entry. Device nodes are created only when the process may (root); always indexed.
+// verified while unpacking. Unpacking never writes outside the layer's tree: names with "../"
+// and hard links to outside are refused with an error naming the entry; absolute names and
+// symlinked parent directories resolve inside the layer root, as containerd resolves them
+// (tree_writer.h). Device nodes are created only when the process may (root); always indexed.
 #pragma once
 
 #include <cstdint>

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <random>
 
+#include "layerstore/store_gc.h"
+
 namespace layerfs {
 
 fs::path DefaultStoreRoot() {
@@ -66,16 +68,14 @@ Status CreateLayout(const Store& s) {
   return Status::Ok();
 }
 
-// Litter in tmp/ belongs to a writer that died: a live writer holds the exclusive lock, so we
-// only sweep when we can take it without waiting.
+// Litter in tmp/ belongs to a writer that died (store_gc.h: its pid is gone). Recovery needs
+// the exclusive lock, so it runs only when we can take it without waiting; a failure leaves
+// the litter for the next run.
 void SweepTmp(const Store& s) {
   fs::path file = s.root() / "lock";
   int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return;
-  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(s.tmp_dir(), ec)) fs::remove_all(e.path(), ec);
-  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) (void)RecoverInterruptedWrites(s);
   ::close(fd);
 }
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 
 #include "layerstore/remove_tree.h"
 
@@ -45,6 +46,19 @@ std::pair<std::string, std::string> SplitPath(const std::string& path) {
 }
 
 std::string Join(const std::string& dir, const std::string& name) { return dir.empty() ? name : dir + "/" + name; }
+
+// "a//./b/" -> {"a", "b"}; ".." is kept for the caller to interpret.
+std::deque<std::string> Components(std::string_view path) {
+  std::deque<std::string> out;
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = std::min(path.find('/', i), path.size());
+    std::string_view comp = path.substr(i, j - i);
+    if (!comp.empty() && comp != ".") out.emplace_back(comp);
+    i = j + 1;
+  }
+  return out;
+}
 
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
@@ -129,10 +143,12 @@ Status TreeWriter::Add(archive* a, archive_entry* e) {
   return st.WithContext("entry \"" + shown + "\"");
 }
 
-Status TreeWriter::AddEntry(archive* a, archive_entry* e, const std::string& path) {
-  if (IsAufsMeta(path) && !path.ends_with(kOpaqueMarker)) return Status::Ok();
+Status TreeWriter::AddEntry(archive* a, archive_entry* e, const std::string& raw_path) {
+  if (IsAufsMeta(raw_path) && !raw_path.ends_with(kOpaqueMarker)) return Status::Ok();
+  auto [raw_dir, name] = SplitPath(raw_path);
+  ASSIGN_OR_RETURN(std::string dir, ResolveDir(raw_dir));
+  std::string path = Join(dir, name);
   ASSIGN_OR_RETURN(LayerEntry entry, EntryFromHeader(e, path));
-  auto [dir, name] = SplitPath(path);
   if (name == kOpaqueMarker) return MarkOpaque(dir, std::move(entry));
   if (StartsWith(name, kWhiteoutPrefix)) return AddWhiteout(dir, name.substr(kWhiteoutPrefix.size()), std::move(entry));
   if (const char* target = archive_entry_hardlink(e)) {
@@ -222,17 +238,18 @@ Status TreeWriter::AddSpecial(int dir_fd, const std::string& name, LayerEntry en
 Status TreeWriter::AddHardlink(int dir_fd, const std::string& name, LayerEntry entry, const char* target) {
   auto tpath = NormalisePath(target);
   if (!tpath.ok()) return tpath.status().WithContext(std::string("hard link target \"") + target + "\"");
-  auto it = by_path_.find(*tpath);
+  auto [traw_dir, tname] = SplitPath(*tpath);
+  ASSIGN_OR_RETURN(std::string tdir, ResolveDir(traw_dir));
+  auto it = by_path_.find(Join(tdir, tname));
   if (it == by_path_.end())
     return Status::Error(EINVAL, "hard link to \"" + *tpath + "\", which the layer does not contain before it");
   LayerEntry& t = entries_[it->second];
   if (t.type == EntryType::kDirectory || t.type == EntryType::kWhiteout)
     return Status::Error(EINVAL, "hard link to \"" + *tpath + "\", which is not a file");
-  if (*tpath == entry.path) return Status::Ok();
+  if (t.path == entry.path) return Status::Ok();
   if (t.hardlink_group == 0) t.hardlink_group = next_group_++;
   LayerEntry link = t;
   link.path = entry.path;
-  auto [tdir, tname] = SplitPath(*tpath);
   ASSIGN_OR_RETURN(UniqueFd tfd, OpenDirBeneath(tdir, /*create=*/false));
   RETURN_IF_ERROR(MakeRoom(dir_fd, name, /*keep_dir=*/false));
   if (::linkat(tfd.get(), tname.c_str(), dir_fd, name.c_str(), 0) != 0) {
@@ -271,6 +288,34 @@ Status TreeWriter::MarkOpaque(const std::string& dir, LayerEntry marker) {
   d.opaque = true;
   Record(std::move(d));
   return Status::Ok();
+}
+
+// The same walk as the kernel's RESOLVE_IN_ROOT, over the entries this layer wrote.
+Result<std::string> TreeWriter::ResolveDir(const std::string& dir) const {
+  constexpr int kMaxLinks = 40;  // the kernel's MAXSYMLINKS
+  std::deque<std::string> todo = Components(dir);
+  std::string out;
+  int links = 0;
+  while (!todo.empty()) {
+    std::string comp = std::move(todo.front());
+    todo.pop_front();
+    if (comp == "..") {
+      out = SplitPath(out).first;  // stops at the layer root
+      continue;
+    }
+    std::string next = Join(out, comp);
+    auto it = by_path_.find(next);
+    if (it == by_path_.end() || entries_[it->second].type != EntryType::kSymlink) {
+      out = std::move(next);
+      continue;
+    }
+    if (++links > kMaxLinks) return Status::Error(ELOOP, "too many levels of symlinks below \"" + dir + "\"");
+    const std::string& target = entries_[it->second].link_target;
+    std::deque<std::string> parts = Components(target);
+    todo.insert(todo.begin(), parts.begin(), parts.end());
+    if (target.starts_with('/')) out.clear();
+  }
+  return out;
 }
 
 Result<int> TreeWriter::DirFd(const std::string& dir) {

@@ -1,11 +1,15 @@
 // TreeWriter: the second stage of unpacking. Turns tar entries (read by libarchive) into files
 // under a layer's tree directory and into LayerIndex entries.
 //
-// Containment: every path is resolved below the tree with openat2(RESOLVE_BENEATH |
-// RESOLVE_NO_SYMLINKS) (falling back to a component walk with O_NOFOLLOW), so no entry can be
-// written through a symlink or outside the tree. Paths with ".." components are refused;
-// absolute paths are taken relative to the layer root, as Docker does. Hard links must point
-// to an entry the layer already wrote.
+// Containment: an entry's parent directories may be symlinks the layer wrote earlier; they are
+// followed as containerd does (fs.RootPath), scoped to the layer root: an absolute target
+// starts at the layer root and ".." stops there, so "/etc" or "../../.." never leave the tree.
+// The resolution happens here, over the layer's own entries (the tree holds nothing else), and
+// the entry is indexed under the resolved path; the tree is then opened with openat2
+// (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or a component walk with O_NOFOLLOW), so the kernel
+// refuses anything our resolution missed. The last component is never followed (a new entry
+// replaces a symlink). Entry names with ".." components are refused; absolute names are taken
+// relative to the layer root. Hard links must point to an entry the layer already wrote.
 //
 // Later entries of the same path replace earlier ones (a directory replacing a directory is
 // merged). Directories' modes, owners, xattrs and mtimes are applied by Finish(), deepest
@@ -38,7 +42,7 @@ class TreeWriter {
   Status Finish();
 
  private:
-  Status AddEntry(archive* a, archive_entry* e, const std::string& path);
+  Status AddEntry(archive* a, archive_entry* e, const std::string& raw_path);
   Status AddDirectory(int dir_fd, const std::string& name, LayerEntry entry);
   Status AddRegular(archive* a, int dir_fd, const std::string& name, LayerEntry entry);
   Status AddSymlink(int dir_fd, const std::string& name, LayerEntry entry);
@@ -54,6 +58,9 @@ class TreeWriter {
   Status MakeRoom(int dir_fd, const std::string& name, bool keep_dir);
   Status ApplyMetadata(int fd, const LayerEntry& e) const;
   Status ApplyMetadataAt(int dir_fd, const std::string& name, const LayerEntry& e) const;
+
+  // `dir` (normalised, relative) with every symlink component resolved inside the layer root.
+  Result<std::string> ResolveDir(const std::string& dir) const;
 
   void Record(LayerEntry entry);
   void DropBelow(const std::string& dir);

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
-#include <iostream>
 #include <memory>
 #include <set>
 #include <string>
@@ -19,6 +18,8 @@
 #include "layerstore/image_store.h"
 #include "layerstore/reference.h"
 #include "tools/cli.h"
+#include "tools/progress.h"
+#include "tools/prune_output.h"
 #include "tools/table.h"
 
 namespace layerfs::cli {
@@ -47,13 +48,16 @@ void AddLoad(CLI::App& parent, Cli& cli) {
   cmd->add_option("FILE", o->positional, "Archive file or OCI layout directory (same as -i)");
   cmd->add_option("--platform", o->load.platform, "Platform to pick from a multi-platform image (os/arch[/variant]); default linux/amd64");
   cmd->add_option("--tag", o->load.only_ref, "Load only the image the archive names so (e.g. redis:7)");
-  cmd->add_flag("-q,--quiet", o->quiet, "Suppress progress output (there is none; accepted for Docker compatibility)");
+  cmd->add_flag("-q,--quiet", o->quiet, "Suppress the per-layer progress output");
   cmd->callback([&cli, o] {
     std::string input = o->input.empty() ? o->positional : o->input;
     if (input.empty()) return (void)cli.Fail("load: give the archive as FILE or with -i FILE");
     auto store = cli.OpenStore();
     if (!store.ok()) return;
-    auto report = LoadImages(*store, input, o->load);
+    ProgressPrinter printer(stdout, StdoutIsTerminal());
+    LoadOptions options = o->load;
+    if (!o->quiet) options.progress = [&printer](const TransferEvent& e) { printer.Handle(e); };
+    auto report = LoadImages(*store, input, options);
     if (!report.ok()) return (void)cli.Fail(report.status());
     for (const auto& loaded : report->images) {
       if (loaded.refs.empty()) PrintLine("Loaded image ID: " + loaded.image.id().str());
@@ -289,12 +293,6 @@ void AddTag(CLI::App& parent, Cli& cli) {
 
 // ---- rmi / prune ----
 
-void PrintRemoval(const RemovalReport& r, bool prune_style) {
-  for (const auto& t : r.untagged) PrintLine(std::string(prune_style ? "untagged: " : "Untagged: ") + FamiliarString(t));
-  for (const auto& d : r.deleted_images) PrintLine(std::string(prune_style ? "deleted: " : "Deleted: ") + d.str());
-  for (const auto& d : r.deleted_layers) PrintLine(std::string(prune_style ? "deleted: " : "Deleted: ") + d.str());
-}
-
 void AddRmi(CLI::App& parent, Cli& cli, const std::string& name, const std::string& alias = "") {
   auto* cmd = parent.add_subcommand(name, "Remove images (untag; delete what nothing uses any more)");
   if (!alias.empty()) cmd->alias(alias);
@@ -317,14 +315,6 @@ void AddRmi(CLI::App& parent, Cli& cli, const std::string& name, const std::stri
       PrintRemoval(*report, false);
     }
   });
-}
-
-bool Confirm(const std::string& warning) {
-  std::fputs((warning + "\nAre you sure you want to continue? [y/N] ").c_str(), stdout);
-  std::fflush(stdout);
-  std::string answer;
-  std::getline(std::cin, answer);
-  return answer == "y" || answer == "Y" || answer == "yes";
 }
 
 void AddPrune(CLI::App& parent, Cli& cli) {

@@ -1,5 +1,5 @@
-// System commands: `system df [-v] [--format json]`. Only parsing and printing live here; the
-// numbers come from layerstore/disk_usage.
+// System commands: `system df [-v] [--format json]`, `system prune [-a] [-f]`. Only parsing and
+// printing live here; the numbers come from layerstore/disk_usage and layerstore/system_prune.
 #include <cstdio>
 #include <ctime>
 #include <memory>
@@ -7,7 +7,9 @@
 
 #include "layerstore/disk_usage.h"
 #include "layerstore/reference.h"
+#include "layerstore/system_prune.h"
 #include "tools/cli.h"
+#include "tools/prune_output.h"
 #include "tools/table.h"
 
 namespace layerfs::cli {
@@ -78,6 +80,16 @@ std::vector<Json> ImageRows(const DiskUsageReport& r) {
   return rows;
 }
 
+// Per layer: its compressed blob and its unpacked tree + index, which the store keeps both of.
+std::vector<Json> LayerRows(const DiskUsageReport& r) {
+  std::vector<Json> rows;
+  for (const auto& l : r.layers)
+    rows.push_back({{"ID", l.diff_id.short_id()}, {"Images", std::to_string(l.images)},
+                    {"ContentSize", HumanSize(l.content_size)}, {"BlobSize", HumanSize(l.blob_size)},
+                    {"UnpackedSize", HumanSize(l.unpacked_size)}, {"Size", HumanSize(l.blob_size + l.unpacked_size)}});
+  return rows;
+}
+
 std::vector<Json> ContainerRows(const DiskUsageReport& r) {
   std::vector<Json> rows;
   std::time_t now = std::time(nullptr);
@@ -94,21 +106,29 @@ std::vector<Json> ContainerRows(const DiskUsageReport& r) {
 
 void PrintVerbose(const DiskUsageReport& r, bool json) {
   auto images = ImageRows(r);
+  auto layers = LayerRows(r);
   auto containers = ContainerRows(r);
+  std::string total = HumanSize(r.store_total);
   if (json) {
-    PrintLine(Json{{"Images", images}, {"Containers", containers}, {"Volumes", Json::array()}, {"BuildCache", Json::array()}}.dump());
+    PrintLine(Json{{"Images", images}, {"Layers", layers}, {"Containers", containers}, {"Volumes", Json::array()},
+                   {"BuildCache", Json::array()}, {"StoreTotal", total}}.dump());
     return;
   }
   Table it({"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"});
   for (const auto& i : images)
     it.AddRow({i["Repository"], i["Tag"], i["ID"], i["CreatedSince"], i["Size"], i["SharedSize"], i["UniqueSize"], i["Containers"]});
+  Table lt({"LAYER (DIFF ID)", "IMAGES", "CONTENT SIZE", "BLOB SIZE", "UNPACKED SIZE", "SIZE"});
+  for (const auto& l : layers)
+    lt.AddRow({l["ID"], l["Images"], l["ContentSize"], l["BlobSize"], l["UnpackedSize"], l["Size"]});
   Table ct({"CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"});
   for (const auto& c : containers)
     ct.AddRow({c["ID"], c["Image"], c["Command"], c["LocalVolumes"], c["Size"], c["RunningFor"], c["Status"], c["Names"]});
-  std::string out = "Images space usage:\n\n" + it.Render() + "\nContainers space usage:\n\n" + ct.Render() +
+  std::string out = "Images space usage:\n\n" + it.Render() + "\nLayers space usage:\n\n" + lt.Render() +
+                    "\nContainers space usage:\n\n" + ct.Render() +
                     "\nLocal Volumes space usage:\n\n" + Table({"VOLUME NAME", "LINKS", "SIZE"}).Render() +
                     "\nBuild cache usage: " + HumanSize(r.build_cache_size) + "\n\n" +
-                    Table({"CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"}).Render();
+                    Table({"CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"}).Render() +
+                    "\nStore total: " + total + " (allocated blocks, as du -s --block-size=1)\n";
   std::fputs(out.c_str(), stdout);
 }
 
@@ -135,12 +155,54 @@ void AddDf(CLI::App& system, Cli& cli) {
   });
 }
 
+std::string PruneWarning(bool all) {
+  return std::string("WARNING! This will remove:\n") +
+         (all ? "  - all images without at least one container associated to them\n  - all build cache\n"
+              : "  - all dangling images\n  - unused build cache\n") +
+         "  - blobs, layers and merged indexes that no image, container or build cache uses\n"
+         "  - litter in tmp/ left by layerfs processes that died\n"
+         "Containers are kept, mounted or not (layerfs rm removes one).";
+}
+
+void PrintPrune(const SystemPruneReport& r) {
+  if (!r.images.deleted_images.empty() || !r.images.untagged.empty()) {
+    PrintLine("Deleted Images:");
+    PrintRemoval(r.images, true);
+    PrintLine("");
+  }
+  if (r.build_cache.records > 0) PrintLine("Deleted build cache records: " + std::to_string(r.build_cache.records) + "\n");
+  const SweepReport& s = r.sweep;
+  if (s.blobs + s.layers + s.chains + s.tmp_entries > 0)
+    PrintLine("Deleted unreferenced: " + std::to_string(s.blobs) + " blobs, " + std::to_string(s.layers) + " layers, " +
+              std::to_string(s.chains) + " merged indexes, " + std::to_string(s.tmp_entries) + " tmp entries\n");
+  PrintLine("Total reclaimed space: " + HumanSize(r.reclaimed));
+}
+
+void AddPrune(CLI::App& system, Cli& cli) {
+  auto* cmd = system.add_subcommand("prune", "Remove dangling images, unused build cache and unreferenced data");
+  struct Opts {
+    bool all = false, force = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_flag("-a,--all", o->all, "Remove all images without a container and all build cache, not just dangling ones");
+  cmd->add_flag("-f,--force", o->force, "Do not prompt for confirmation");
+  cmd->callback([&cli, o] {
+    if (!o->force && !Confirm(PruneWarning(o->all))) return;
+    auto store = cli.OpenStore();
+    if (!store.ok()) return;
+    auto report = SystemPrune(*store, o->all);
+    if (!report.ok()) return (void)cli.Fail(report.status());
+    PrintPrune(*report);
+  });
+}
+
 }  // namespace
 
 void RegisterSystemCommands(CLI::App& app, Cli& cli) {
-  auto* system = app.add_subcommand("system", "Manage the store (df)");
+  auto* system = app.add_subcommand("system", "Manage the store (df, prune)");
   system->require_subcommand(1);
   AddDf(*system, cli);
+  AddPrune(*system, cli);
 }
 
 }  // namespace layerfs::cli

@@ -59,7 +59,7 @@ inline std::set<std::string> ListTree(const fs::path& root) {
   std::set<std::string> out;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator(); it.increment(ec))
-    out.insert(fs::relative(it->path(), root).string());
+    out.insert(it->path().lexically_relative(root).string());  // fs::relative would resolve symlinks
   return out;
 }
 

@@ -320,11 +320,54 @@ TEST_F(UnpackTest, AbsolutePathsStayInsideTheLayer) {
   ExpectNothingOutsideTree();
 }
 
-TEST_F(UnpackTest, RefusesWritingThroughASymlinkedDirectory) {
-  ExpectRefused(TarBuilder().Symlink("up", "../..").File("up/evil", "x").Build(), "up/evil");
-  ExpectRefused(TarBuilder().Symlink("abs", base().string()).File("abs/evil", "x").Build(), "abs/evil");
-  ExpectRefused(TarBuilder().Symlink("in", "sub").Dir("sub").File("in/f", "x").Build(), "in/f");
-  ExpectRefused(TarBuilder().Dir("d").Symlink("d", "../..").Dir("d/sub").Build(), "d/sub/");
+// Symlinked parents are followed as containerd follows them (fs.RootPath): inside the layer
+// root, where an absolute target starts at the root and ".." stops there. The entry is written
+// and indexed at the resolved path; nothing ever lands outside the tree.
+TEST_F(UnpackTest, SymlinkedParentsResolveInsideTheLayer) {
+  auto ok = [&](TarBuilder b) {
+    fs::remove_all(tree());
+    fs::create_directories(tree());
+    auto r = Unpack(b.Build(Compression::kGzip));
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    ExpectNothingOutsideTree();
+  };
+  ok(TarBuilder().Symlink("up", "../..").File("up/evil", "x"));
+  EXPECT_EQ(Paths(), (std::vector<std::string>{"evil", "up"}));
+  EXPECT_EQ(testing::ReadFile(tree() / "evil"), "x");
+  EXPECT_EQ(fs::read_symlink(tree() / "up"), "../..");
+
+  std::string host = base().relative_path().string();  // an absolute target is taken from the layer root
+  ok(TarBuilder().Symlink("abs", base().string()).File("abs/evil", "x"));
+  EXPECT_EQ(testing::ReadFile(tree() / host / "evil"), "x");
+  EXPECT_NE(Find(host + "/evil"), nullptr);
+
+  ok(TarBuilder().Dir("usr").Symlink("etc", "/usr/etc").File("etc/passwd", "root:x:0:0").Symlink("usr/lib", "../lib")
+         .File("usr/lib/libc.so", "elf"));
+  EXPECT_EQ(testing::ReadFile(tree() / "usr/etc/passwd"), "root:x:0:0");
+  EXPECT_EQ(testing::ReadFile(tree() / "lib/libc.so"), "elf");
+  EXPECT_EQ(Find("usr/etc/passwd")->type, EntryType::kRegular);
+  EXPECT_EQ(Find("etc/passwd"), nullptr);
+  EXPECT_EQ(Find("etc")->type, EntryType::kSymlink);
+
+  ok(TarBuilder().Symlink("in", "sub").Dir("sub").File("in/f", "x"));
+  EXPECT_EQ(Paths(), (std::vector<std::string>{"in", "sub", "sub/f"}));
+
+  ok(TarBuilder().Dir("d").File("d/old", "gone").Symlink("d", "../..").Dir("d/sub"));
+  EXPECT_EQ(Paths(), (std::vector<std::string>{"d", "sub"}));
+  EXPECT_TRUE(fs::is_directory(fs::symlink_status(tree() / "sub")));
+
+  ok(TarBuilder().File("f", "data").Symlink("l", "../..").Hardlink("l/h", "f").Hardlink("h2", "l/l/f"));
+  EXPECT_EQ(fs::equivalent(tree() / "h", tree() / "f"), true);
+  EXPECT_EQ(fs::equivalent(tree() / "h2", tree() / "f"), true);
+
+  // The last component is never followed: a new entry replaces the symlink.
+  ok(TarBuilder().Symlink("t", "/etc/passwd").File("t", "replaced"));
+  EXPECT_EQ(testing::ReadFile(tree() / "t"), "replaced");
+}
+
+TEST_F(UnpackTest, RefusesSymlinkLoopsAndFilesAsDirectories) {
+  ExpectRefused(TarBuilder().Symlink("a", "b").Symlink("b", "a").File("a/x", "loop").Build(), "a/x");
+  ExpectRefused(TarBuilder().File("f", "plain").Symlink("s", "f").File("s/x", "under a file").Build(), "s/x");
   ExpectRefused(TarBuilder().Symlink("l", "../..").Hardlink("l/h", "f").Build(), "l/h");
 }
 

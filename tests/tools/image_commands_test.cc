@@ -66,7 +66,7 @@ class ImageCommandsTest : public ::testing::Test {
                 dir_.path());
   }
   Outcome LoadOk(const fs::path& input, const fs::path& store = {}) {
-    Outcome r = Layerfs("load " + Quote(input.string()), store);
+    Outcome r = Layerfs("load -q " + Quote(input.string()), store);
     EXPECT_EQ(r.code, 0) << r.err;
     return r;
   }
@@ -99,7 +99,7 @@ TEST_F(ImageCommandsTest, LoadsEveryFormatAndListsIt) {
   WriteDockerArchive(Scratch("new.tar"), {Busybox("new:1", "d")}, true);
   EXPECT_EQ(LoadOk(Scratch("oci.tar")).out, "Loaded image: redis:latest\n");
   EXPECT_EQ(LoadOk(Scratch("layout")).out, "Loaded image: layout:1\n");
-  EXPECT_EQ(Layerfs("load -i " + Quote(Scratch("old.tar").string())).out, "Loaded image: old:1\n");
+  EXPECT_EQ(Layerfs("load -q -i " + Quote(Scratch("old.tar").string())).out, "Loaded image: old:1\n");
   EXPECT_EQ(LoadOk(Scratch("new.tar")).out, "Loaded image: new:1\n");
 
   Outcome images = Layerfs("images");
@@ -137,36 +137,53 @@ TEST_F(ImageCommandsTest, LoadingTwiceAddsZeroBytes) {
   EXPECT_EQ(StoreListing(root()), before);
 }
 
-TEST_F(ImageCommandsTest, SystemDfShowsSharedLayersOnce) {
+// system df counts what the disk holds (allocated blocks: blobs, unpacked trees, indexes), each
+// shared layer once: its rows add up to `du -s --block-size=1` of the store.
+TEST_F(ImageCommandsTest, SystemDfShowsSharedLayersOnceAndAgreesWithDu) {
   auto a = Busybox("a:1", "one");
   auto b = Busybox("b:1", "two-two");
   WriteOciArchive(Scratch("ab.tar"), {a, b});
   LoadOk(Scratch("ab.tar"));
-  uint64_t base = a.layers[0].content_size;
-  uint64_t total = base + a.layers[1].content_size + b.layers[1].content_size;
+  Outcome du = Exec("du -s --block-size=1 " + Quote(root().string()), dir_.path());
+  uint64_t du_bytes = std::stoull(du.out);
 
   auto summary = JsonLines("system df --format json");
   ASSERT_EQ(summary.size(), 4u);
   EXPECT_EQ(summary[0]["Type"], "Images");
   EXPECT_EQ(summary[0]["TotalCount"], "2");
-  EXPECT_EQ(summary[0]["Size"], cli::HumanSize(total));
-  EXPECT_EQ(summary[0]["Reclaimable"], cli::HumanSize(total) + " (100%)");
+  EXPECT_EQ(summary[0]["Size"], cli::HumanSize(du_bytes));
+  EXPECT_EQ(summary[1]["Size"], "0B");
+  EXPECT_EQ(summary[3]["Size"], "0B");
 
   auto verbose = JsonLines("system df -v --format json");
   ASSERT_EQ(verbose.size(), 1u);
+  EXPECT_EQ(verbose[0]["StoreTotal"], cli::HumanSize(du_bytes));
   auto images = verbose[0]["Images"];
   ASSERT_EQ(images.size(), 2u);
-  for (const auto& row : images) {
-    const TestImage& img = row["Repository"] == "a" ? a : b;
-    EXPECT_EQ(row["SharedSize"], cli::HumanSize(base));
-    EXPECT_EQ(row["UniqueSize"], cli::HumanSize(img.layers[1].content_size));
-    EXPECT_EQ(row["Size"], cli::HumanSize(base + img.layers[1].content_size, 3));
-    EXPECT_EQ(row["Containers"], "0");
+  EXPECT_EQ(images[0]["SharedSize"], images[1]["SharedSize"]);
+  EXPECT_NE(images[0]["SharedSize"], "0B");
+  auto layers = verbose[0]["Layers"];
+  ASSERT_EQ(layers.size(), 3u);
+  int shared_layers = 0;
+  for (const auto& l : layers) {
+    shared_layers += l["Images"] == "2";
+    EXPECT_NE(l["BlobSize"], "0B");
+    EXPECT_NE(l["UnpackedSize"], "0B");
   }
+  EXPECT_EQ(shared_layers, 1);
   Outcome text = Layerfs("system df -v");
   EXPECT_NE(text.out.find("SHARED SIZE   UNIQUE SIZE   CONTAINERS"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("Layers space usage:"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("Store total: " + cli::HumanSize(du_bytes)), std::string::npos) << text.out;
   Outcome plain = Layerfs("system df");
   EXPECT_EQ(Lines(plain.out)[0], "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE");
+  // `images` keeps the logical size: every layer's content, shared ones in each image.
+  auto listed = JsonLines("images --format json");
+  ASSERT_EQ(listed.size(), 2u);
+  for (const auto& row : listed) {
+    const TestImage& img = row["Repository"] == "a" ? a : b;
+    EXPECT_EQ(row["Size"], cli::HumanSize(img.layers[0].content_size + img.layers[1].content_size, 3));
+  }
 }
 
 TEST_F(ImageCommandsTest, SaveThenLoadKeepsTheManifestDigestAndSkopeoReadsIt) {
@@ -372,6 +389,95 @@ TEST_F(ImageCommandsTest, LoadKilledHalfWayLeavesACleanStore) {
   }
   Outcome again = LoadOk(Scratch("big.tar"));
   EXPECT_EQ(again.out, "Loaded image: big:1\n");
+}
+
+// Off a terminal, load prints one plain line per layer and status; on one (a pty from
+// script(1)), Docker's bars: "<id>: Loading layer [===>   ]  1.2MB/4.5MB".
+TEST_F(ImageCommandsTest, LoadShowsProgressPerLayer) {
+  auto img = MakeImage({MakeRandomLayer("big", 3 << 20, 7, Compression::kGzip), MakeLayer({{"small", "x"}})}, {"p:1"});
+  WriteOciArchive(Scratch("p.tar"), {img});
+  Outcome plain = Layerfs("load " + Quote(Scratch("p.tar").string()));
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  std::string id0 = img.layers[0].diff_id.hex().substr(0, 12), id1 = img.layers[1].diff_id.hex().substr(0, 12);
+  for (const auto& id : {id0, id1}) {
+    EXPECT_NE(plain.out.find(id + ": Loading layer\n"), std::string::npos) << plain.out;
+    EXPECT_NE(plain.out.find(id + ": Loaded\n"), std::string::npos) << plain.out;
+  }
+  EXPECT_EQ(plain.out.find("\x1b["), std::string::npos);
+  EXPECT_EQ(Lines(plain.out).back(), "Loaded image: p:1");
+  Outcome again = Layerfs("load " + Quote(Scratch("p.tar").string()));
+  EXPECT_NE(again.out.find(id0 + ": Already exists\n"), std::string::npos) << again.out;
+
+  fs::path other = Scratch("tty-store");
+  std::string cmd = Quote(LAYERFS_BINARY) + " --root " + Quote(other.string()) + " load " + Quote(Scratch("p.tar").string());
+  Outcome tty = Exec("script -qec " + Quote(cmd) + " /dev/null", dir_.path());
+  ASSERT_EQ(tty.code, 0) << tty.out << tty.err;
+  EXPECT_NE(tty.out.find("\x1b["), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find(id0 + ": Loading layer ["), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("MB/"), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("Loaded image: p:1"), std::string::npos) << tty.out;
+}
+
+TEST_F(ImageCommandsTest, SystemPruneAsksThenRemovesDanglingImagesAndLitter) {
+  auto tagged = Busybox("keep:1", "k");
+  WriteOciArchive(Scratch("both.tar"), {tagged, Busybox("", "dangling")});
+  LoadOk(Scratch("both.tar"));
+  fs::path litter = root() / "tmp" / "load-999999999-0-1";  // no such pid: a dead writer's
+  WriteFile(litter, std::string(5000, 'l'));
+  auto before = StoreListing(root());
+
+  auto piped = [&](const std::string& answer, const std::string& args) {
+    return Exec("{ echo " + answer + " | " + Quote(LAYERFS_BINARY) + " --root " + Quote(root().string()) + " " + args + "; }",
+                dir_.path());
+  };
+  Outcome declined = piped("n", "system prune");
+  EXPECT_EQ(declined.code, 0) << declined.err;
+  EXPECT_NE(declined.out.find("WARNING! This will remove:\n  - all dangling images"), std::string::npos) << declined.out;
+  EXPECT_NE(declined.out.find("Are you sure you want to continue? [y/N] "), std::string::npos);
+  EXPECT_EQ(StoreListing(root()), before);
+
+  Outcome pruned = Layerfs("system prune -f");
+  ASSERT_EQ(pruned.code, 0) << pruned.err;
+  EXPECT_NE(pruned.out.find("Deleted Images:\ndeleted: sha256:"), std::string::npos) << pruned.out;
+  EXPECT_NE(pruned.out.find("Total reclaimed space: "), std::string::npos) << pruned.out;
+  EXPECT_EQ(pruned.out.find("Total reclaimed space: 0B"), std::string::npos) << pruned.out;
+  EXPECT_FALSE(fs::exists(litter));
+  EXPECT_EQ(Lines(Layerfs("images -q").out).size(), 1u);
+
+  Outcome all = piped("y", "system prune -a");
+  ASSERT_EQ(all.code, 0) << all.err;
+  EXPECT_NE(all.out.find("untagged: keep:1"), std::string::npos) << all.out;
+  EXPECT_TRUE(Layerfs("images -q").out.empty());
+  EXPECT_TRUE(fs::is_empty(root() / "blobs/sha256"));
+  EXPECT_TRUE(fs::is_empty(root() / "layers"));
+}
+
+// SIGKILL at the two points where a load has published blobs and layers that index.json does
+// not name yet: the next run (any command) deletes them, and the store is as before.
+TEST_F(ImageCommandsTest, LoadKilledDuringPublishIsRecoveredByTheNextRun) {
+  auto kept = Busybox("kept:1", "k");
+  WriteOciArchive(Scratch("kept.tar"), {kept});
+  LoadOk(Scratch("kept.tar"));
+  auto img = Busybox("crash:1", "c");  // shares its base layer with kept:1
+  WriteOciArchive(Scratch("crash.tar"), {img});
+  auto before = StoreListing(root());
+  for (const char* point : {"load-mid-publish", "load-before-record"}) {
+    Outcome killed = Exec("LAYERFS_FAILPOINT=" + std::string(point) + " " + Quote(LAYERFS_BINARY) + " --root " +
+                              Quote(root().string()) + " load -q " + Quote(Scratch("crash.tar").string()),
+                          dir_.path());
+    EXPECT_TRUE(killed.code == 128 + SIGKILL || killed.code == -1) << point << ": " << killed.code;
+    EXPECT_NE(StoreListing(root()), before) << point << ": nothing was published before the kill";
+    if (std::string(point) == "load-before-record") {
+      EXPECT_TRUE(fs::exists(root() / "blobs/sha256" / img.manifest_digest.hex()));
+      EXPECT_TRUE(fs::exists(root() / "layers" / img.layers[1].diff_id.hex()));
+    }
+    Outcome next = Layerfs("images -q");
+    ASSERT_EQ(next.code, 0) << next.err;
+    EXPECT_EQ(Lines(next.out).size(), 1u) << point;
+    EXPECT_EQ(StoreListing(root()), before) << point;
+    EXPECT_TRUE(fs::is_empty(root() / "tmp")) << point;
+  }
+  EXPECT_EQ(LoadOk(Scratch("crash.tar")).out, "Loaded image: crash:1\n");
 }
 
 }  // namespace
