@@ -114,6 +114,11 @@ class Walker {
   explicit Walker(std::string root) : root_(std::move(root)) {}
 
   Result<LayerIndex> Run() {
+    // containers/storage names each lower by a symlink (overlay/l/<id> -> ../<layer>/diff).
+    std::error_code ec;
+    std::filesystem::path real = std::filesystem::canonical(root_, ec);
+    if (ec) return Status::Error(ec.value(), "lower dir " + root_ + ": " + ec.message());
+    root_ = real.string();
     struct stat st;
     if (::lstat(root_.c_str(), &st) != 0) return Status::FromErrno("lower dir " + root_);
     if (!S_ISDIR(st.st_mode)) return Status::Error(ENOTDIR, "lower dir " + root_ + ": not a directory");

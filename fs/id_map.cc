@@ -22,6 +22,10 @@ Result<IdMap> IdMap::Parse(std::string_view text, std::string_view what) {
     size_t colon = text.find(':', start);
     std::string_view part = text.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
     uint32_t v;
+    if (part.empty() && colon != std::string_view::npos) {  // containers/storage's leading ':'
+      start = colon + 1;
+      continue;
+    }
     if (!ParseU32(part, &v))
       return Status::Error(EINVAL, std::string(what) + ": \"" + std::string(part) + "\" is not a number (format CONTAINER:HOST:SIZE[:...])");
     numbers.push_back(v);
@@ -43,18 +47,18 @@ Result<IdMap> IdMap::Parse(std::string_view text, std::string_view what) {
   return map;
 }
 
-uint32_t IdMap::ToContainer(uint32_t host) const {
-  if (ranges_.empty()) return host;
+uint32_t IdMap::Shown(uint32_t stored) const {
+  if (ranges_.empty()) return stored;
   for (const Range& r : ranges_)
-    if (host >= r.host && host - r.host < r.size) return r.container + (host - r.host);
+    if (stored >= r.container && stored - r.container < r.size) return r.host + (stored - r.container);
   return kOverflowId;
 }
 
-std::optional<uint32_t> IdMap::ToHost(uint32_t container) const {
-  if (ranges_.empty()) return container;
+uint32_t IdMap::Stored(uint32_t shown) const {
+  if (ranges_.empty()) return shown;
   for (const Range& r : ranges_)
-    if (container >= r.container && container - r.container < r.size) return r.host + (container - r.container);
-  return std::nullopt;
+    if (shown >= r.host && shown - r.host < r.size) return r.container + (shown - r.host);
+  return kOverflowId;
 }
 
 }  // namespace layerfs

@@ -1,8 +1,10 @@
 // IdMap: fuse-overlayfs's uidmapping=/gidmapping= ranges, "CONTAINER:HOST:SIZE" triples joined
-// by ':' (several triples: "0:1000:1:1:100000:65536"). Owners found on disk (host ids) are shown
-// as container ids; owners a caller sets or creates with (container ids) are written as host
-// ids. An empty map is the identity. Ids outside every range show as the overflow id 65534 and
-// cannot be written (EINVAL), as in a user namespace.
+// by ':' (several triples: "0:100000:65536:..."; containers/storage writes a leading ':').
+// As in fuse-overlayfs, the layers on disk keep the image's own (container) ids, and the mount
+// shows them as host ids, which a user namespace mapping CONTAINER to HOST turns back into
+// the container's; owners a caller sets or creates with (host ids) are stored as container
+// ids. An empty map is the identity. Ids outside every range become the overflow id 65534,
+// both ways, as in fuse-overlayfs.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +28,8 @@ class IdMap {
   bool empty() const { return ranges_.empty(); }
   const std::vector<Range>& ranges() const { return ranges_; }
 
-  uint32_t ToContainer(uint32_t host) const;               // shown owner
-  std::optional<uint32_t> ToHost(uint32_t container) const;  // written owner
+  uint32_t Shown(uint32_t stored) const;                  // container id -> host id
+  uint32_t Stored(uint32_t shown) const;                  // host id -> container id
 
  private:
   std::vector<Range> ranges_;
@@ -39,8 +41,8 @@ struct OwnerPolicy {
   IdMap uids, gids;
   std::optional<uint32_t> squash_uid, squash_gid;
   bool identity() const { return uids.empty() && gids.empty() && !squash_uid && !squash_gid; }
-  uint32_t ShownUid(uint32_t host) const { return squash_uid ? *squash_uid : uids.ToContainer(host); }
-  uint32_t ShownGid(uint32_t host) const { return squash_gid ? *squash_gid : gids.ToContainer(host); }
+  uint32_t ShownUid(uint32_t stored) const { return squash_uid ? *squash_uid : uids.Shown(stored); }
+  uint32_t ShownGid(uint32_t stored) const { return squash_gid ? *squash_gid : gids.Shown(stored); }
 };
 
 }  // namespace layerfs

@@ -161,8 +161,8 @@ class LayerFs {
   // Attributes as the caller sees them: owner policy (uidmapping=, squash_to_*) and
   // static_nlink applied; every reply with attributes goes through it.
   void Show(struct stat* st) const;
-  // The host owner for an owner a caller sets or creates with: 0 / -EINVAL (not mapped).
-  int ToHostOwner(uid_t* uid, gid_t* gid) const;
+  // The stored owner for an owner a caller sets or creates with (-1: unchanged, kept).
+  void ToStoredOwner(uid_t* uid, gid_t* gid) const;
 
   MergedIndex index_;
   LayerFsOptions options_;

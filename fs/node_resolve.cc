@@ -215,19 +215,10 @@ void LayerFs::Show(struct stat* st) const {
   if (options_.static_nlink && S_ISDIR(st->st_mode)) st->st_nlink = 1;
 }
 
-int LayerFs::ToHostOwner(uid_t* uid, gid_t* gid) const {
+void LayerFs::ToStoredOwner(uid_t* uid, gid_t* gid) const {
   const OwnerPolicy& owners = options_.owners;
-  if (*uid != static_cast<uid_t>(-1)) {
-    auto host = owners.uids.ToHost(*uid);
-    if (!host) return -EINVAL;
-    *uid = *host;
-  }
-  if (*gid != static_cast<gid_t>(-1)) {
-    auto host = owners.gids.ToHost(*gid);
-    if (!host) return -EINVAL;
-    *gid = *host;
-  }
-  return 0;
+  if (*uid != static_cast<uid_t>(-1)) *uid = owners.uids.Stored(*uid);
+  if (*gid != static_cast<gid_t>(-1)) *gid = owners.gids.Stored(*gid);
 }
 
 }  // namespace layerfs

@@ -115,7 +115,7 @@ void LayerFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (ToHostOwner(&uid, &gid) != 0) return (void)fuse_reply_err(req, EINVAL);
+    ToStoredOwner(&uid, &gid);
     attr->st_uid = uid;
     attr->st_gid = gid;
   }

@@ -53,7 +53,7 @@ int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string
   const fuse_ctx* ctx = fuse_req_ctx(req);
   uid_t uid = ctx->uid;
   gid_t gid = ctx->gid;
-  if (int r = ToHostOwner(&uid, &gid); r != 0) return r;
+  ToStoredOwner(&uid, &gid);
   bool link = S_ISLNK(mode);
   if (privileged()) {
     struct stat parent;

@@ -42,19 +42,20 @@ TEST(OverlayOptions, WithoutUpperIsReadOnly) {
 }
 
 TEST(OverlayOptions, OwnerOptions) {
-  auto o = Parse("lowerdir=/a,squash_to_uid=7,squash_to_gid=8,uidmapping=0:1000:1:1:100000:65536,gidmapping=0:2000:10");
+  auto o = Parse("lowerdir=/a,squash_to_uid=7,squash_to_gid=8,uidmapping=:0:1000:1:1:100000:65536,gidmapping=0:2000:10");
   ASSERT_TRUE(o.ok()) << o.status().message();
   const OwnerPolicy& p = o->config.owners;
   EXPECT_EQ(p.ShownUid(1234), 7u);
   EXPECT_EQ(p.ShownGid(1234), 8u);
-  EXPECT_EQ(p.uids.ToContainer(1000), 0u);
-  EXPECT_EQ(p.uids.ToContainer(100000), 1u);
-  EXPECT_EQ(p.uids.ToContainer(165535), 65536u);
-  EXPECT_EQ(p.uids.ToContainer(165536), IdMap::kOverflowId);
-  EXPECT_EQ(p.uids.ToHost(0), std::optional<uint32_t>(1000));
-  EXPECT_EQ(p.uids.ToHost(5), std::optional<uint32_t>(100004));
-  EXPECT_EQ(p.uids.ToHost(70000), std::nullopt);
-  EXPECT_EQ(p.gids.ToContainer(2009), 9u);
+  // Stored (container) ids show as host ids; host ids are stored as container ids.
+  EXPECT_EQ(p.uids.Shown(0), 1000u);
+  EXPECT_EQ(p.uids.Shown(1), 100000u);
+  EXPECT_EQ(p.uids.Shown(65536), 165535u);
+  EXPECT_EQ(p.uids.Shown(65537), IdMap::kOverflowId);
+  EXPECT_EQ(p.uids.Stored(1000), 0u);
+  EXPECT_EQ(p.uids.Stored(100004), 5u);
+  EXPECT_EQ(p.uids.Stored(70000), IdMap::kOverflowId);
+  EXPECT_EQ(p.gids.Shown(9), 2009u);
 
   auto root = Parse("lowerdir=/a,squash_to_root");
   ASSERT_TRUE(root.ok());
