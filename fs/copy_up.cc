@@ -175,8 +175,35 @@ class CopyUp {
   std::string tmp_;
 };
 
+namespace {
+
+// Set while a group's copy-up links its members in: the directories copied up for them are
+// only link holders (overlayfs would not copy them up yet), and marked so.
+thread_local bool linking_members = false;
+
+// Something other than a group's copy-up changes directory `node` (its entries, attributes or
+// a child's copy-up): overlayfs would copy it up with its parents now, so it and links-only
+// directories above it become plain merged ones (nlink 1) from here on. Changes through a
+// linked-in member itself do not count: all links of the inode share one node, which cannot
+// tell which name the change came through (docs/upper-format.md, deviations).
+void EndLinksOnly(const UpperFormat& format, fuse_session* se, Node* node) {
+  if (linking_members || !node->is_dir) return;
+  for (std::shared_ptr<Node> dir = node->shared_from_this(); dir; dir = dir->Location().first) {
+    int fd = dir->dir_fd.load(std::memory_order_acquire);
+    if (fd < 0 || !format.IsLinksOnly(fd)) return;  // its parents are not links-only either
+    format.ClearLinksOnly(fd);
+    if (se != nullptr && dir->nlookup.load() > 0)
+      fuse_lowlevel_notify_inval_inode(se, reinterpret_cast<fuse_ino_t>(dir.get()), -1, 0);
+  }
+}
+
+}  // namespace
+
 int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
-  if (node->upper.load(std::memory_order_acquire)) return 0;
+  if (node->upper.load(std::memory_order_acquire)) {
+    EndLinksOnly(format_, session_, node.get());
+    return 0;
+  }
   if (upper_fd_ < 0) return -EROFS;
   bool grouped = !node->is_dir && index_.node(node->lower).nlink > 1;
   std::unique_lock<std::mutex> group_lock;
@@ -190,6 +217,7 @@ int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
   if (node->is_dir) {
     int fd = ::openat(parent_fd, node->name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -errno;
+    if (linking_members) format_.SetLinksOnly(fd);  // after a crash before this: plain merged
     node->dir_fd.store(fd, std::memory_order_release);
     node->upper.store(true, std::memory_order_release);
   } else if (int r = AttachUpperFile(node.get(), parent_fd, node->name); r != 0) {
@@ -206,7 +234,9 @@ int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
 // Hard links of a lower file stay one file after copy-up (as overlayfs with index=on): every
 // other visible member of the group becomes a link to the new upper copy, so all keep one
 // st_ino, one nlink and see each other's writes. Members deleted or replaced are skipped.
+// Directories copied up only to hold a member are marked links-only (shown as lower).
 void LayerFs::LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::string& copy_name) {
+  linking_members = true;
   for (uint32_t m : GroupOf(index_.node(copied).ino_node)) {
     if (m == copied) continue;
     std::shared_ptr<Node> dir = ResolveLowerDir(index_.node(m).parent);
@@ -223,6 +253,7 @@ void LayerFs::LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::strin
     }
     table_.Forget(member.get(), 1);
   }
+  linking_members = false;
 }
 
 int LayerFs::AttachUpperFile(Node* node, int dirfd, const std::string& name) {

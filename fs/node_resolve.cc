@@ -158,7 +158,9 @@ void LayerFs::LowerAttr(uint32_t idx, struct stat* st) const {
 // recorded owner/mode when rootless, and nlink 1 for a directory merged with lower entries
 // (as overlayfs: the true count would need a walk of every layer).
 int LayerFs::Attr(Node* node, struct stat* st, int fd) {
-  if (!node->upper.load(std::memory_order_acquire)) {
+  bool links_only = node->is_dir && node->lower != kNoLower && node->upper.load(std::memory_order_acquire) &&
+                    format_.IsLinksOnly(node->dir_fd.load());  // still the lower dir for overlayfs
+  if (!node->upper.load(std::memory_order_acquire) || links_only) {
     LowerAttr(node->lower, st);
     return 0;
   }

@@ -121,6 +121,18 @@ int UpperFormat::SetOrigin(int dirfd, const std::string& name, uint32_t node) co
   return SetPrivate(dirfd, name, "layerfs.origin", std::to_string(node));
 }
 
+// Checked on hot paths (getattr, every change): one getxattr, in this process's namespace only.
+bool UpperFormat::IsLinksOnly(int dirfd) const {
+  return GetXattr(dirfd, "", std::string(privileged_ ? "trusted." : "user.") + "layerfs.links_only").has_value();
+}
+
+int UpperFormat::SetLinksOnly(int dirfd) const { return SetPrivate(dirfd, "", "layerfs.links_only", "y"); }
+
+void UpperFormat::ClearLinksOnly(int dirfd) const {
+  std::string key = std::string(privileged_ ? "trusted." : "user.") + "layerfs.links_only";
+  ::removexattr(FdPath(dirfd, "").c_str(), key.c_str());
+}
+
 std::optional<StatOverride> UpperFormat::Override(int dirfd, const std::string& name) const {
   auto v = GetXattr(dirfd, name, kOverrideXattr);
   if (!v) return std::nullopt;

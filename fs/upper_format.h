@@ -4,6 +4,7 @@
 //   opaque    xattr <ns>.overlay.opaque = "y" (also read: a ".wh..wh..opq" file)
 //   redirect  xattr <ns>.overlay.redirect = "/lower/path" on a renamed lower directory
 //   origin    xattr <ns>.layerfs.origin = merged-index node number (keeps st_ino on copy-up)
+//   links-only xattr <ns>.layerfs.links_only = "y" on a dir copied up only for hard links
 //   override  xattr user.containers.override_stat = "uid:gid:mode" (rootless ownership/mode)
 // <ns> is "trusted" as root, "user" otherwise; both are read. These xattrs are private: they
 // never show through the mount. Every function takes a directory fd + name (or "" for the dir).
@@ -49,6 +50,11 @@ class UpperFormat {
   int SetRedirect(int dirfd, const std::string& name, const std::string& lower_path) const;
   std::optional<uint32_t> Origin(int dirfd, const std::string& name) const;
   int SetOrigin(int dirfd, const std::string& name, uint32_t node) const;
+  // A directory copied up only to hold the links of a hard-link group's copy-up: overlayfs
+  // would not have copied it up (it links members in lazily), so it still shows as lower.
+  bool IsLinksOnly(int dirfd) const;  // dirfd: the directory itself
+  int SetLinksOnly(int dirfd) const;
+  void ClearLinksOnly(int dirfd) const;
   std::optional<StatOverride> Override(int dirfd, const std::string& name) const;
   int SetOverride(int dirfd, const std::string& name, const StatOverride& o) const;
 

@@ -239,10 +239,8 @@ std::string DescribeLayers(const std::vector<LayerSpec>& layers) {
 
 // Seeds (at the default 60 ops) that show a known, documented layerfs deviation (docs/upper-format.md,
 // "Known deviations"). They must keep failing: one that starts to match is reported, so the list
-// only ever shrinks. 239 (past the default 100 seeds: run LAYERFS_DIFF_SEEDS=300): a lower
-// hard-link group is copied up at once, so the other members' parent dirs become merged (nlink 1
-// where overlayfs, which links members in lazily through its index/, keeps 2).
-const std::set<int> kKnownLayerfsDeviations = {239};
+// only ever shrinks. Empty: seeds 1-300 all match (28 and 239, hard-link groups, were fixed).
+const std::set<int> kKnownLayerfsDeviations = {};
 
 // `layerfs overlay` has none in seeds 1-200: a renamed lower dir is copied up whole there, so
 // seed 28's hard-link member inside it is found.

@@ -211,6 +211,36 @@ TEST_F(HardlinkCopyUp, MemberFoundThroughRelativeRedirect) {
   ExpectOneInode({"f", "d/h", "d/sub2/h2"}, "relative");
 }
 
+// As overlayfs, which links members in lazily: the other members' directories still show as
+// lower ones (d: nlink 2 + 1 subdir) until something else changes in them; then they are
+// merged (nlink 1), their parents too.
+TEST_F(HardlinkCopyUp, MemberDirsStayLowerUntilChanged) {
+  Mount();
+  WriteAll(mnt() / "f", "x");
+  EXPECT_EQ(ReadAll(mnt() / "d/sub/h2"), "x");
+  EXPECT_EQ(Lstat(mnt() / "d").st_nlink, 3u);
+  EXPECT_EQ(Lstat(mnt() / "d/sub").st_nlink, 2u);
+  Unmount();
+  Mount();
+  EXPECT_EQ(Lstat(mnt() / "d").st_nlink, 3u);
+  WriteAll(mnt() / "d/sub/new", "new");
+  EXPECT_EQ(Lstat(mnt() / "d/sub").st_nlink, 1u);
+  EXPECT_EQ(Lstat(mnt() / "d").st_nlink, 1u);
+  ExpectOneInode({"f", "d/h", "d/sub/h2"}, "x");
+}
+
+// Unlinking a member is a change of its directory: merged from then on.
+TEST_F(HardlinkCopyUp, UnlinkOfLinkedMemberMergesItsDir) {
+  Mount();
+  WriteAll(mnt() / "f", "x");
+  EXPECT_EQ(Lstat(mnt() / "d/sub").st_nlink, 2u);
+  ASSERT_EQ(::unlink((mnt() / "d/sub/h2").c_str()), 0);
+  EXPECT_EQ(Lstat(mnt() / "d/sub").st_nlink, 1u);
+  EXPECT_EQ(Lstat(mnt() / "d").st_nlink, 1u);
+  EXPECT_EQ(Lstat(mnt() / "f").st_nlink, 2u);
+  EXPECT_EQ(Lstat(mnt() / "d/h").st_nlink, 2u);
+}
+
 // Renaming the member itself inside a renamed directory copies the group up first.
 TEST_F(HardlinkCopyUp, RenameOfMemberInRenamedDir) {
   Mount();
