@@ -25,9 +25,10 @@ work=$(mktemp -d /tmp/layerfs-podman.XXXXXX)
 log=$work/mount-program.log
 mkdir -p "$work"/{root,runroot,tmp,networks,image}
 
-# Private configuration: nothing read from or written to the host's containers config, no
-# registry. The wrapper execs the program unchanged and only records what containers/storage
-# passed, so that a failure shows the exact arguments.
+# Private configuration: nothing written to the host's containers config, no registry (podman
+# commit still reads /etc/containers/policy.json: it has no --signature-policy). The wrapper
+# execs the program unchanged and only records what containers/storage passed, so that a failure
+# shows the exact arguments.
 cat >"$work/mount-program" <<EOF
 #!/bin/sh
 printf '%s\n' "\$*" >>"$log"
@@ -59,10 +60,9 @@ export CONTAINERS_REGISTRIES_CONF=$work/registries.conf TMPDIR=$work/tmp
 # What this machine needs (issue 7): runc (crun refuses the hybrid cgroup layout), cgroupfs, and
 # rlimits no higher than the current ones. The global flags are repeated on the command line
 # because conmon's cleanup call (`podman container cleanup`) gets them, not our environment.
-pm() {
-  podman --root "$work/root" --runroot "$work/runroot" --runtime runc --cgroup-manager=cgroupfs \
-    --storage-driver=overlay --storage-opt "overlay.mount_program=$work/mount-program" "$@"
-}
+podman_cmd=(podman --root "$work/root" --runroot "$work/runroot" --runtime runc
+  --cgroup-manager=cgroupfs --storage-driver=overlay --storage-opt "overlay.mount_program=$work/mount-program")
+pm() { "${podman_cmd[@]}" "$@"; }
 run_opts=(--network=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 
 mounts_under_work() { awk -v w="$work/" 'index($5, w) == 1 {print $5, $9}' /proc/self/mountinfo; }
@@ -75,8 +75,8 @@ cleanup() {
     echo "--- mount program calls (containers/storage's arguments):" >&2
     cat "$log" >&2
   fi
-  timeout 60 pm rm -a -f -t 0 >/dev/null 2>&1 || true
-  timeout 60 pm rmi -a -f >/dev/null 2>&1 || true
+  timeout 60 "${podman_cmd[@]}" rm -a -f -t 0 >/dev/null 2>&1 || true
+  timeout 60 "${podman_cmd[@]}" rmi -a -f >/dev/null 2>&1 || true
   # Deepest first: container roots, then the private bind mount containers/storage puts on its home.
   mounts_under_work | awk '{print $1}' | sort -r | while read -r mnt; do
     umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
@@ -99,7 +99,7 @@ root_fstype='sed -n "s/^[0-9]* [0-9]* [0-9:]* \/ \/ .* - \([^ ]*\) .*/\1/p" /pro
 
 echo "== docker-save archive of a busybox image (2 layers, one OCI whiteout)"
 "$source_dir/samples/make-sample.sh" "$work/image" >/dev/null
-pm load -q -i "$work/image/sample.tar" >/dev/null
+pm load -q --signature-policy "$work/policy.json" -i "$work/image/sample.tar" >/dev/null
 pm image exists localhost/sample:latest || fail "podman load did not create localhost/sample:latest"
 
 echo "== run: write, copy up, chown, symlink, delete an image file, rename an image directory"
