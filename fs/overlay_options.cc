@@ -206,7 +206,7 @@ std::vector<std::string> SplitOverlayOptions(std::string_view text) { return Spl
 Result<OverlayOptions> ParseOverlayOptions(const std::vector<std::string>& options, const std::string& mountpoint) {
   OverlayOptions out;
   out.config.fsname = "layerfs-overlay";
-  out.config.mountpoint = mountpoint;
+  out.config.mountpoint = fs::absolute(mountpoint).lexically_normal();
   out.config.rename_copies_subtree = true;
   Parser parser(&out);
   for (const std::string& option : options) RETURN_IF_ERROR(parser.One(option));

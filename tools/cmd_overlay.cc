@@ -1,7 +1,11 @@
 // `layerfs overlay` (also the binary under the name `layerfs-overlay`): a drop-in for
 // fuse-overlayfs on plain directory layers, for containers/storage's mount_program. Parsing of
 // the -o options lives in fs/overlay_options.h; the mount is the same engine as `layerfs mount`.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +56,9 @@ void RunOverlay(Cli& cli, const OverlayArgs& args) {
     if (!st.ok()) cli.Fail(st);
     return;
   }
+  // Every path is absolute by now; the daemon must not pin the caller's working directory
+  // (containers/storage runs us from its storage root), as fuse_daemonize does not.
+  if (::chdir("/") != 0) return (void)cli.Fail("chdir /: " + std::string(std::strerror(errno)));
   auto pid = SpawnMountDaemon(config, "/dev/null");
   if (!pid.ok()) cli.Fail(pid.status());
 }

@@ -3,6 +3,7 @@
 // options fail with one line, renamed lower dirs copied up so kernel overlayfs reads the upper,
 // owner options.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -232,6 +233,32 @@ TEST_F(OverlayMount, DaemonExitsOnUmountAndFusermount) {
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_TRUE(WaitNoDaemon(mnt_));
   EXPECT_FALSE(IsMounted(mnt_));
+}
+
+TEST_F(OverlayMount, ForegroundServesUntilUnmounted) {
+  fs::path lower = Dir("lower");
+  WriteFile(lower / "f", "lower");
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, STDERR_FILENO);
+    execl(LAYERFS_BINARY, LAYERFS_BINARY, "overlay", "-f", "-o", ("lowerdir=" + lower.string()).c_str(),
+          mnt_.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  bool mounted = false;
+  for (int i = 0; i < 500 && !mounted; ++i) {
+    mounted = IsMounted(mnt_);
+    if (!mounted) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(mounted);
+  EXPECT_EQ(ReadFile(mnt_ / "f"), "lower");
+  int status = -1;
+  EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "-f must not return while mounted";
+  if (mounted) ASSERT_EQ(umount2(mnt_.c_str(), 0), 0);
+  else kill(pid, SIGTERM);
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST_F(OverlayMount, BadInvocationsFailWithOneLine) {
