@@ -49,7 +49,6 @@ as_nobody() {
   setpriv --reuid=65534 --regid=65534 --clear-groups \
     env -i PATH=/usr/bin:/bin HOME="$work/home" XDG_DATA_HOME="$work/home/data" "$@"
 }
-cd "$work/home"  # a cwd the user may search (the loader may look there)
 as_nobody bash "$work/user.sh" "$work"
 as_nobody unshare -Ur -m bash "$work/userns.sh" "$work"
 STAGE
