@@ -44,6 +44,17 @@ CompareOptions RotationCompare() {
   return opt;
 }
 
+// A directory layerfs copied up only to hold hard links shows as its lower one (nlink
+// 2 + subdirs, docs/upper-format.md "links_only"); once the upper is a lower, that directory
+// spans two layers and shows 1, as overlayfs shows any merged directory. Not a change of the
+// tree: such directories take the merged count on both sides.
+void MergedDirsAsMerged(const Tree& after, Tree* before) {
+  for (auto& [path, node] : *before) {
+    auto it = after.find(path);
+    if (S_ISDIR(node.mode) && it != after.end() && S_ISDIR(it->second.mode) && it->second.nlink == 1) node.nlink = 1;
+  }
+}
+
 Tree Snapshot(const fs::path& mnt) {
   std::string errors;
   Tree tree = SnapshotTree(mnt, &errors);
@@ -110,6 +121,7 @@ TEST_P(OverlayRotation, UpperBecomesTopLowerAndTheViewStays) {
     ASSERT_TRUE(overlay.ok()) << overlay.status().message();
     Tree start = Snapshot(mnt);
     if (round > 0) {
+      MergedDirsAsMerged(start, &expected);
       auto diffs = CompareTrees(expected, start, RotationCompare());
       ASSERT_TRUE(diffs.empty()) << "view changed when the upper became a lower:\n" << Lines(diffs);
     }
