@@ -217,7 +217,8 @@ int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
   if (node->is_dir) {
     int fd = ::openat(parent_fd, node->name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -errno;
-    if (linking_members) format_.SetLinksOnly(fd);  // after a crash before this: plain merged
+    // Not in `layerfs overlay`: its upper must show the same once it is a lower layer (merged).
+    if (linking_members && !options_.rename_copies_subtree) format_.SetLinksOnly(fd);  // crash before: merged
     node->dir_fd.store(fd, std::memory_order_release);
     node->upper.store(true, std::memory_order_release);
   } else if (int r = AttachUpperFile(node.get(), parent_fd, node->name); r != 0) {
