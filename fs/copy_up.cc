@@ -224,10 +224,10 @@ int LayerFs::EnsureUpper(const std::shared_ptr<Node>& node) {
   } else if (int r = AttachUpperFile(node.get(), parent_fd, node->name); r != 0) {
     return r;
   }
-  // A directory copied up on the way to a child shows nlink 1 from now on (merged), which the
-  // kernel may have cached; directories have no page cache, so this cannot deadlock on a page.
-  if (node->is_dir && session_ != nullptr && node->nlookup.load() > 0)
-    fuse_lowlevel_notify_inval_inode(session_, reinterpret_cast<fuse_ino_t>(node.get()), 0, 0);
+  // The kernel may have cached what changed: ctime and blocks, a merged directory's nlink
+  // (1 from now on), the parent's ctime (see the table in node_resolve.cc).
+  Invalidate(node.get(), true);
+  Invalidate(parent.get(), false);
   if (grouped) LinkGroupMembers(node->lower, parent_fd, node->name);
   return 0;
 }
@@ -251,6 +251,8 @@ void LayerFs::LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::strin
         ::linkat(copy_dirfd, copy_name.c_str(), dir->dir_fd.load(), name.c_str(), 0) == 0) {
       RestoreTimes(dir->dir_fd.load(), before);
       AttachUpperFile(member.get(), dir->dir_fd.load(), name);
+      Invalidate(member.get(), false);
+      Invalidate(dir.get(), false);
     }
     table_.Forget(member.get(), 1);
   }

@@ -35,8 +35,10 @@ struct LayerFsOptions {
   std::string upper_dir;                // empty: read-only
   std::string work_dir;
   // Tuning (see the .cc for why): lower entries never change, so the kernel may keep them.
+  // The upper too: the daemon is its only writer and invalidates what changes behind the
+  // kernel's back (node_resolve.cc); the upper must not be changed behind a live mount.
   double lower_timeout = 86400.0;
-  double upper_timeout = 0.0;
+  double upper_timeout = 86400.0;
   // `layerfs overlay`: renaming a lower directory copies its whole subtree up and makes it
   // opaque (fuse-overlayfs's way), so the upper is a self-contained overlay layer that any
   // overlay implementation reads as upper or lower. Off (mount mode): a redirect xattr.
@@ -122,6 +124,9 @@ class LayerFs {
   void ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node);
   double Timeout(const Node* node) const;  // attributes
   double EntryTimeout(const Node* node) const;
+  fuse_ino_t InoOf(const Node* node) const;
+  // Drops the kernel's cached attributes of node (listing: a directory's cached listing too).
+  void Invalidate(const Node* node, bool listing);
   bool privileged() const { return format_.privileged(); }
 
   // --- upper side (copy_up.cc, whiteout handling in ops_*)
@@ -173,6 +178,7 @@ class LayerFs {
   std::shared_ptr<Node> root_;
   InodeTable table_;
   fuse_session* session_ = nullptr;
+  bool no_opendir_ = false;  // the kernel lists directories without opendir (set in Init)
   std::atomic<uint64_t> work_counter_{0};
   static constexpr size_t kGroupLocks = 64;  // striped: copy-up of one hard-link group at a time
   std::mutex group_locks_[kGroupLocks];

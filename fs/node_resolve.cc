@@ -179,18 +179,56 @@ int LayerFs::Attr(Node* node, struct stat* st, int fd) {
   return 0;
 }
 
-// Lower entries never change: the kernel may keep their names (and negative lookups in
-// directories with no upper copy) and attributes for a day. Exceptions: attributes of a lower
-// hard link (a copy-up through another name changes them) and everything in the upper, which
-// copy-up replaces behind the kernel's back: timeout 0, the kernel always asks.
+// How long the kernel may keep names (entry) and attributes (attr) without asking.
+//
+// Lower entries never change. The upper changes only through this daemon: like overlayfs, a
+// live mount's upper must not be modified behind its back (docs/upper-format.md). So both may
+// be kept long, provided every change the kernel does not learn from its own request and our
+// reply is invalidated here (Invalidate, attributes only unless noted). Per operation:
+//
+// | operation                 | changed behind the kernel's back     | who invalidates                          |
+// | ------------------------- | ------------------------------------ | ---------------------------------------- |
+// | copy-up (EnsureUpper:     | node: ctime, st_blocks; a dir's nlink | EnsureUpper: node (a dir: also its       |
+// |  open for write, setattr, |  becomes 1 (merged); parent: ctime    |  cached listing) and parent              |
+// |  xattr, link, namespace)  |                                      |                                          |
+// | hard-link group copy-up   | other members: nlink, later size,    | members: attr timeout 0 (below), as      |
+// |                           |  mtime (other FUSE inodes, one file); |  their writes reach another FUSE inode;  |
+// |                           |  their dirs: ctime                    |  LinkGroupMembers: their dirs            |
+// | create, mkdir, mknod,     | parent: nlink, size, mtime, listing  | kernel (fuse_dir_changed); also           |
+// |  symlink, link            |                                      |  NewEntryImpl: parent (a GETATTR in      |
+// |                           |                                      |  flight could re-cache the old values)   |
+// | unlink, rmdir             | parent as above; the node's nlink    | kernel; DeleteEntry: parent (same race)  |
+// | rename, exchange          | both parents; moved node's ctime     | kernel; RenameChecked: both parents      |
+// | setattr                   | nothing: the reply carries the attrs | kernel                                   |
+// | write, fallocate,         | size, mtime                          | kernel (it invalidates after each)        |
+// |  copy_file_range          |                                      |                                          |
+// | setxattr, removexattr     | ctime; the mode, for a POSIX ACL     | SetXattr/RemoveXattr: node (the kernel   |
+// |                           |                                      |  only marks ctime stale)                 |
+// | lookup, getattr, readdir, | nothing                              | -                                        |
+// |  read, readlink, statfs   |                                      |                                          |
+//
+// Names: the merged view never gains or loses a name without an operation on its directory
+// (copy-up and group copy-up keep every name and its inode), so entries, negative entries
+// and listings (ops_dir.cc) are kept as long as attributes.
 double LayerFs::EntryTimeout(const Node* node) const {
   return node->upper.load(std::memory_order_relaxed) ? options_.upper_timeout : options_.lower_timeout;
 }
 
 double LayerFs::Timeout(const Node* node) const {
-  if (node->upper.load(std::memory_order_relaxed)) return options_.upper_timeout;
-  if (!node->is_dir && index_.node(node->lower).nlink > 1) return options_.upper_timeout;
-  return options_.lower_timeout;
+  if (!node->is_dir && node->lower != kNoLower && index_.node(node->lower).nlink > 1) return 0;
+  return node->upper.load(std::memory_order_relaxed) ? options_.upper_timeout : options_.lower_timeout;
+}
+
+fuse_ino_t LayerFs::InoOf(const Node* node) const {
+  return node == root_.get() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(node);
+}
+
+// Attributes only: this takes no lock the kernel may hold while it waits for our reply, so
+// it is safe inside any request. A directory's listing lives in its page cache; dropping it
+// locks only those pages, which no request holds either.
+void LayerFs::Invalidate(const Node* node, bool listing) {
+  if (session_ == nullptr || (node != root_.get() && node->nlookup.load(std::memory_order_relaxed) == 0)) return;
+  fuse_lowlevel_notify_inval_inode(session_, InoOf(node), listing && node->is_dir ? 0 : -1, 0);
 }
 
 void LayerFs::ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node) {

@@ -1,13 +1,25 @@
 // Directory operations: opendir, readdir, releasedir, mkdir, rmdir.
 //
-// A directory with no upper copy is listed straight from the merged index: offsets are child
-// positions (stable for the life of the mount). A directory with an upper copy is listed from
-// a snapshot taken at opendir (upper entries minus whiteouts, then lower entries not hidden),
-// so telldir/seekdir offsets stay valid while the directory changes, as POSIX asks.
+// No directory needs an open handle: every READDIR lists the merged directory as it is now,
+// from offsets that mean the same thing for the life of the mount, so the kernel is told
+// that opendir is not implemented (zero-message opendir, FUSE_CAP_NO_OPENDIR_SUPPORT) and in
+// exchange keeps each listing in its page cache (cache_readdir + keep_cache, implied) until
+// the directory changes. Offsets (what telldir returns):
+//   1, 2               after ".", ".."
+//   2 + k + 1          after the k-th child of the directory's lower source (index order);
+//                      a lower name whited out in the upper is skipped, one copied up or
+//                      replaced shows with its upper type and inode
+//   kUpperCookie | h   after the upper-only name whose hash is h (listed in hash order)
+// So seekdir/telldir stay valid while the directory changes, as POSIX asks: an entry that
+// did not change is listed exactly once by any reader (names are hashed to 62 bits, so two
+// upper-only names of one directory would have to collide for a reader to lose one).
+// A kernel without zero-message opendir gets an empty handle with the same caching flags.
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "fs/layer_fs.h"
@@ -16,115 +28,130 @@ namespace layerfs {
 
 namespace {
 
-struct DirEntry {
-  std::string name;
-  uint64_t ino;
-  mode_t type;
+constexpr uint64_t kUpperCookie = uint64_t{1} << 62;
+
+struct UpperEntry {
+  uint64_t ino;  // host st_ino
+  unsigned char type;
 };
 
-struct DirHandle {
-  bool from_index = false;
-  uint32_t lower = kNoLower;
-  std::vector<DirEntry> entries;
+// One directory of the upper as the merge needs it: its real entries, the names it hides.
+struct UpperDir {
+  std::unordered_map<std::string, UpperEntry> entries;
+  std::unordered_set<std::string> whiteouts;
 };
 
-mode_t DTypeToMode(unsigned char d) {
-  switch (d) {
-    case DT_DIR: return S_IFDIR;
-    case DT_LNK: return S_IFLNK;
-    case DT_FIFO: return S_IFIFO;
-    case DT_CHR: return S_IFCHR;
-    case DT_BLK: return S_IFBLK;
-    case DT_SOCK: return S_IFSOCK;
-    default: return S_IFREG;
-  }
-}
-
-}  // namespace
-
-void LayerFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Node* node = ToNode(ino);
-  auto h = std::make_unique<DirHandle>();
-  h->lower = node->lower;
-  int dfd = node->dir_fd.load(std::memory_order_acquire);
-  if (!node->upper.load(std::memory_order_acquire) || dfd < 0) {
-    h->from_index = true;
-    fi->fh = reinterpret_cast<uint64_t>(h.release());
-    return (void)fuse_reply_open(req, fi);
-  }
-  int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return (void)fuse_reply_err(req, errno);
+int ReadUpperDir(const UpperFormat& format, int dfd, UpperDir* out) {
+  int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // own offset: readers run in parallel
+  if (fd < 0) return -errno;
   DIR* d = ::fdopendir(fd);
   if (d == nullptr) {
     ::close(fd);
-    return (void)fuse_reply_err(req, errno);
+    return -errno;
   }
-  std::unordered_set<std::string> hidden;  // names present or whited out in the upper
   while (struct dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
     if (name == "." || name == "..") continue;
     if (UpperFormat::IsWhiteoutFileName(name)) {
-      if (name != ".wh..wh..opq") hidden.insert(name.substr(4));
+      if (name != ".wh..wh..opq") out->whiteouts.insert(name.substr(4));
       continue;
     }
-    hidden.insert(name);
-    struct stat st;
-    bool whiteout = false;
-    if (e->d_type == DT_CHR || e->d_type == DT_UNKNOWN) {
-      if (format_.StatChild(dfd, name, &st, &whiteout) != 0 || whiteout) continue;
+    unsigned char type = e->d_type;
+    if (type == DT_CHR || type == DT_UNKNOWN) {
+      struct stat st;
+      bool whiteout = false;
+      if (format.StatChild(dfd, name, &st, &whiteout) != 0) continue;  // gone meanwhile
+      if (whiteout) {
+        out->whiteouts.insert(name);
+        continue;
+      }
+      type = IFTODT(st.st_mode);
     }
-    auto origin = format_.Origin(dfd, name);
-    bool keeps = origin && *origin < index_.size();
-    h->entries.push_back({name, keeps ? LowerIno(*origin) : InodeTable::UpperKey(e->d_ino), DTypeToMode(e->d_type)});
+    out->entries.emplace(std::move(name), UpperEntry{e->d_ino, type});
   }
   ::closedir(d);
-  if (node->lower != kNoLower) {
-    const MergedNode& dir = index_.node(node->lower);
-    for (uint32_t c = dir.first_child; c < dir.first_child + dir.child_count; ++c) {
-      std::string name(index_.name(c));
-      if (!hidden.count(name)) h->entries.push_back({name, LowerIno(c), index_.node(c).mode & S_IFMT});
-    }
+  return 0;
+}
+
+uint64_t UpperCookie(std::string_view name) {
+  return kUpperCookie | (std::hash<std::string_view>{}(name) & (kUpperCookie - 1));
+}
+
+// Fills one READDIR reply; false once it is full.
+class DirentBuffer {
+ public:
+  DirentBuffer(fuse_req_t req, size_t size) : req_(req), buf_(size) {}
+  bool Add(const std::string& name, uint64_t ino, mode_t type, uint64_t next) {
+    struct stat st{};
+    st.st_ino = ino;
+    st.st_mode = type;
+    size_t need = fuse_add_direntry(req_, buf_.data() + pos_, buf_.size() - pos_, name.c_str(), &st,
+                                    static_cast<off_t>(next));
+    if (need > buf_.size() - pos_) return false;
+    pos_ += need;
+    return true;
   }
-  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  void Reply() { fuse_reply_buf(req_, buf_.data(), pos_); }
+
+ private:
+  fuse_req_t req_;
+  std::vector<char> buf_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+void LayerFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (no_opendir_) return (void)fuse_reply_err(req, ENOSYS);
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
   fuse_reply_open(req, fi);
 }
 
-// Offsets: 1 = ".", 2 = "..", 3 + k = entry k.
 void LayerFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
-  std::vector<char> buf(size);
-  size_t pos = 0;
-  auto add = [&](std::string_view name, uint64_t entry_ino, mode_t type, off_t next) {
-    struct stat st{};
-    st.st_ino = entry_ino;
-    st.st_mode = type;
-    std::string n(name);
-    size_t need = fuse_add_direntry(req, buf.data() + pos, size - pos, n.c_str(), &st, next);
-    if (need > size - pos) return false;
-    pos += need;
-    return true;
-  };
-  uint64_t count = h->from_index ? (h->lower == kNoLower ? 0 : index_.node(h->lower).child_count) : h->entries.size();
-  for (uint64_t i = off; i < count + 2; ++i) {
-    bool ok;
-    if (i == 0) ok = add(".", 1, S_IFDIR, 1);
-    else if (i == 1) ok = add("..", 1, S_IFDIR, 2);
-    else if (h->from_index) {
-      uint32_t c = index_.node(h->lower).first_child + static_cast<uint32_t>(i - 2);
-      ok = add(index_.name(c), LowerIno(c), index_.node(c).mode & S_IFMT, static_cast<off_t>(i + 1));
-    } else {
-      const DirEntry& e = h->entries[i - 2];
-      ok = add(e.name, e.ino, e.type, static_cast<off_t>(i + 1));
-    }
-    if (!ok) break;
+  Node* node = ToNode(ino);
+  UpperDir upper;
+  int dfd = node->upper.load(std::memory_order_acquire) ? node->dir_fd.load(std::memory_order_acquire) : -1;
+  if (dfd >= 0) {
+    if (int r = ReadUpperDir(format_, dfd, &upper); r != 0) return (void)fuse_reply_err(req, -r);
   }
-  fuse_reply_buf(req, buf.data(), pos);
+  DirentBuffer out(req, size);
+  auto pos = static_cast<uint64_t>(off);
+  if (pos < 1 && !out.Add(".", 1, S_IFDIR, 1)) return out.Reply();
+  if (pos < 2 && !out.Add("..", 1, S_IFDIR, 2)) return out.Reply();
+  // An upper entry shows the inode a lookup gives it: the lower one it was copied from.
+  auto upper_ino = [&](const std::string& name, const UpperEntry& e) {
+    auto origin = format_.Origin(dfd, name);
+    return origin && *origin < index_.size() ? LowerIno(*origin) : InodeTable::UpperKey(e.ino);
+  };
+  uint32_t lower = node->lower.load(std::memory_order_acquire);
+  if (lower != kNoLower && pos < kUpperCookie) {
+    const MergedNode& dir = index_.node(lower);
+    for (uint64_t k = pos > 2 ? pos - 2 : 0; k < dir.child_count; ++k) {
+      uint32_t c = dir.first_child + static_cast<uint32_t>(k);
+      std::string name(index_.name(c));
+      auto it = upper.entries.find(name);
+      if (it == upper.entries.end() && upper.whiteouts.count(name)) continue;
+      bool ok = it == upper.entries.end()
+                    ? out.Add(name, LowerIno(c), index_.node(c).mode & S_IFMT, k + 3)
+                    : out.Add(name, upper_ino(name, it->second), DTTOIF(it->second.type), k + 3);
+      if (!ok) return out.Reply();
+    }
+  }
+  std::vector<std::pair<uint64_t, const std::string*>> only_upper;
+  for (const auto& [name, e] : upper.entries)
+    if (lower == kNoLower || !index_.Lookup(lower, name)) only_upper.emplace_back(UpperCookie(name), &name);
+  std::sort(only_upper.begin(), only_upper.end());
+  auto from = std::upper_bound(only_upper.begin(), only_upper.end(), std::make_pair(pos, static_cast<const std::string*>(nullptr)),
+                               [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto it = from; it != only_upper.end(); ++it) {
+    const UpperEntry& e = upper.entries.at(*it->second);
+    if (!out.Add(*it->second, upper_ino(*it->second, e), DTTOIF(e.type), it->first)) break;
+  }
+  out.Reply();
 }
 
-void LayerFs::ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
-  fuse_reply_err(req, 0);
-}
+void LayerFs::ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { fuse_reply_err(req, 0); }
 
 void LayerFs::MkDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   std::shared_ptr<Node> node;
@@ -142,6 +169,7 @@ void LayerFs::RmDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (!child->is_dir) r = -ENOTDIR;
   if (r == 0) r = IsMergedDirEmpty(child);
   if (r == 0) r = DeleteEntry(dir, name, true);
+  if (r == 0) Invalidate(dir.get(), false);  // a GETATTR in flight must not re-cache the old attributes
   if (r == 0) table_.Detach(child.get());
   table_.Forget(child.get(), 1);
   fuse_reply_err(req, -r);

@@ -25,6 +25,12 @@ void LayerFs::Init(fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Zero-message opendir: listings need no handle (ops_dir.cc), and without one the kernel
+  // also caches every listing (cache_readdir + keep_cache) until the directory changes.
+  if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+    conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+    no_opendir_ = true;
+  }
 }
 
 void LayerFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -32,11 +38,11 @@ void LayerFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   std::shared_ptr<Node> child;
   int r = LookupChild(dir, name, &child);
   if (r == 0) return ReplyEntry(req, child);
-  if (r == -ENOENT && !dir->upper.load()) {
-    // A directory with no upper copy cannot gain entries without the kernel seeing the
-    // create, so the negative answer may be cached as long as the lower entries.
+  if (r == -ENOENT) {
+    // No directory gains a name without the kernel seeing the operation that made it, so
+    // the negative answer may be cached as long as the directory's own entry.
     fuse_entry_param e{};
-    e.entry_timeout = options_.lower_timeout;
+    e.entry_timeout = EntryTimeout(dir.get());
     fuse_reply_entry(req, &e);
     return;
   }

@@ -41,6 +41,7 @@ int LayerFs::NewEntryImpl(fuse_req_t req, const std::shared_ptr<Node>& dir, cons
     if (r == 0 && mode != 0) r = SetNewOwner(req, dir.get(), dfd, name, mode, S_ISDIR(mode));
     if (r != 0) return r;
   }
+  Invalidate(dir.get(), false);  // a GETATTR in flight must not re-cache the old attributes
   if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
   *out = NodeForUpper(dir, name, st);
   return *out ? 0 : -EIO;
@@ -184,6 +185,7 @@ void LayerFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
     if (::fstatat(dir->dir_fd.load(), name, &st, AT_SYMLINK_NOFOLLOW) == 0) last_link = st.st_nlink <= 1;
   }
   if (r == 0) r = DeleteEntry(dir, name, false);
+  if (r == 0) Invalidate(dir.get(), false);  // a GETATTR in flight must not re-cache the old attributes
   if (r == 0 && last_link) table_.Detach(child.get());
   table_.Forget(child.get(), 1);
   fuse_reply_err(req, -r);

@@ -65,6 +65,7 @@ void LayerFs::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const c
   if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
   int r = ::setxattr(ref.path().c_str(), name, value, size, flags);
+  if (r == 0) Invalidate(node.get(), false);  // a POSIX ACL also changes the mode
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
@@ -80,6 +81,7 @@ void LayerFs::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
   int r = ::removexattr(ref.path().c_str(), name);
+  if (r == 0) Invalidate(node.get(), false);  // a POSIX ACL also changes the mode
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
