@@ -85,9 +85,9 @@ const std::string* FindXattr(const std::vector<std::pair<std::string, std::strin
   return nullptr;
 }
 
-// The overlay.opaque value in either namespace ("" if none).
+// The overlay.opaque value in either namespace, or fuse-overlayfs's ("" if none).
 std::string OpaqueValue(const std::vector<std::pair<std::string, std::string>>& xattrs) {
-  for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque"})
+  for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"})
     if (const std::string* v = FindXattr(xattrs, name)) return *v;
   return "";
 }

@@ -7,7 +7,8 @@
 // and opaque form the two references read into index entries:
 //   whiteout  0/0 character device NAME; empty file ".wh.NAME"; a regular file with
 //             <ns>.overlay.whiteout in a directory whose <ns>.overlay.opaque is "x"
-//   opaque    <ns>.overlay.opaque = "y" (<ns> trusted or user); a ".wh..wh..opq" file
+//   opaque    <ns>.overlay.opaque = "y" (<ns> trusted or user), fuse-overlayfs's
+//             user.fuseoverlayfs.opaque = "y"; a ".wh..wh..opq" file
 // `user.containers.override_stat` (rootless layers) gives the owner and permission bits.
 // Redirect xattrs in a lower are not followed (as fuse-overlayfs): `layerfs overlay` never
 // writes them (see docs/overlay.md).

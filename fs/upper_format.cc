@@ -35,7 +35,8 @@ int SetXattr(int dirfd, const std::string& name, const std::string& key, const s
 }  // namespace
 
 bool UpperFormat::IsPrivateXattr(std::string_view name) {
-  for (std::string_view p : {"trusted.overlay.", "user.overlay.", "trusted.layerfs.", "user.layerfs."})
+  // fuse-overlayfs's own bookkeeping (user.fuseoverlayfs.origin/opaque) in uppers it wrote.
+  for (std::string_view p : {"trusted.overlay.", "user.overlay.", "trusted.layerfs.", "user.layerfs.", "user.fuseoverlayfs."})
     if (name.substr(0, p.size()) == p) return true;
   return name == kOverrideXattr;
 }
@@ -92,6 +93,7 @@ int UpperFormat::SetPrivate(int dirfd, const std::string& name, const char* suff
 bool UpperFormat::IsOpaque(int dirfd) const {
   auto v = GetPrivate(dirfd, "", "overlay.opaque");
   if (v && *v == "y") return true;
+  if (GetXattr(dirfd, "", "user.fuseoverlayfs.opaque") == std::optional<std::string>("y")) return true;
   return ::faccessat(dirfd, ".wh..wh..opq", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 

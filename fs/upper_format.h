@@ -1,7 +1,8 @@
 // UpperFormat: overlay's on-disk markers in an upper directory (docs/upper-format.md), read in
 // every form kernel overlayfs and fuse-overlayfs write, written in the form this process may:
 //   whiteout  character device 0/0, else an empty file ".wh.NAME"
-//   opaque    xattr <ns>.overlay.opaque = "y" (also read: a ".wh..wh..opq" file)
+//   opaque    xattr <ns>.overlay.opaque = "y" (also read: a ".wh..wh..opq" file and
+//             fuse-overlayfs's user.fuseoverlayfs.opaque = "y")
 //   redirect  xattr <ns>.overlay.redirect = "/lower/path" on a renamed lower directory
 //   origin    xattr <ns>.layerfs.origin = merged-index node number (keeps st_ino on copy-up)
 //   links-only xattr <ns>.layerfs.links_only = "y" on a dir copied up only for hard links

@@ -158,19 +158,20 @@ std::set<std::string> Names(const fs::path& dir) {
 
 TEST_F(OverlayMount, ReadsEveryWhiteoutAndOpaqueForm) {
   fs::path bottom = Dir("bottom"), top = Dir("top");
-  for (const char* f : {"a/x", "a/y", "a/keep", "b/old", "c", "d/old", "e/old", "f/old", "g/old"})
+  for (const char* f : {"a/x", "a/y", "a/keep", "b/old", "c", "d/old", "e/old", "f/old", "g/old", "i/old"})
     WriteFile(bottom / f, f);
-  for (const char* d : {"a", "b", "d", "e", "f", "g"}) fs::create_directories(top / d);
+  for (const char* d : {"a", "b", "d", "e", "f", "g", "i"}) fs::create_directories(top / d);
   ASSERT_EQ(mknod((top / "a/x").c_str(), S_IFCHR, makedev(0, 0)), 0);  // kernel's whiteout
   WriteFile(top / "a/.wh.y", "");                                        // fuse-overlayfs's fallback
   WriteFile(top / ".wh.c", "");
   SetX(top / "b", "trusted.overlay.opaque", "y");
   SetX(top / "d", "user.overlay.opaque", "y");
+  SetX(top / "i", "user.fuseoverlayfs.opaque", "y");
   WriteFile(top / "e/.wh..wh..opq", "");
   SetX(top / "f", "trusted.overlay.opaque", "x");  // Linux 6.7 xattr whiteouts inside
   WriteFile(top / "f/old", "");
   SetX(top / "f/old", "trusted.overlay.whiteout", "");
-  for (const char* d : {"b", "d", "e", "f", "g"}) WriteFile(top / d / "new", std::string(d) + "/new");
+  for (const char* d : {"b", "d", "e", "f", "g", "i"}) WriteFile(top / d / "new", std::string(d) + "/new");
   WriteFile(top / "owned", "o", 0600);
   SetX(top / "owned", "user.containers.override_stat", "1234:5678:0100640");
   WriteFile(top / "priv", "p");
@@ -183,9 +184,9 @@ TEST_F(OverlayMount, ReadsEveryWhiteoutAndOpaqueForm) {
   ASSERT_EQ(link((top / "hl1").c_str(), (top / "hl2").c_str()), 0);
 
   MountOverlay("lowerdir=" + LowerArg({top, bottom}));
-  EXPECT_EQ(Names(mnt_), (std::set<std::string>{"a", "b", "d", "e", "f", "g", "owned", "priv", "sym", "dev", "fifo", "hl1", "hl2"}));
+  EXPECT_EQ(Names(mnt_), (std::set<std::string>{"a", "b", "d", "e", "f", "g", "i", "owned", "priv", "sym", "dev", "fifo", "hl1", "hl2"}));
   EXPECT_EQ(Names(mnt_ / "a"), std::set<std::string>{"keep"});
-  for (const char* d : {"b", "d", "e", "f"}) EXPECT_EQ(Names(mnt_ / d), std::set<std::string>{"new"}) << d;
+  for (const char* d : {"b", "d", "e", "f", "i"}) EXPECT_EQ(Names(mnt_ / d), std::set<std::string>{"new"}) << d;
   EXPECT_EQ(Names(mnt_ / "g"), (std::set<std::string>{"new", "old"}));
   EXPECT_EQ(ReadFile(mnt_ / "g/old"), "g/old");
   EXPECT_EQ(ReadFile(mnt_ / "e/new"), "e/new");
@@ -211,6 +212,28 @@ TEST_F(OverlayMount, ReadsEveryWhiteoutAndOpaqueForm) {
   // No upper: read-only.
   EXPECT_NE(open((mnt_ / "newfile").c_str(), O_CREAT | O_WRONLY, 0644), 0);
   EXPECT_EQ(errno, EROFS);
+  Unmount();
+}
+
+// An upper fuse-overlayfs wrote rootless (its own opaque and origin xattrs, ".wh." files): a
+// container moved from fuse-overlayfs to layerfs-overlay keeps its changes.
+TEST_F(OverlayMount, ReadsAnUpperFuseOverlayfsWrote) {
+  fs::path lower = Dir("lower"), upper = Dir("upper"), work = Dir("work");
+  WriteFile(lower / "dir/old", "old");
+  WriteFile(lower / "gone", "gone");
+  WriteFile(lower / "kept", "kept");
+  fs::create_directories(upper / "dir");
+  SetX(upper / "dir", "user.fuseoverlayfs.opaque", "y");
+  WriteFile(upper / "dir/new", "new");
+  WriteFile(upper / ".wh.gone", "");
+  WriteFile(upper / "kept", "changed");
+  SetX(upper / "kept", "user.fuseoverlayfs.origin", "handle");
+  MountOverlay("lowerdir=" + lower.string() + ",upperdir=" + upper.string() + ",workdir=" + work.string());
+  EXPECT_EQ(Names(mnt_), (std::set<std::string>{"dir", "kept"}));
+  EXPECT_EQ(Names(mnt_ / "dir"), std::set<std::string>{"new"});
+  EXPECT_EQ(ReadFile(mnt_ / "kept"), "changed");
+  char names[256];
+  EXPECT_EQ(llistxattr((mnt_ / "kept").c_str(), names, sizeof(names)), 0);
   Unmount();
 }
 
