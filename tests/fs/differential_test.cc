@@ -242,8 +242,7 @@ std::string DescribeLayers(const std::vector<LayerSpec>& layers) {
 // only ever shrinks. Empty: seeds 1-300 all match (28 and 239, hard-link groups, were fixed).
 const std::set<int> kKnownLayerfsDeviations = {};
 
-// `layerfs overlay` has none in seeds 1-200: a renamed lower dir is copied up whole there, so
-// seed 28's hard-link member inside it is found.
+// `layerfs overlay` has no list: seeds 1-200 match (uppers swapped both ways included).
 bool IsKnownDeviation(Candidate candidate, int seed, int ops_per_seed) {
   return candidate == Candidate::kLayerfs && ops_per_seed == 60 && kKnownLayerfsDeviations.count(seed) > 0;
 }
