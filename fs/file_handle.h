@@ -1,6 +1,7 @@
 // FileHandle: what fi->fh points at for an open file. A lower file opened for reading keeps
 // serving after another opener copied it up: the first read after the copy-up opens the upper
 // copy (kept in upper_fd) so this reader sees the same data as everyone else, as overlayfs does.
+// (A passthrough handle cannot switch: see fs/passthrough.h.)
 #pragma once
 
 #include <unistd.h>
@@ -12,6 +13,7 @@ namespace layerfs {
 struct FileHandle {
   int fd = -1;          // as opened: lower file (read-only) or upper file
   bool lower = false;
+  bool passthrough = false;  // bound to the node's backing file: the kernel does the I/O
   std::atomic<int> upper_fd{-1};  // lower handles only: the upper copy, opened on demand
 
   ~FileHandle() {

@@ -39,6 +39,14 @@ struct Node : std::enable_shared_from_this<Node> {
   std::shared_ptr<Node> parent;    // where this node was last seen (null for the root)
   std::string name;
 
+  // FUSE passthrough (fs/passthrough.h), guarded by backing_mu: the backing id the kernel
+  // knows this file's data by (0: none), whether that is the upper copy, and how many opens
+  // are bound to a backing file of this inode (the kernel keeps it while any is).
+  std::mutex backing_mu;
+  int backing_id = 0;
+  bool backing_upper = false;
+  uint32_t backing_opens = 0;
+
   ~Node();
   // parent + name, read consistently.
   std::pair<std::shared_ptr<Node>, std::string> Location();

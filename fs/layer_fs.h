@@ -23,6 +23,7 @@
 #include "fs/id_map.h"
 #include "fs/inode_table.h"
 #include "fs/merged_index.h"
+#include "fs/passthrough.h"
 #include "fs/upper_format.h"
 #include "layerstore/status.h"
 
@@ -101,6 +102,7 @@ class LayerFs {
   };
 
   const MergedIndex& index() const { return index_; }
+  const Passthrough& passthrough() const { return passthrough_; }
   size_t inode_count() const { return table_.size(); }
 
  private:
@@ -139,6 +141,8 @@ class LayerFs {
   int OpenLower(uint32_t idx, int flags) const;                   // fd / -errno
   int OpenUpper(Node* node, int flags);                           // fd / -errno (non-dirs)
   int ReadFd(Node* node, FileHandle* h);
+  void Close(fuse_req_t req, Node* node, FileHandle* h);  // release: backing file share, fds
+  void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
   int SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir);
   // Places a fully prepared entry (in work/) at dir/name, replacing a whiteout atomically.
@@ -178,6 +182,7 @@ class LayerFs {
   std::shared_ptr<Node> root_;
   InodeTable table_;
   fuse_session* session_ = nullptr;
+  Passthrough passthrough_;
   bool no_opendir_ = false;  // the kernel lists directories without opendir (set in Init)
   std::atomic<uint64_t> work_counter_{0};
   static constexpr size_t kGroupLocks = 64;  // striped: copy-up of one hard-link group at a time

@@ -18,6 +18,8 @@ namespace layerfs {
 //   would defeat; lower files use keep_cache instead.
 // - parallel dirops: lookups and readdirs in one directory run concurrently (the index needs
 //   no lock).
+// - FUSE passthrough where the kernel, libfuse and our capabilities allow it (fs/passthrough.h);
+//   it excludes writeback caching, which is off anyway.
 void LayerFs::Init(fuse_conn_info* conn) {
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
@@ -25,6 +27,7 @@ void LayerFs::Init(fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  passthrough_.Negotiate(conn);
   // Zero-message opendir: listings need no handle (ops_dir.cc), and without one the kernel
   // also caches every listing (cache_readdir + keep_cache) until the directory changes.
   if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {

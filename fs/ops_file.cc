@@ -1,8 +1,12 @@
 // File operations: create, open, read, write, flush, release, fsync, fallocate, lseek.
-// Reads go through ReadFd + fuse_reply_data only (one place: issue 8's passthrough hooks in
-// here). Writes always hit the upper copy: open for write copies up first.
+// Opens bind the file to a FUSE passthrough backing file where the mount has passthrough
+// (fs/passthrough.h): the kernel then reads and writes it without the daemon. Otherwise reads
+// go through ReadFd and Read below (the fallback path). Writes always hit the upper copy: open
+// for write copies up first.
 #include <fcntl.h>
 #include <unistd.h>
+
+#include <memory>
 
 #include "fs/file_handle.h"
 #include "fs/layer_fs.h"
@@ -12,6 +16,17 @@ namespace layerfs {
 namespace {
 
 FileHandle* Handle(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
+
+// libfuse copies a reply of fewer than two pages through a buffer it allocates per request;
+// such reads (random 4 KiB) use this thread's own buffer instead.
+const size_t kSmallRead = 2 * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+
+void ReadIntoThreadBuffer(fuse_req_t req, int fd, size_t size, off_t off) {
+  thread_local std::unique_ptr<char[]> buf(new char[kSmallRead]);
+  ssize_t n = ::pread(fd, buf.get(), size, off);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_buf(req, buf.get(), static_cast<size_t>(n));
+}
 
 bool WantsWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
 
@@ -40,8 +55,28 @@ void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fi->keep_cache = 1;
   }
   if (h->fd < 0) return (void)fuse_reply_err(req, -h->fd);
+  if (!passthrough_.Attach(req, node.get(), h.get(), fi)) return RetryOnNewInode(req, node);
   fi->fh = reinterpret_cast<uint64_t>(h.release());
-  if (fuse_reply_open(req, fi) != 0) delete Handle(fi);
+  if (fuse_reply_open(req, fi) != 0) Close(req, node.get(), Handle(fi));
+}
+
+// The kernel keeps this inode bound to the layer file while opens from before its copy-up
+// live (fs/passthrough.h), so the name moves to a new inode: the Node leaves the table (it
+// lives on for those opens), the kernel drops the name, and ESTALE makes the VFS look the
+// name up again and retry the open once, which then lands on the upper file.
+void LayerFs::RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node) {
+  if (passthrough_.HoldsLayerFile(node.get())) {
+    table_.Detach(node.get());
+    auto [parent, name] = node->Location();
+    fuse_ino_t dir = parent == root_ || !parent ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(parent.get());
+    if (session_ != nullptr) fuse_lowlevel_notify_inval_entry(session_, dir, name.c_str(), name.size());
+  }
+  fuse_reply_err(req, ESTALE);
+}
+
+void LayerFs::Close(fuse_req_t req, Node* node, FileHandle* h) {
+  passthrough_.Detach(req, node, h);
+  delete h;
 }
 
 void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -62,9 +97,10 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   e.ino = reinterpret_cast<fuse_ino_t>(node.get());
   e.attr_timeout = Timeout(node.get());
   e.entry_timeout = EntryTimeout(node.get());
+  passthrough_.Attach(req, node.get(), h.get(), fi);  // a new file: nothing holds it yet
   fi->fh = reinterpret_cast<uint64_t>(h.release());
   if (fuse_reply_create(req, &e, fi) != 0) {
-    delete Handle(fi);
+    Close(req, node.get(), Handle(fi));
     table_.Forget(node.get(), 1);
   }
 }
@@ -85,12 +121,16 @@ int LayerFs::ReadFd(Node* node, FileHandle* h) {
   return fd;
 }
 
-// The reply is a file descriptor + offset: libfuse splices the data into /dev/fuse (no copy
-// through a user buffer, no allocation per request).
+// The fallback path (no passthrough). A large read's reply is a file descriptor + offset:
+// libfuse splices the data from the page cache into /dev/fuse through its per-thread pipe (one
+// copy, no user buffer, no allocation per request).
 void LayerFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  passthrough_.CountRead();
+  int fd = ReadFd(ToNode(ino), Handle(fi));
+  if (size < kSmallRead) return ReadIntoThreadBuffer(req, fd, size, off);
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = ReadFd(ToNode(ino), Handle(fi));
+  buf.buf[0].fd = fd;
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
@@ -113,7 +153,7 @@ void LayerFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void LayerFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  delete Handle(fi);
+  Close(req, ToNode(ino), Handle(fi));
   fuse_reply_err(req, 0);
 }
 
