@@ -5,6 +5,8 @@
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -15,6 +17,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "fs/mount.h"
@@ -569,8 +572,51 @@ std::string RcResult(int rc) { return rc == 0 ? "ok" : ErrnoName(errno); }
 
 std::string Hex(const std::string& bytes) { return Sha256Of(bytes).hex().substr(0, 16); }
 
-std::string WriteAll(const std::string& path, int flags, mode_t mode, const Op& op, bool positional) {
-  int fd = open(path.c_str(), flags | O_NONBLOCK | O_CLOEXEC, mode);
+// Every path of an op resolves inside the tree as if the tree were "/", as in a container: the
+// ops' symlinks point at container paths ("/d0", "/etc/hostname", "/") and must never reach the
+// host's files (openat2 RESOLVE_IN_ROOT). Both implementations see the same calls.
+class InRoot {
+ public:
+  explicit InRoot(const fs::path& root) : root_fd_(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
+  ~InRoot() {
+    if (root_fd_ >= 0) close(root_fd_);
+  }
+  InRoot(const InRoot&) = delete;
+  InRoot& operator=(const InRoot&) = delete;
+
+  // fd of rel (its symlinks followed within the tree), or -1 with errno.
+  int Open(const std::string& rel, int flags, mode_t mode = 0) const {
+    struct open_how how {};
+    how.flags = flags | O_CLOEXEC;
+    how.mode = (flags & O_CREAT) ? mode : 0;
+    how.resolve = RESOLVE_IN_ROOT;
+    return static_cast<int>(syscall(SYS_openat2, root_fd_, rel.empty() ? "." : rel.c_str(), &how, sizeof how));
+  }
+
+  // For calls on a name itself (not following it): its directory, open, and the last component
+  // ("." for the root). fd -1 with errno when the directory cannot be reached.
+  struct Name {
+    int dir_fd = -1;
+    std::string name;
+    ~Name() {
+      if (dir_fd >= 0) close(dir_fd);
+    }
+    std::string path() const { return "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name; }
+  };
+  std::unique_ptr<Name> NameOf(const std::string& rel) const {
+    auto n = std::make_unique<Name>();
+    size_t slash = rel.rfind('/');
+    n->name = rel.empty() ? "." : slash == std::string::npos ? rel : rel.substr(slash + 1);
+    n->dir_fd = Open(slash == std::string::npos ? "" : rel.substr(0, slash), O_PATH | O_DIRECTORY);
+    return n;
+  }
+
+ private:
+  int root_fd_;
+};
+
+std::string WriteAll(const InRoot& root, const std::string& rel, int flags, mode_t mode, const Op& op, bool positional) {
+  int fd = root.Open(rel, flags | O_NONBLOCK, mode);
   if (fd < 0) return ErrnoName(errno);
   std::string data = OpData(op);
   ssize_t n = positional ? pwrite(fd, data.data(), data.size(), op.offset) : write(fd, data.data(), data.size());
@@ -579,8 +625,8 @@ std::string WriteAll(const std::string& path, int flags, mode_t mode, const Op& 
   return result;
 }
 
-std::string ReadAll(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+std::string ReadAll(const InRoot& root, const std::string& rel) {
+  int fd = root.Open(rel, O_RDONLY | O_NONBLOCK);
   if (fd < 0) return ErrnoName(errno);
   std::string data;
   char buf[65536];
@@ -591,8 +637,9 @@ std::string ReadAll(const std::string& path) {
   return result;
 }
 
-std::string ListDir(const std::string& path) {
-  DIR* dir = opendir(path.c_str());
+std::string ListDir(const InRoot& root, const std::string& rel) {
+  int fd = root.Open(rel, O_RDONLY | O_DIRECTORY);
+  DIR* dir = fd < 0 ? nullptr : fdopendir(fd);
   if (!dir) return ErrnoName(errno);
   std::vector<std::string> names;
   while (dirent* e = readdir(dir)) names.push_back(std::string(e->d_name) + ":" + std::to_string(e->d_type));
@@ -601,6 +648,16 @@ std::string ListDir(const std::string& path) {
   std::string out = "ok";
   for (const auto& n : names) out += " " + n;
   return out;
+}
+
+// Calls that follow the final symlink (chmod, truncate) act on the inode reached in the tree.
+template <class Call>
+std::string OnResolved(const InRoot& root, const std::string& rel, Call call) {
+  int fd = root.Open(rel, O_PATH);
+  if (fd < 0) return ErrnoName(errno);
+  std::string result = RcResult(call("/proc/self/fd/" + std::to_string(fd)));
+  close(fd);
+  return result;
 }
 
 }  // namespace
@@ -644,32 +701,46 @@ std::string Describe(const Op& op) {
   }
 }
 
-std::string ApplyOp(const fs::path& root, const Op& op) {
-  std::string a = (root / op.a).string(), b = (root / op.b).string();
-  if (op.a.empty()) a = root.string();
+std::string ApplyOp(const fs::path& tree, const Op& op) {
+  InRoot root(tree);
+  auto a = root.NameOf(op.a);
+  if (a->dir_fd < 0 && op.kind != OpKind::kCreate && op.kind != OpKind::kWrite && op.kind != OpKind::kAppend &&
+      op.kind != OpKind::kRead && op.kind != OpKind::kReaddir && op.kind != OpKind::kChmod && op.kind != OpKind::kTruncate)
+    return ErrnoName(errno);
+  const char* an = a->name.c_str();
   switch (op.kind) {
-    case OpKind::kCreate: return WriteAll(a, O_CREAT | O_WRONLY | op.flags, op.mode, op, false);
-    case OpKind::kWrite: return WriteAll(a, O_WRONLY, 0, op, true);
-    case OpKind::kAppend: return WriteAll(a, O_WRONLY | O_APPEND, 0, op, false);
-    case OpKind::kTruncate: return RcResult(truncate(a.c_str(), op.length));
-    case OpKind::kRename: return RcResult(renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), op.flags));
-    case OpKind::kUnlink: return RcResult(unlink(a.c_str()));
-    case OpKind::kMkdir: return RcResult(mkdir(a.c_str(), op.mode));
-    case OpKind::kRmdir: return RcResult(rmdir(a.c_str()));
-    case OpKind::kLink: return RcResult(link(a.c_str(), b.c_str()));
-    case OpKind::kSymlink: return RcResult(symlink(op.value.c_str(), a.c_str()));
-    case OpKind::kChmod: return RcResult(fchmodat(AT_FDCWD, a.c_str(), op.mode, 0));
-    case OpKind::kChown: return RcResult(lchown(a.c_str(), op.uid, op.gid));
+    case OpKind::kCreate: return WriteAll(root, op.a, O_CREAT | O_WRONLY | op.flags, op.mode, op, false);
+    case OpKind::kWrite: return WriteAll(root, op.a, O_WRONLY, 0, op, true);
+    case OpKind::kAppend: return WriteAll(root, op.a, O_WRONLY | O_APPEND, 0, op, false);
+    case OpKind::kTruncate:
+      return OnResolved(root, op.a, [&](const std::string& p) { return truncate(p.c_str(), op.length); });
+    case OpKind::kRename: {
+      auto b = root.NameOf(op.b);
+      if (b->dir_fd < 0) return ErrnoName(errno);
+      return RcResult(renameat2(a->dir_fd, an, b->dir_fd, b->name.c_str(), op.flags));
+    }
+    case OpKind::kUnlink: return RcResult(unlinkat(a->dir_fd, an, 0));
+    case OpKind::kMkdir: return RcResult(mkdirat(a->dir_fd, an, op.mode));
+    case OpKind::kRmdir: return RcResult(unlinkat(a->dir_fd, an, AT_REMOVEDIR));
+    case OpKind::kLink: {
+      auto b = root.NameOf(op.b);
+      if (b->dir_fd < 0) return ErrnoName(errno);
+      return RcResult(linkat(a->dir_fd, an, b->dir_fd, b->name.c_str(), 0));
+    }
+    case OpKind::kSymlink: return RcResult(symlinkat(op.value.c_str(), a->dir_fd, an));
+    case OpKind::kChmod:
+      return OnResolved(root, op.a, [&](const std::string& p) { return chmod(p.c_str(), op.mode); });
+    case OpKind::kChown: return RcResult(fchownat(a->dir_fd, an, op.uid, op.gid, AT_SYMLINK_NOFOLLOW));
     case OpKind::kUtimens: {
       timespec t[2] = {{static_cast<time_t>(op.offset), 0}, {static_cast<time_t>(op.offset), 0}};
-      return RcResult(utimensat(AT_FDCWD, a.c_str(), t, AT_SYMLINK_NOFOLLOW));
+      return RcResult(utimensat(a->dir_fd, an, t, AT_SYMLINK_NOFOLLOW));
     }
     case OpKind::kSetxattr:
-      return RcResult(lsetxattr(a.c_str(), op.name.c_str(), op.value.data(), op.value.size(), op.flags));
-    case OpKind::kRemovexattr: return RcResult(lremovexattr(a.c_str(), op.name.c_str()));
-    case OpKind::kMkfifo: return RcResult(mknod(a.c_str(), S_IFIFO | op.mode, 0));
-    case OpKind::kRead: return ReadAll(a);
-    case OpKind::kReaddir: return ListDir(a);
+      return RcResult(lsetxattr(a->path().c_str(), op.name.c_str(), op.value.data(), op.value.size(), op.flags));
+    case OpKind::kRemovexattr: return RcResult(lremovexattr(a->path().c_str(), op.name.c_str()));
+    case OpKind::kMkfifo: return RcResult(mknodat(a->dir_fd, an, S_IFIFO | op.mode, 0));
+    case OpKind::kRead: return ReadAll(root, op.a);
+    case OpKind::kReaddir: return ListDir(root, op.a);
   }
   return "bad op";
 }
