@@ -112,20 +112,24 @@ class HardlinkCopyUp : public ::testing::Test {
     }
   }
 
-  // path -> hard-link target ("" for an entry with its own data) of the committed layer.
+  // path -> hard-link target ("" for an entry with its own data) of the committed layer;
+  // empty (and a test failure) if the commit fails.
   std::map<std::string, std::string> CommitEntries(std::map<std::string, std::string>* data) {
     std::map<std::string, std::string> out;
     auto store = Store::Open(tmp_.path() / "store");
-    EXPECT_TRUE(store.ok());
-    auto index = MergedIndex::LoadOrBuild(*store, layers_);
-    EXPECT_TRUE(index.ok()) << index.status().message();
-    auto writer = BlobStore(*store).NewWriter();
-    EXPECT_TRUE(writer.ok());
+    auto index = store.ok() ? MergedIndex::LoadOrBuild(*store, layers_) : Result<MergedIndex>(store.status());
+    auto writer = index.ok() ? BlobStore(*store).NewWriter() : Result<BlobWriter>(index.status());
+    if (!writer.ok()) {
+      ADD_FAILURE() << writer.status().message();
+      return out;
+    }
     std::vector<stdfs::path> trees = {store->layer_tree(layers_[0])};
     auto layer = WriteCommitLayer(upper(), *index, trees, &*writer);
-    EXPECT_TRUE(layer.ok()) << layer.status().message();
-    auto blob = writer->Commit();
-    EXPECT_TRUE(blob.ok());
+    auto blob = layer.ok() ? writer->Commit() : Result<Digest>(layer.status());
+    if (!blob.ok()) {
+      ADD_FAILURE() << blob.status().message();
+      return out;
+    }
     archive* in = archive_read_new();
     archive_read_support_filter_all(in);
     archive_read_support_format_tar(in);
