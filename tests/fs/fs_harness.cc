@@ -590,7 +590,12 @@ class InRoot {
     how.flags = flags | O_CLOEXEC;
     how.mode = (flags & O_CREAT) ? mode : 0;
     how.resolve = RESOLVE_IN_ROOT;
-    return static_cast<int>(syscall(SYS_openat2, root_fd_, rel.empty() ? "." : rel.c_str(), &how, sizeof how));
+    // EAGAIN: a rename anywhere on the machine raced a ".." step (openat2(2): retry).
+    int fd;
+    do {
+      fd = static_cast<int>(syscall(SYS_openat2, root_fd_, rel.empty() ? "." : rel.c_str(), &how, sizeof how));
+    } while (fd < 0 && errno == EAGAIN);
+    return fd;
   }
 
   // For calls on a name itself (not following it): its directory, open, and the last component
