@@ -15,6 +15,7 @@
 #include <set>
 #include <utility>
 
+#include "fs/host_admin.h"
 #include "fs/upper_format.h"
 #include "fs/upper_listing.h"
 #include "layerstore/unique_fd.h"
@@ -156,7 +157,7 @@ std::map<std::string, std::string> UpperXattrs(const std::string& fd_path) {
 class CommitWalker {
  public:
   CommitWalker(const MergedIndex& image, const std::vector<fs::path>& trees, HashingTar* tar)
-      : image_(image), trees_(trees), tar_(tar), format_(geteuid() == 0) {}
+      : image_(image), trees_(trees), tar_(tar), format_(HasHostAdmin()) {}
 
   // Emits the entries of one upper dir. source: the lower dir seen through it (none: opaque or
   // new); full: the dir is opaque in the new layer, so lower entries must be emitted too.
@@ -342,7 +343,7 @@ Result<CommittedLayer> WriteCommitLayer(const fs::path& upper_dir, const MergedI
   RETURN_IF_ERROR(gzip.Open());
   HashingTar tar(&gzip);
   RETURN_IF_ERROR(tar.Open());
-  ASSIGN_OR_RETURN(UpperListing listing, ListUpperDir(root.get(), UpperFormat(geteuid() == 0), "/"));
+  ASSIGN_OR_RETURN(UpperListing listing, ListUpperDir(root.get(), UpperFormat(HasHostAdmin()), "/"));
   std::optional<uint32_t> lower_root;
   if (image.size() > 0) lower_root = MergedIndex::kRoot;
   CommitWalker walker(image, layer_trees, &tar);

@@ -4,12 +4,13 @@
 #include <unistd.h>
 
 
+#include "fs/host_admin.h"
 #include "fs/layer_fs.h"
 
 namespace layerfs {
 
 Result<std::unique_ptr<LayerFs>> LayerFs::Create(MergedIndex index, const LayerFsOptions& options) {
-  std::unique_ptr<LayerFs> fs(new LayerFs(std::move(index), options, UpperFormat(::geteuid() == 0)));
+  std::unique_ptr<LayerFs> fs(new LayerFs(std::move(index), options, UpperFormat(HasHostAdmin())));
   for (const auto& dir : options.layer_dirs) {
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return Status::FromErrno("layer tree " + dir);
@@ -245,6 +246,7 @@ void LayerFs::ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node) {
   e.entry_timeout = EntryTimeout(node.get());
   if (fuse_reply_entry(req, &e) != 0) table_.Forget(node.get(), 1);
 }
+
 
 void LayerFs::Show(struct stat* st) const {
   const OwnerPolicy& owners = options_.owners;

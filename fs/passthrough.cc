@@ -4,11 +4,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <mutex>
-#include <string>
 
 #include "fs/file_handle.h"
+#include "fs/host_admin.h"
 #include "fs/inode_table.h"
 
 namespace layerfs {
@@ -16,22 +15,6 @@ namespace layerfs {
 namespace {
 
 #if LAYERFS_HAVE_PASSTHROUGH
-// The kernel registers backing files only for CAP_SYS_ADMIN in the initial user namespace
-// (FUSE_DEV_IOC_BACKING_OPEN); asking for passthrough without it would only fail later.
-bool MayRegisterBackingFiles() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  unsigned long long caps = 0;
-  while (std::getline(status, line))
-    if (line.rfind("CapEff:", 0) == 0) caps = std::strtoull(line.c_str() + 7, nullptr, 16);
-  constexpr int kCapSysAdmin = 21;
-  if (!(caps & (1ull << kCapSysAdmin))) return false;
-  std::ifstream map("/proc/self/uid_map");
-  unsigned long long inside = 1, outside = 1, count = 0;
-  map >> inside >> outside >> count;
-  return inside == 0 && outside == 0 && count == 4294967295ull;
-}
-
 bool TurnedOff() {
   const char* v = std::getenv("LAYERFS_PASSTHROUGH");
   return v != nullptr && (std::strcmp(v, "off") == 0 || std::strcmp(v, "0") == 0);
@@ -46,7 +29,9 @@ bool TurnedOff() {
 // fall back. Writeback caching excludes passthrough; layerfs never asks for it (Init).
 void Passthrough::Negotiate(fuse_conn_info* conn) {
 #if LAYERFS_HAVE_PASSTHROUGH
-  if (!(conn->capable & FUSE_CAP_PASSTHROUGH) || TurnedOff() || !MayRegisterBackingFiles()) return;
+  // Backing files register only with CAP_SYS_ADMIN in the initial user namespace
+  // (FUSE_DEV_IOC_BACKING_OPEN); asking without it would only fail later.
+  if (!(conn->capable & FUSE_CAP_PASSTHROUGH) || TurnedOff() || !HasHostAdmin()) return;
   conn->want |= FUSE_CAP_PASSTHROUGH;
   conn->max_backing_stack_depth = FUSE_BACKING_STACKED_UNDER;
   enabled_.store(true, std::memory_order_relaxed);
