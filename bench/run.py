@@ -305,7 +305,7 @@ class Layerfs(Impl):
         for cid in os.listdir(cdir) if os.path.isdir(cdir) else []:
             try:
                 with open(os.path.join(cdir, cid, "container.json")) as f:
-                    if json.load(f).get("name") == name:
+                    if json.load(f).get("Name") == name:
                         return cid
             except (OSError, ValueError):
                 continue
