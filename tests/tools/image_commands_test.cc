@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layerstore/images_fixture.h"
+#include "tools/shell_command.h"
 #include "tools/table.h"
 
 extern char** environ;
@@ -24,25 +25,10 @@ namespace {
 
 using Json = nlohmann::json;
 
-struct Outcome {
-  int code = -1;
-  std::string out, err;
-};
+using Outcome = ShellResult;
 
-std::string Quote(const std::string& s) { return "'" + s + "'"; }
-
-Outcome Exec(const std::string& command, const fs::path& scratch) {
-  fs::path err = scratch / "stderr.txt";
-  Outcome r;
-  FILE* p = ::popen((command + " 2>" + Quote(err.string()) + " </dev/null").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = ReadFile(err);
-  return r;
-}
+// stdin from /dev/null: a command must never wait for input in a test.
+Outcome Exec(const std::string& command) { return RunShellCommand(command + " </dev/null"); }
 
 std::vector<std::string> Lines(const std::string& s) {
   std::vector<std::string> out;
@@ -62,11 +48,10 @@ class ImageCommandsTest : public ::testing::Test {
   fs::path root() const { return dir_.path() / "root"; }
   fs::path Scratch(const std::string& name) const { return dir_.path() / name; }
   Outcome Layerfs(const std::string& args, const fs::path& store = {}) {
-    return Exec(Quote(LAYERFS_BINARY) + " --root " + Quote((store.empty() ? root() : store).string()) + " " + args,
-                dir_.path());
+    return Exec(ShellQuote(LAYERFS_BINARY) + " --root " + ShellQuote((store.empty() ? root() : store).string()) + " " + args);
   }
   Outcome LoadOk(const fs::path& input, const fs::path& store = {}) {
-    Outcome r = Layerfs("load -q " + Quote(input.string()), store);
+    Outcome r = Layerfs("load -q " + ShellQuote(input.string()), store);
     EXPECT_EQ(r.code, 0) << r.err;
     return r;
   }
@@ -99,7 +84,7 @@ TEST_F(ImageCommandsTest, LoadsEveryFormatAndListsIt) {
   WriteDockerArchive(Scratch("new.tar"), {Busybox("new:1", "d")}, true);
   EXPECT_EQ(LoadOk(Scratch("oci.tar")).out, "Loaded image: redis:latest\n");
   EXPECT_EQ(LoadOk(Scratch("layout")).out, "Loaded image: layout:1\n");
-  EXPECT_EQ(Layerfs("load -q -i " + Quote(Scratch("old.tar").string())).out, "Loaded image: old:1\n");
+  EXPECT_EQ(Layerfs("load -q -i " + ShellQuote(Scratch("old.tar").string())).out, "Loaded image: old:1\n");
   EXPECT_EQ(LoadOk(Scratch("new.tar")).out, "Loaded image: new:1\n");
 
   Outcome images = Layerfs("images");
@@ -144,7 +129,7 @@ TEST_F(ImageCommandsTest, SystemDfShowsSharedLayersOnceAndAgreesWithDu) {
   auto b = Busybox("b:1", "two-two");
   WriteOciArchive(Scratch("ab.tar"), {a, b});
   LoadOk(Scratch("ab.tar"));
-  Outcome du = Exec("du -s --block-size=1 " + Quote(root().string()), dir_.path());
+  Outcome du = Exec("du -s --block-size=1 " + ShellQuote(root().string()));
   uint64_t du_bytes = std::stoull(du.out);
 
   auto summary = JsonLines("system df --format json");
@@ -205,7 +190,7 @@ TEST_F(ImageCommandsTest, SaveThenLoadKeepsTheManifestDigestAndSkopeoReadsIt) {
   ASSERT_EQ(original.size(), 2u);
   for (const std::string format : {"docker-archive", "oci-archive"}) {
     fs::path file = Scratch(format + ".tar");
-    Outcome save = Layerfs("save -o " + Quote(file.string()) + " --format " + format + " old:1 redis");
+    Outcome save = Layerfs("save -o " + ShellQuote(file.string()) + " --format " + format + " old:1 redis");
     ASSERT_EQ(save.code, 0) << save.err;
     fs::path fresh = Scratch("fresh-" + format);
     Outcome load = LoadOk(file, fresh);
@@ -213,16 +198,16 @@ TEST_F(ImageCommandsTest, SaveThenLoadKeepsTheManifestDigestAndSkopeoReadsIt) {
     EXPECT_EQ(digests(fresh), original) << format;
   }
   // skopeo (no network: local transports only) accepts the files and the store itself.
-  Outcome oci = Exec("skopeo inspect --raw oci-archive:" + Quote(Scratch("oci-archive.tar").string()) + ":docker.io/library/redis:latest", dir_.path());
+  Outcome oci = Exec("skopeo inspect --raw oci-archive:" + ShellQuote(Scratch("oci-archive.tar").string()) + ":docker.io/library/redis:latest");
   EXPECT_EQ(oci.code, 0) << oci.err;
   EXPECT_EQ(Sha256Of(oci.out).str(), original["redis"]);
-  Outcome docker = Exec("skopeo inspect docker-archive:" + Quote(Scratch("docker-archive.tar").string()) + ":old:1", dir_.path());
+  Outcome docker = Exec("skopeo inspect docker-archive:" + ShellQuote(Scratch("docker-archive.tar").string()) + ":old:1");
   EXPECT_EQ(docker.code, 0) << docker.err;
   EXPECT_NE(docker.out.find(old_layout.layers[0].diff_id.str()), std::string::npos) << docker.out;
-  Outcome store = Exec("skopeo inspect --raw oci:" + Quote(root().string()) + ":docker.io/library/redis:latest", dir_.path());
+  Outcome store = Exec("skopeo inspect --raw oci:" + ShellQuote(root().string()) + ":docker.io/library/redis:latest");
   EXPECT_EQ(store.code, 0) << store.err;
   EXPECT_EQ(Sha256Of(store.out).str(), original["redis"]);
-  Outcome umoci = Exec("umoci ls --layout " + Quote(root().string()), dir_.path());
+  Outcome umoci = Exec("umoci ls --layout " + ShellQuote(root().string()));
   EXPECT_EQ(umoci.code, 0) << umoci.err;
   EXPECT_NE(umoci.out.find("docker.io/library/redis:latest"), std::string::npos) << umoci.out;
 }
@@ -288,16 +273,16 @@ TEST_F(ImageCommandsTest, TagRmiAndPrune) {
 
 TEST_F(ImageCommandsTest, ImportMakesAOneLayerImage) {
   WriteFile(Scratch("rootfs.tar.gz"), BuildLayerTarGz({{"bin/", ""}, {"bin/sh", "shell"}}));
-  Outcome r = Layerfs("import " + Quote(Scratch("rootfs.tar.gz").string()) + " myroot:1");
+  Outcome r = Layerfs("import " + ShellQuote(Scratch("rootfs.tar.gz").string()) + " myroot:1");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("sha256:", 0), 0u);
   auto history = JsonLines("history --format json myroot:1");
   ASSERT_EQ(history.size(), 1u);
   EXPECT_EQ(history[0]["Comment"], "Imported from " + Scratch("rootfs.tar.gz").string());
   EXPECT_EQ(history[0]["Size"], "5B");
-  ExpectCleanFailure("import " + Quote(Scratch("missing.tar").string()) + " x:1", "missing.tar");
+  ExpectCleanFailure("import " + ShellQuote(Scratch("missing.tar").string()) + " x:1", "missing.tar");
   WriteFile(Scratch("junk.tar.gz"), Gzip("not a tar at all").substr(0, 15));
-  ExpectCleanFailure("import " + Quote(Scratch("junk.tar.gz").string()) + " x:1", "junk.tar.gz");
+  ExpectCleanFailure("import " + ShellQuote(Scratch("junk.tar.gz").string()) + " x:1", "junk.tar.gz");
 }
 
 TEST_F(ImageCommandsTest, BadInputFailsWithOneLineAndChangesNothing) {
@@ -306,16 +291,16 @@ TEST_F(ImageCommandsTest, BadInputFailsWithOneLineAndChangesNothing) {
   LoadOk(Scratch("oci.tar"));
   ExpectCleanFailure("inspect nosuchimage", "no such image: nosuchimage");
   ExpectCleanFailure("rmi nosuchimage", "no such image");
-  ExpectCleanFailure("load " + Quote(Scratch("missing.tar").string()), "missing.tar: no such file");
+  ExpectCleanFailure("load " + ShellQuote(Scratch("missing.tar").string()), "missing.tar: no such file");
   WriteFile(Scratch("text.txt"), "hello, I am not an archive\n");
-  ExpectCleanFailure("load " + Quote(Scratch("text.txt").string()), "not a docker-archive, oci-archive or OCI layout");
+  ExpectCleanFailure("load " + ShellQuote(Scratch("text.txt").string()), "not a docker-archive, oci-archive or OCI layout");
   ExpectCleanFailure("tag redis Bad/Name", "must be lowercase");
 
   auto bad_layer = MakeLayer({{"data", std::string(100000, 'q') + "end"}});
   bad_layer.blob.resize(bad_layer.blob.size() / 2);
   bad_layer.digest = Sha256Of(bad_layer.blob);
   WriteOciArchive(Scratch("trunc.tar"), {MakeImage({img.layers[0], bad_layer}, {"trunc:1"})});
-  ExpectCleanFailure("load " + Quote(Scratch("trunc.tar").string()), bad_layer.digest.str());
+  ExpectCleanFailure("load " + ShellQuote(Scratch("trunc.tar").string()), bad_layer.digest.str());
 
   WriteOciLayout(Scratch("mismatch"), {Busybox("mm:1", "m")});
   auto mm = Busybox("mm:1", "m");
@@ -323,11 +308,11 @@ TEST_F(ImageCommandsTest, BadInputFailsWithOneLineAndChangesNothing) {
   std::string bytes = ReadFile(blob);
   bytes[bytes.size() / 2] ^= 0x21;  // same size, other bytes
   WriteFile(blob, bytes);
-  ExpectCleanFailure("load " + Quote(Scratch("mismatch").string()), "does not match its digest");
+  ExpectCleanFailure("load " + ShellQuote(Scratch("mismatch").string()), "does not match its digest");
 
   WriteOciLayout(Scratch("missing-blob"), {mm});
   fs::remove(Scratch("missing-blob") / "blobs/sha256" / mm.config_digest.hex());
-  ExpectCleanFailure("load " + Quote(Scratch("missing-blob").string()), "blob " + mm.config_digest.str() + " named by manifest");
+  ExpectCleanFailure("load " + ShellQuote(Scratch("missing-blob").string()), "blob " + mm.config_digest.str() + " named by manifest");
 }
 
 TEST_F(ImageCommandsTest, AmbiguousIdPrefixIsAnError) {
@@ -396,7 +381,7 @@ TEST_F(ImageCommandsTest, LoadKilledHalfWayLeavesACleanStore) {
 TEST_F(ImageCommandsTest, LoadShowsProgressPerLayer) {
   auto img = MakeImage({MakeRandomLayer("big", 3 << 20, 7, Compression::kGzip), MakeLayer({{"small", "x"}})}, {"p:1"});
   WriteOciArchive(Scratch("p.tar"), {img});
-  Outcome plain = Layerfs("load " + Quote(Scratch("p.tar").string()));
+  Outcome plain = Layerfs("load " + ShellQuote(Scratch("p.tar").string()));
   ASSERT_EQ(plain.code, 0) << plain.err;
   std::string id0 = img.layers[0].diff_id.hex().substr(0, 12), id1 = img.layers[1].diff_id.hex().substr(0, 12);
   for (const auto& id : {id0, id1}) {
@@ -405,12 +390,12 @@ TEST_F(ImageCommandsTest, LoadShowsProgressPerLayer) {
   }
   EXPECT_EQ(plain.out.find("\x1b["), std::string::npos);
   EXPECT_EQ(Lines(plain.out).back(), "Loaded image: p:1");
-  Outcome again = Layerfs("load " + Quote(Scratch("p.tar").string()));
+  Outcome again = Layerfs("load " + ShellQuote(Scratch("p.tar").string()));
   EXPECT_NE(again.out.find(id0 + ": Already exists\n"), std::string::npos) << again.out;
 
   fs::path other = Scratch("tty-store");
-  std::string cmd = Quote(LAYERFS_BINARY) + " --root " + Quote(other.string()) + " load " + Quote(Scratch("p.tar").string());
-  Outcome tty = Exec("script -qec " + Quote(cmd) + " /dev/null", dir_.path());
+  std::string cmd = ShellQuote(LAYERFS_BINARY) + " --root " + ShellQuote(other.string()) + " load " + ShellQuote(Scratch("p.tar").string());
+  Outcome tty = Exec("script -qec " + ShellQuote(cmd) + " /dev/null");
   ASSERT_EQ(tty.code, 0) << tty.out << tty.err;
   EXPECT_NE(tty.out.find("\x1b["), std::string::npos) << tty.out;
   EXPECT_NE(tty.out.find(id0 + ": Loading layer ["), std::string::npos) << tty.out;
@@ -427,8 +412,7 @@ TEST_F(ImageCommandsTest, SystemPruneAsksThenRemovesDanglingImagesAndLitter) {
   auto before = StoreListing(root());
 
   auto piped = [&](const std::string& answer, const std::string& args) {
-    return Exec("{ echo " + answer + " | " + Quote(LAYERFS_BINARY) + " --root " + Quote(root().string()) + " " + args + "; }",
-                dir_.path());
+    return Exec("{ echo " + answer + " | " + ShellQuote(LAYERFS_BINARY) + " --root " + ShellQuote(root().string()) + " " + args + "; }");
   };
   Outcome declined = piped("n", "system prune");
   EXPECT_EQ(declined.code, 0) << declined.err;
@@ -462,9 +446,8 @@ TEST_F(ImageCommandsTest, LoadKilledDuringPublishIsRecoveredByTheNextRun) {
   WriteOciArchive(Scratch("crash.tar"), {img});
   auto before = StoreListing(root());
   for (const char* point : {"load-mid-publish", "load-before-record"}) {
-    Outcome killed = Exec("LAYERFS_FAILPOINT=" + std::string(point) + " " + Quote(LAYERFS_BINARY) + " --root " +
-                              Quote(root().string()) + " load -q " + Quote(Scratch("crash.tar").string()),
-                          dir_.path());
+    Outcome killed = Exec("LAYERFS_FAILPOINT=" + std::string(point) + " " + ShellQuote(LAYERFS_BINARY) + " --root " +
+                              ShellQuote(root().string()) + " load -q " + ShellQuote(Scratch("crash.tar").string()));
     EXPECT_TRUE(killed.code == 128 + SIGKILL || killed.code == -1) << point << ": " << killed.code;
     EXPECT_NE(StoreListing(root()), before) << point << ": nothing was published before the kill";
     if (std::string(point) == "load-before-record") {
