@@ -27,33 +27,10 @@ namespace {
 namespace stdfs = std::filesystem;
 using fstest::LayerSpec;
 using fstest::SpecEntry;
-
-SpecEntry F(const std::string& path, const std::string& content, uint32_t mode = 0644) {
-  SpecEntry e;
-  e.path = path;
-  e.content = content;
-  e.mode = mode;
-  return e;
-}
-SpecEntry D(const std::string& path) {
-  SpecEntry e;
-  e.path = path;
-  e.type = EntryType::kDirectory;
-  e.mode = 0755;
-  return e;
-}
-SpecEntry H(const std::string& path, const std::string& to) {
-  SpecEntry e;
-  e.path = path;
-  e.hardlink = to;
-  return e;
-}
-SpecEntry W(const std::string& path) {
-  SpecEntry e;
-  e.path = path;
-  e.type = EntryType::kWhiteout;
-  return e;
-}
+using fstest::FileEntry;
+using fstest::DirEntry;
+using fstest::HardlinkEntry;
+using fstest::WhiteoutEntry;
 
 // Every entry under root as another process sees it: path, type, mode, nlink, owner, size,
 // mtime, ctime, inode, link target; one sorted line each.
@@ -135,12 +112,12 @@ class CacheCoherenceTest : public ::testing::Test {
 
   void SetUp() override {
     std::vector<LayerSpec> layers;
-    layers.push_back({D("bin"), F("bin/sh", "shell", 0755), D("etc"), F("etc/passwd", "root"),
-                      F("etc/shadow", "secret", 0640), D("etc/default"), F("etc/default/a", "a"), D("home"),
-                      D("home/redis"), F("home/redis/data", "0123456789", 0600), F("hl1", "linked"), H("hl2", "hl1"),
-                      D("links"), F("links/x", "x"), H("links/y", "links/x"), D("empty"), F("empty/gone", "g"),
-                      D("movedir"), F("movedir/c1", "c1"), D("movedir/sub"), F("movedir/sub/c2", "c2")});
-    layers.push_back({W("empty/gone"), F("etc/hostname", "box"), D("upperdir")});
+    layers.push_back({DirEntry("bin"), FileEntry("bin/sh", "shell", 0755), DirEntry("etc"), FileEntry("etc/passwd", "root"),
+                      FileEntry("etc/shadow", "secret", 0640), DirEntry("etc/default"), FileEntry("etc/default/a", "a"), DirEntry("home"),
+                      DirEntry("home/redis"), FileEntry("home/redis/data", "0123456789", 0600), FileEntry("hl1", "linked"), HardlinkEntry("hl2", "hl1"),
+                      DirEntry("links"), FileEntry("links/x", "x"), HardlinkEntry("links/y", "links/x"), DirEntry("empty"), FileEntry("empty/gone", "g"),
+                      DirEntry("movedir"), FileEntry("movedir/c1", "c1"), DirEntry("movedir/sub"), FileEntry("movedir/sub/c2", "c2")});
+    layers.push_back({WhiteoutEntry("empty/gone"), FileEntry("etc/hostname", "box"), DirEntry("upperdir")});
     auto store = Store::Open(tmp_.path() / "store");
     ASSERT_TRUE(store.ok()) << store.status().message();
     for (auto& spec : layers) {

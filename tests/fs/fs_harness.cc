@@ -437,9 +437,7 @@ Result<Digest> AddLayer(const Store& store, const std::string& tar) {
 
 void ForceUnmount(const fs::path& mnt) { umount2(mnt.c_str(), MNT_DETACH); }
 
-namespace {
-
-Status UnmountPath(const fs::path& mnt) {
+Status UnmountWhenIdle(const fs::path& mnt) {
   for (int i = 0; i < 50; ++i) {
     if (umount2(mnt.c_str(), 0) == 0) return Status::Ok();
     if (errno != EBUSY) return Status::FromErrno("umount " + mnt.string());
@@ -447,6 +445,8 @@ Status UnmountPath(const fs::path& mnt) {
   }
   return Status::FromErrno("umount " + mnt.string());
 }
+
+namespace {
 
 class PathMount : public TestMount {
  public:
@@ -458,7 +458,7 @@ class PathMount : public TestMount {
   Status Unmount() override {
     if (!mounted_) return Status::Ok();
     mounted_ = false;
-    return UnmountPath(mnt_);
+    return UnmountWhenIdle(mnt_);
   }
 
  private:
@@ -748,6 +748,48 @@ std::string ApplyOp(const fs::path& tree, const Op& op) {
     case OpKind::kReaddir: return ListDir(root, op.a);
   }
   return "bad op";
+}
+
+SpecEntry FileEntry(const std::string& path, const std::string& content, uint32_t mode, uint32_t uid, uint32_t gid) {
+  SpecEntry e;
+  e.path = path;
+  e.content = content;
+  e.mode = mode;
+  e.uid = uid;
+  e.gid = gid;
+  return e;
+}
+
+SpecEntry DirEntry(const std::string& path, uint32_t mode, bool opaque) {
+  SpecEntry e;
+  e.path = path;
+  e.type = EntryType::kDirectory;
+  e.mode = mode;
+  e.opaque = opaque;
+  return e;
+}
+
+SpecEntry SymlinkEntry(const std::string& path, const std::string& target) {
+  SpecEntry e;
+  e.path = path;
+  e.type = EntryType::kSymlink;
+  e.target = target;
+  e.mode = 0777;
+  return e;
+}
+
+SpecEntry HardlinkEntry(const std::string& path, const std::string& to) {
+  SpecEntry e;
+  e.path = path;
+  e.hardlink = to;
+  return e;
+}
+
+SpecEntry WhiteoutEntry(const std::string& path) {
+  SpecEntry e;
+  e.path = path;
+  e.type = EntryType::kWhiteout;
+  return e;
 }
 
 std::vector<Op> RandomOps(uint64_t seed, int count, std::vector<std::string> pool) {

@@ -50,6 +50,14 @@ struct SpecEntry {
 };
 using LayerSpec = std::vector<SpecEntry>;
 
+// Builders for hand-written layer specs.
+SpecEntry FileEntry(const std::string& path, const std::string& content, uint32_t mode = 0644, uint32_t uid = 0,
+                    uint32_t gid = 0);
+SpecEntry DirEntry(const std::string& path, uint32_t mode = 0755, bool opaque = false);
+SpecEntry SymlinkEntry(const std::string& path, const std::string& target);
+SpecEntry HardlinkEntry(const std::string& path, const std::string& to);  // to: an earlier file of the layer
+SpecEntry WhiteoutEntry(const std::string& path);
+
 // 1..4 layers, bottom first, with dirs, files, symlinks, hard links, fifos, xattrs, and in upper
 // layers whiteouts, opaque dirs and type changes. Same seed, same layers.
 std::vector<LayerSpec> RandomLayers(uint64_t seed);
@@ -98,6 +106,9 @@ Result<std::unique_ptr<TestMount>> MountLayerfsOverlay(const std::vector<std::fi
                                                        const std::string& extra_options = "");
 // Last resort for fixtures: lazy unmount of whatever is mounted at mnt (ignores errors).
 void ForceUnmount(const std::filesystem::path& mnt);
+// umount(2) that waits out EBUSY for up to a second: the kernel drops the last references of a
+// just-closed file (or of a FUSE connection torn down on top of this mount) asynchronously.
+Status UnmountWhenIdle(const std::filesystem::path& mnt);
 
 enum class OpKind {
   kCreate, kWrite, kAppend, kTruncate, kRename, kUnlink, kMkdir, kRmdir, kLink, kSymlink,

@@ -26,26 +26,9 @@ namespace {
 
 namespace stdfs = std::filesystem;
 using fstest::SpecEntry;
-
-SpecEntry Dir(const std::string& path) {
-  SpecEntry e;
-  e.path = path;
-  e.type = EntryType::kDirectory;
-  e.mode = 0755;
-  return e;
-}
-SpecEntry File(const std::string& path, const std::string& content) {
-  SpecEntry e;
-  e.path = path;
-  e.content = content;
-  return e;
-}
-SpecEntry Link(const std::string& path, const std::string& to) {
-  SpecEntry e;
-  e.path = path;
-  e.hardlink = to;
-  return e;
-}
+using fstest::FileEntry;
+using fstest::DirEntry;
+using fstest::HardlinkEntry;
 
 std::string ReadAll(const stdfs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -72,8 +55,8 @@ class HardlinkCopyUp : public ::testing::Test {
   void SetUp() override {
     auto store = Store::Open(tmp_.path() / "store");
     ASSERT_TRUE(store.ok()) << store.status().message();
-    auto tar = fstest::BuildLayerTar({File("f", "lower data"), Dir("d"), Link("d/h", "f"), Dir("d/sub"),
-                                      Link("d/sub/h2", "f"), File("d/other", "other")});
+    auto tar = fstest::BuildLayerTar({FileEntry("f", "lower data"), DirEntry("d"), HardlinkEntry("d/h", "f"), DirEntry("d/sub"),
+                                      HardlinkEntry("d/sub/h2", "f"), FileEntry("d/other", "other")});
     ASSERT_TRUE(tar.ok()) << tar.status().message();
     auto diff_id = fstest::AddLayer(*store, *tar);
     ASSERT_TRUE(diff_id.ok()) << diff_id.status().message();

@@ -32,45 +32,11 @@ namespace {
 namespace stdfs = std::filesystem;
 using fstest::LayerSpec;
 using fstest::SpecEntry;
-
-SpecEntry F(const std::string& path, const std::string& content, uint32_t mode = 0644, uint32_t uid = 0,
-            uint32_t gid = 0) {
-  SpecEntry e;
-  e.path = path;
-  e.content = content;
-  e.mode = mode;
-  e.uid = uid;
-  e.gid = gid;
-  return e;
-}
-SpecEntry D(const std::string& path, uint32_t mode = 0755, bool opaque = false) {
-  SpecEntry e;
-  e.path = path;
-  e.type = EntryType::kDirectory;
-  e.mode = mode;
-  e.opaque = opaque;
-  return e;
-}
-SpecEntry L(const std::string& path, const std::string& target) {
-  SpecEntry e;
-  e.path = path;
-  e.type = EntryType::kSymlink;
-  e.target = target;
-  e.mode = 0777;
-  return e;
-}
-SpecEntry H(const std::string& path, const std::string& to) {
-  SpecEntry e;
-  e.path = path;
-  e.hardlink = to;
-  return e;
-}
-SpecEntry W(const std::string& path) {
-  SpecEntry e;
-  e.path = path;
-  e.type = EntryType::kWhiteout;
-  return e;
-}
+using fstest::FileEntry;
+using fstest::DirEntry;
+using fstest::SymlinkEntry;
+using fstest::HardlinkEntry;
+using fstest::WhiteoutEntry;
 
 std::string ReadAll(const stdfs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -105,14 +71,14 @@ class MountTest : public ::testing::Test {
   // The standard image: two layers exercising whiteouts, opaque dirs, links and owners.
   void SetUpLayers(std::vector<LayerSpec> layers = {}) {
     if (layers.empty()) {
-      layers.push_back({D("bin"), F("bin/sh", "shell", 0755), D("etc"), F("etc/passwd", "root:x:0:0", 0644),
-                        F("etc/shadow", "secret", 0640, 0, 42), D("home", 0755), D("home/redis", 0750),
-                        F("home/redis/data", "0123456789", 0600, 999, 999), D("gone"), F("gone/a", "a"),
-                        D("replaced"), F("replaced/old", "old"), F("hl1", "linked"), H("hl2", "hl1"),
-                        L("link", "bin/sh"), D("empty"), F("empty/x", "x"), D("movedir"), F("movedir/c1", "c1"),
-                        D("movedir/sub"), F("movedir/sub/c2", "c2")});
-      layers.push_back({W("gone"), D("replaced", 0755, true), F("replaced/new", "new"), D("empty"), W("empty/x"),
-                        F("etc/hostname", "box")});
+      layers.push_back({DirEntry("bin"), FileEntry("bin/sh", "shell", 0755), DirEntry("etc"), FileEntry("etc/passwd", "root:x:0:0", 0644),
+                        FileEntry("etc/shadow", "secret", 0640, 0, 42), DirEntry("home", 0755), DirEntry("home/redis", 0750),
+                        FileEntry("home/redis/data", "0123456789", 0600, 999, 999), DirEntry("gone"), FileEntry("gone/a", "a"),
+                        DirEntry("replaced"), FileEntry("replaced/old", "old"), FileEntry("hl1", "linked"), HardlinkEntry("hl2", "hl1"),
+                        SymlinkEntry("link", "bin/sh"), DirEntry("empty"), FileEntry("empty/x", "x"), DirEntry("movedir"), FileEntry("movedir/c1", "c1"),
+                        DirEntry("movedir/sub"), FileEntry("movedir/sub/c2", "c2")});
+      layers.push_back({WhiteoutEntry("gone"), DirEntry("replaced", 0755, true), FileEntry("replaced/new", "new"), DirEntry("empty"), WhiteoutEntry("empty/x"),
+                        FileEntry("etc/hostname", "box")});
     }
     for (auto& spec : layers) {
       auto tar = fstest::BuildLayerTar(spec);
@@ -231,7 +197,7 @@ TEST_F(MountTest, CreateFlagsTruncateAppendFallocateFsync) {
 
 TEST_F(MountTest, CopyUpRaceCopiesOnceAndKeepsEveryWrite) {
   std::string content(1 << 20, 'x');
-  SetUpLayers({{F("big", content)}});
+  SetUpLayers({{FileEntry("big", content)}});
   Mount(16);
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};

@@ -142,7 +142,8 @@ class OverlayMount : public ::testing::Test {
     ASSERT_TRUE(IsMounted(mnt_));
   }
   void Unmount() {
-    ASSERT_EQ(umount2(mnt_.c_str(), 0), 0) << strerror(errno);
+    Status unmounted = UnmountWhenIdle(mnt_);
+    ASSERT_TRUE(unmounted.ok()) << unmounted.message();
     EXPECT_TRUE(WaitNoDaemon(mnt_)) << "daemon still running after umount";
   }
 
@@ -278,7 +279,7 @@ TEST_F(OverlayMount, ForegroundServesUntilUnmounted) {
   EXPECT_EQ(ReadFile(mnt_ / "f"), "lower");
   int status = -1;
   EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "-f must not return while mounted";
-  if (mounted) ASSERT_EQ(umount2(mnt_.c_str(), 0), 0);
+  if (mounted) ASSERT_TRUE(UnmountWhenIdle(mnt_).ok());
   else kill(pid, SIGTERM);
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;

@@ -26,21 +26,8 @@ namespace {
 namespace stdfs = std::filesystem;
 using fstest::LayerSpec;
 using fstest::SpecEntry;
-
-SpecEntry File(const std::string& path, std::string content) {
-  SpecEntry e;
-  e.path = path;
-  e.content = std::move(content);
-  return e;
-}
-
-SpecEntry Dir(const std::string& path) {
-  SpecEntry e;
-  e.path = path;
-  e.type = EntryType::kDirectory;
-  e.mode = 0755;
-  return e;
-}
+using fstest::FileEntry;
+using fstest::DirEntry;
 
 std::string Pattern(size_t size, char seed) {
   std::string s(size, '\0');
@@ -141,8 +128,8 @@ class PassthroughTest : public ::testing::Test {
   void SetUpLayers(const stdfs::path& store) {
     store_ = store;
     lower_big_ = Pattern(3 << 20, 'a');
-    std::vector<LayerSpec> layers = {{Dir("data"), File("data/big.bin", lower_big_), File("data/small", "lower-data"),
-                                      File("data/other", "other")}};
+    std::vector<LayerSpec> layers = {{DirEntry("data"), FileEntry("data/big.bin", lower_big_), FileEntry("data/small", "lower-data"),
+                                      FileEntry("data/other", "other")}};
     for (auto& spec : layers) {
       auto tar = fstest::BuildLayerTar(spec);
       ASSERT_TRUE(tar.ok()) << tar.status().message();
@@ -329,7 +316,8 @@ TEST_F(PassthroughTest, KernelOverlayfsStacksOnTop) {
   EXPECT_TRUE(ReadAll(overlay_ / "data/big.bin") == lower_big_);
   EXPECT_EQ(ReadAll(overlay_ / "data/small"), "lower-data");
   if (pt().enabled()) EXPECT_EQ(pt().daemon_reads(), 0u);
-  ASSERT_EQ(::umount2(overlay_.c_str(), 0), 0);
+  Status unmounted = fstest::UnmountWhenIdle(overlay_);
+  ASSERT_TRUE(unmounted.ok()) << unmounted.message();
   overlay_mounted_ = false;
 }
 
@@ -357,7 +345,8 @@ TEST_F(PassthroughTest, RegistrationFailureFallsBackOnce) {
   EXPECT_NE(first, std::string::npos) << log;
   EXPECT_EQ(log.find("passthrough off for this mount", first + 1), std::string::npos) << log;
   Unmount();
-  ASSERT_EQ(::umount2(overlay_.c_str(), 0), 0);
+  Status unmounted = fstest::UnmountWhenIdle(overlay_);
+  ASSERT_TRUE(unmounted.ok()) << unmounted.message();
   overlay_mounted_ = false;
 }
 
