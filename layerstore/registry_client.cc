@@ -1,6 +1,5 @@
 #include "layerstore/registry_client.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "layerstore/curl_library.h"
 #include "layerstore/unique_fd.h"
 
 namespace layerfs {
@@ -47,11 +47,6 @@ const char* const kManifestAccept =
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
 
-void InitCurlOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -72,6 +67,7 @@ std::string HostOnly(std::string_view registry) {
 struct Transfer {
   RegistryClient::Request* req;
   RegistryClient::Response resp;
+  const CurlLibrary* lib;
   CURL* curl;
   Status sink_status;
   uint64_t sent = 0;
@@ -92,7 +88,7 @@ size_t OnBody(char* data, size_t size, size_t n, void* opaque) {
   auto* t = static_cast<Transfer*>(opaque);
   size_t len = size * n;
   long code = 0;
-  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &code);
+  t->lib->easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &code);
   if (t->req->sink && (code == 200 || code == 206)) {
     t->resp.status = code;
     t->sink_status = t->req->sink(t->resp, data, len);
@@ -172,10 +168,19 @@ Status AfterAttempts(const Status& st, int attempts) {
 std::string PullScope(const std::string& repo) { return "repository:" + repo + ":pull"; }
 std::string PushScope(const std::string& repo) { return "repository:" + repo + ":pull,push"; }
 
+// Percent-encodes all but RFC 3986's unreserved characters, for query values.
 std::string Escape(const std::string& s) {
-  char* e = curl_easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
-  std::string out(e ? e : "");
-  curl_free(e);
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
   return out;
 }
 
@@ -191,7 +196,6 @@ bool IsLoopbackRegistry(std::string_view registry) {
 }
 
 RegistryClient::RegistryClient(RegistryOptions options) : options_(std::move(options)) {
-  InitCurlOnce();
   host_ = options_.registry == "docker.io" ? "registry-1.docker.io" : options_.registry;
   plain_http_ = options_.insecure || IsLoopbackRegistry(host_);
   if (options_.max_attempts < 1) options_.max_attempts = 1;
@@ -212,47 +216,48 @@ void RegistryClient::Backoff(int attempt) const {
 }
 
 Result<RegistryClient::Response> RegistryClient::Perform(Request& req) {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
+  ASSIGN_OR_RETURN(const CurlLibrary* lib, LoadCurl());
+  std::unique_ptr<CURL, void (*)(CURL*)> curl(lib->easy_init(), lib->easy_cleanup);
   if (!curl) return Status::Error(ENOMEM, "curl_easy_init failed");
-  Transfer t{&req, {}, curl.get(), {}, 0};
+  Transfer t{&req, {}, lib, curl.get(), {}, 0};
   char errbuf[CURL_ERROR_SIZE] = "";
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, req.method == "GET" || req.method == "HEAD" ? 1L : 0L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);  // a stalled connection counts as cut
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "layerfs/" "0.1");
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L << 10);
+  lib->easy_setopt(c, CURLOPT_URL, req.url.c_str());
+  lib->easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  lib->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  lib->easy_setopt(c, CURLOPT_FOLLOWLOCATION, req.method == "GET" || req.method == "HEAD" ? 1L : 0L);
+  lib->easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
+  lib->easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);  // a stalled connection counts as cut
+  lib->easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+  lib->easy_setopt(c, CURLOPT_USERAGENT, "layerfs/" "0.1");
+  lib->easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
+  lib->easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  lib->easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
+  lib->easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  lib->easy_setopt(c, CURLOPT_BUFFERSIZE, 512L << 10);
   if (req.method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    lib->easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (req.body != nullptr || req.body_fd >= 0 || req.method != "GET") {
-    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body_len));
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, OnRead);
-    curl_easy_setopt(c, CURLOPT_READDATA, &t);
+    lib->easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    lib->easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    lib->easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body_len));
+    lib->easy_setopt(c, CURLOPT_READFUNCTION, OnRead);
+    lib->easy_setopt(c, CURLOPT_READDATA, &t);
   }
-  curl_slist* headers = curl_slist_append(nullptr, "Expect:");
-  for (const std::string& h : req.headers) headers = curl_slist_append(headers, h.c_str());
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_list(headers, &curl_slist_free_all);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_slist* headers = lib->slist_append(nullptr, "Expect:");
+  for (const std::string& h : req.headers) headers = lib->slist_append(headers, h.c_str());
+  std::unique_ptr<curl_slist, void (*)(curl_slist*)> header_list(headers, lib->slist_free_all);
+  lib->easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 
-  CURLcode rc = curl_easy_perform(c);
+  CURLcode rc = lib->easy_perform(c);
   req.transient = false;
   if (!t.sink_status.ok()) return t.sink_status;
   if (rc != CURLE_OK) {
     req.transient = TransientCurlError(rc);
-    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    std::string why = errbuf[0] ? errbuf : lib->easy_strerror(rc);
     return Status::Error(ErrnoOfCurl(rc), req.method + " " + req.url + ": " + why);
   }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.resp.status);
+  lib->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.resp.status);
   return std::move(t.resp);
 }
 
