@@ -2,8 +2,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 
 #include "fs/fuse_mount.h"
 #include "fs/mount.h"
+#include "layerstore/unique_fd.h"
 
 namespace layerfs {
 
@@ -96,11 +99,22 @@ bool Alive(int pid) {
 }
 
 bool WaitGone(int pid, std::chrono::milliseconds limit) {
+  using std::chrono::milliseconds;
   auto deadline = std::chrono::steady_clock::now() + limit;
+  // A pidfd turns readable the moment the process exits, so umount returns without a polling
+  // delay; where pidfd_open is missing (kernel < 5.3) it polls every 10 ms.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   while (Alive(pid)) {
     ::waitpid(pid, nullptr, WNOHANG);  // reaps it if it is our child (tests, -f)
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    auto step = std::min(left, milliseconds(10));
+    if (!pidfd.valid()) {
+      std::this_thread::sleep_for(step);
+      continue;
+    }
+    pollfd exited{pidfd.get(), POLLIN, 0};
+    ::poll(&exited, 1, static_cast<int>(left.count()));
   }
   return true;
 }
