@@ -45,6 +45,14 @@ else
 fi
 
 rm "$mnt/big"
+# The kernel tells the daemon that the last open and the last reference of big are gone
+# (RELEASE, FORGET) asynchronously, a few milliseconds after rm returns; only then can the
+# upper's filesystem free the blocks. Wait for that (bounded), then write.
+for _ in $(seq 1 100); do
+  [ "$(stat -f -c %a "$store")" -gt 1024 ] && break
+  sleep 0.02
+done
+[ "$(stat -f -c %a "$store")" -gt 1024 ] || fail "removing the big file did not free its space within 2 s"
 echo again > "$mnt/again.txt" || fail "writes do not work again once space is freed"
 [ "$(cat "$mnt/again.txt")" = again ] || fail "after freeing space: wrong content"
 $L umount "$mnt" >/dev/null
