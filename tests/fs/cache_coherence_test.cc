@@ -217,7 +217,9 @@ TEST_F(CacheCoherenceTest, AttributeChangesOnLowerAndUpperEntries) {
   ASSERT_EQ(::utimensat(AT_FDCWD, (mnt() / "bin/sh").c_str(), times, AT_SYMLINK_NOFOLLOW), 0);
   ASSERT_EQ(::truncate((mnt() / "home/redis/data").c_str(), 4), 0);
   ASSERT_EQ(::setxattr((mnt() / "etc/hostname").c_str(), "user.k", "v", 1, 0), 0);
-  if (::geteuid() == 0) ASSERT_EQ(::lchown((mnt() / "bin/sh").c_str(), 7, 8), 0);
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::lchown((mnt() / "bin/sh").c_str(), 7, 8), 0);
+  }
   EXPECT_EQ(StatInChild(mnt() / "etc/shadow"), "6 1 600");
   EXPECT_EQ(StatInChild(mnt() / "home/redis/data"), "4 1 600");
   ExpectCachedViewIsFresh();

@@ -181,8 +181,11 @@ TEST_F(HardlinkCopyUp, MemberInDirRenamedBeforeRemountIsLinkedIn) {
   }
   ASSERT_FALSE(owner.empty());
   EXPECT_EQ(data[owner], "after remount");
-  for (const auto& m : members)
-    if (m != owner) EXPECT_EQ(entries[m], owner) << m;
+  for (const auto& m : members) {
+    if (m != owner) {
+      EXPECT_EQ(entries[m], owner) << m;
+    }
+  }
 }
 
 // Kernel overlayfs records a rename within one directory as a redirect relative to the

@@ -387,7 +387,9 @@ TEST_F(MountTest, ReaddirOffsetsAreStableForSeekdir) {
       struct dirent* e = ::readdir(d);
       if (!e) break;
       seen.emplace_back(pos, e->d_name);
-      if (std::string(e->d_name) == "passwd") EXPECT_EQ(e->d_type, DT_REG);
+      if (std::string(e->d_name) == "passwd") {
+        EXPECT_EQ(e->d_type, DT_REG);
+      }
     }
     for (auto it = seen.rbegin(); it != seen.rend(); ++it) {
       ::seekdir(d, it->first);

@@ -65,6 +65,7 @@ class Fd {
   int fd_;
 };
 
+#if LAYERFS_HAVE_PASSTHROUGH
 bool KernelHasPassthrough() {
   FILE* p = ::popen("zcat /proc/config.gz 2>/dev/null | grep -c '^CONFIG_FUSE_PASSTHROUGH=y'", "r");
   if (p == nullptr) return false;
@@ -83,6 +84,8 @@ bool InitialUserNamespace() {
   map >> a >> b >> c;
   return a == 0 && b == 0 && c == 4294967295ull;
 }
+
+#endif
 
 // What this build on this machine must do: passthrough exactly when everything allows it.
 bool PassthroughExpected() {
@@ -255,7 +258,9 @@ TEST_F(PassthroughTest, FdOpenedBeforeCopyUp) {
   old.Close();
   uint64_t reads = pt().daemon_reads();
   EXPECT_EQ(ReadAll(mnt() / "data/small"), "UPPER-DATA-longer");
-  if (pt().enabled()) EXPECT_EQ(pt().daemon_reads(), reads) << "upper file passed through once the old fd closed";
+  if (pt().enabled()) {
+    EXPECT_EQ(pt().daemon_reads(), reads) << "upper file passed through once the old fd closed";
+  }
 }
 
 // Upper files are passthrough too: appends, mmap MAP_SHARED, truncation and sizes stay right
@@ -294,7 +299,9 @@ TEST_F(PassthroughTest, UpperFileWritesAppendsMmapAndSizes) {
   ASSERT_EQ(::pwrite(c.get(), "O", 1, 0), 1);
   EXPECT_EQ(PreadAll(c.get(), 64), "Other");
   c.Close();
-  if (pt().enabled()) EXPECT_EQ(pt().daemon_reads(), 0u);
+  if (pt().enabled()) {
+    EXPECT_EQ(pt().daemon_reads(), 0u);
+  }
   Unmount();
   Mount();
   EXPECT_EQ(ReadAll(f), want);
@@ -315,7 +322,9 @@ TEST_F(PassthroughTest, KernelOverlayfsStacksOnTop) {
   overlay_mounted_ = true;
   EXPECT_TRUE(ReadAll(overlay_ / "data/big.bin") == lower_big_);
   EXPECT_EQ(ReadAll(overlay_ / "data/small"), "lower-data");
-  if (pt().enabled()) EXPECT_EQ(pt().daemon_reads(), 0u);
+  if (pt().enabled()) {
+    EXPECT_EQ(pt().daemon_reads(), 0u);
+  }
   Status unmounted = fstest::UnmountWhenIdle(overlay_);
   ASSERT_TRUE(unmounted.ok()) << unmounted.message();
   overlay_mounted_ = false;

@@ -33,7 +33,9 @@ class ImageLoadTest : public StoreTest {
     auto image = ImageStore(store()).Resolve(ref);
     ASSERT_TRUE(image.ok()) << image.status().message();
     EXPECT_EQ(image->id(), img.config_digest);
-    if (same_manifest) EXPECT_EQ(image->manifest_digest, img.manifest_digest);
+    if (same_manifest) {
+      EXPECT_EQ(image->manifest_digest, img.manifest_digest);
+    }
     LayerStore layers(store());
     for (const auto& l : img.layers) EXPECT_TRUE(layers.Has(l.diff_id));
     EXPECT_TRUE(fs::exists(store().layer_tree(img.layers[0].diff_id) / "bin/sh"));

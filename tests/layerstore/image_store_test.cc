@@ -53,8 +53,12 @@ TEST_F(ImageStoreTest, TagMovesAndLeavesTheOldImageDangling) {
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 2u);
   for (const auto& image : *list) {
-    if (image.id() == one.config_digest) EXPECT_TRUE(image.tags.empty());
-    if (image.id() == two.config_digest) EXPECT_EQ(image.tags.size(), 2u);
+    if (image.id() == one.config_digest) {
+      EXPECT_TRUE(image.tags.empty());
+    }
+    if (image.id() == two.config_digest) {
+      EXPECT_EQ(image.tags.size(), 2u);
+    }
   }
   EXPECT_EQ(images.Resolve("app:1")->id(), two.config_digest);
   EXPECT_EQ(images.Resolve(one.config_digest.hex())->id(), one.config_digest);

@@ -33,7 +33,9 @@ TEST(Reference, RejectsInvalidReferences) {
                           "-a", "a-", "a..b", "host:5000/"}) {
     auto r = ParseReference(bad);
     EXPECT_FALSE(r.ok()) << bad << " -> " << (r.ok() ? r->String() : "");
-    if (!r.ok()) EXPECT_EQ(r.status().code(), EINVAL);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), EINVAL);
+    }
   }
   EXPECT_NE(ParseReference("Redis").status().message().find("lowercase"), std::string::npos);
   EXPECT_FALSE(ParseReference(std::string(64, 'a')).ok());

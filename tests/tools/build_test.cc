@@ -160,8 +160,9 @@ TEST_F(BuildTest, HistoryReadsLikeDockerImageHistory) {
   EXPECT_NE(h.out.find("ENV GREETING=hello"), std::string::npos) << h.out;
   std::istringstream in(h.out);
   for (std::string line; std::getline(in, line);) {
-    if (line.find("ENV GREETING") != std::string::npos || line.find("CMD [") != std::string::npos)
+    if (line.find("ENV GREETING") != std::string::npos || line.find("CMD [") != std::string::npos) {
       EXPECT_TRUE(std::regex_search(line, std::regex("\\s0B\\s"))) << line;
+    }
   }
 }
 
