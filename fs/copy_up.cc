@@ -125,7 +125,7 @@ class CopyUp {
     if (out.get() < 0) return -errno;
     int r = CopyData(in.get(), out.get(), n_.size);
     // As overlayfs does (unless volatile): the data is on disk before the name appears.
-    if (r == 0 && ::fsync(out.get()) != 0) r = -errno;
+    if (r == 0 && fs_->options_.sync_upper && ::fsync(out.get()) != 0) r = -errno;
     return r;
   }
 

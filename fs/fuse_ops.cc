@@ -45,7 +45,7 @@ const fuse_lowlevel_ops& LayerFs::Operations() {
     o.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Fs(r)->OpenDir(r, i, fi); };
     o.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o2, fuse_file_info* fi) { Fs(r)->ReadDir(r, i, s, o2, fi); };
     o.releasedir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Fs(r)->ReleaseDir(r, i, fi); };
-    o.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };
+    o.fsyncdir = [](fuse_req_t r, fuse_ino_t i, int d, fuse_file_info*) { Fs(r)->FSyncDir(r, i, d); };
     o.statfs = [](fuse_req_t r, fuse_ino_t i) { Fs(r)->StatFs(r, i); };
     o.setxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {
       Fs(r)->SetXattr(r, i, n, v, s, f);

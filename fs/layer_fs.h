@@ -46,6 +46,10 @@ struct LayerFsOptions {
   bool rename_copies_subtree = false;
   OwnerPolicy owners;   // ids shown/written (uidmapping=, squash_to_*): applied at the FUSE boundary
   bool static_nlink = false;  // directories show st_nlink 1 (fuse-overlayfs's static_nlink)
+  // false (`volatile`, `fsync=0`): copy-up does not fsync its copy and the container's
+  // fsync/fdatasync/fsyncdir return at once. Faster; a host crash may lose or truncate upper
+  // files (as with overlayfs's volatile, which podman passes for every --rm container).
+  bool sync_upper = true;
 };
 
 class LayerFs {
@@ -86,6 +90,7 @@ class LayerFs {
   void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void FSync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void FSyncDir(fuse_req_t req, fuse_ino_t ino, int datasync);
   void FAllocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi);
   void LSeek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
   // --- ops_xattr.cc

@@ -108,6 +108,7 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.rename_copies_subtree = config.rename_copies_subtree;
   options.owners = config.owners;
   options.static_nlink = config.static_nlink;
+  options.sync_upper = config.sync_upper;
   options.upper_dir = config.upper_dir.string();
   options.work_dir = config.work_dir.string();
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));

@@ -35,6 +35,7 @@ struct MountConfig {
   bool rename_copies_subtree = false;     // LayerFsOptions
   OwnerPolicy owners;
   bool static_nlink = false;
+  bool sync_upper = true;                 // LayerFsOptions
 };
 
 class Mount {

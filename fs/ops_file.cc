@@ -158,7 +158,16 @@ void LayerFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void LayerFs::FSync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  if (!options_.sync_upper) return (void)fuse_reply_err(req, 0);
   int fd = Handle(fi)->fd;
+  int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+// A directory's entries change only in its upper copy; a lower-only directory has nothing to sync.
+void LayerFs::FSyncDir(fuse_req_t req, fuse_ino_t ino, int datasync) {
+  int fd = ToNode(ino)->dir_fd.load(std::memory_order_acquire);
+  if (!options_.sync_upper || fd < 0) return (void)fuse_reply_err(req, 0);
   int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }

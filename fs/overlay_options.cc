@@ -26,9 +26,10 @@ namespace layerfs {
 // |   rootcontext=                        |   on; without SELinux there is nothing to label: ignored |
 // | noacl                                 | ignored: layerfs never enforces POSIX ACLs (the FUSE   |
 // |                                       |   connection does not ask for them), as with noacl     |
-// | fsync=0, volatile                     | ignored: they allow skipping fsync; layerfs keeps every |
-// |                                       |   fsync, which is only slower, never less safe          |
-// | fsync=1                               | the default                                             |
+// | fsync=0, volatile                     | no fsync of copied-up files; the container's fsync,     |
+// |                                       |   fdatasync and fsyncdir return at once (LayerFsOptions)|
+// | fsync=1                               | the default: copy-up and the container's syncs reach   |
+// |                                       |   the upper's disk                                      |
 // Anything else is an error.
 
 namespace {
@@ -128,8 +129,8 @@ class Parser {
     if (name == "fsname") return AssignText(option, value, &c_.fsname);
     if (name == "subtype") return AssignText(option, value, &c_.subtype);
     if (name == "fsync") {
-      if (value == "1") return Status::Ok();
-      if (value == "0") return Ignore(option);
+      c_.sync_upper = value != "0";
+      if (value == "0" || value == "1") return Status::Ok();
       return Bad(option, "expects 0 or 1");
     }
     if (kSelinuxLabels.count(name)) {
@@ -152,7 +153,9 @@ class Parser {
       c_.default_permissions = true;
     } else if (name == "debug") {
       out_->debug = true;
-    } else if (name == "noacl" || name == "volatile") {
+    } else if (name == "volatile") {
+      c_.sync_upper = false;
+    } else if (name == "noacl") {
       return Ignore(option);
     } else if (kMountFlags.count(name)) {
       c_.fuse_options.push_back(name);

@@ -31,7 +31,8 @@ Options (docs/overlay.md):
   allow_other, allow_root, default_permissions, fsname=NAME, subtype=NAME, debug
   ro rw suid nosuid dev nodev exec noexec sync async dirsync [no]atime [no]diratime relatime ...
   context=/fscontext=/defcontext=/rootcontext=  SELinux labels (ignored when SELinux is off)
-  noacl, fsync=0, volatile  accepted and ignored (harmless: see docs/overlay.md)
+  fsync=0, volatile         no fsync at copy-up; the container's fsync calls return at once
+  noacl                     accepted and ignored (harmless: see docs/overlay.md)
 Anything else is an error.)";
 
 struct OverlayArgs {

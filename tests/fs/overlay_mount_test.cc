@@ -238,6 +238,40 @@ TEST_F(OverlayMount, ReadsAnUpperFuseOverlayfsWrote) {
   Unmount();
 }
 
+// Durable (default) and volatile mounts copy up the same bytes; the container's fsync,
+// fdatasync and fsync of a directory (upper-backed or lower-only) succeed in both.
+TEST_F(OverlayMount, SyncCallsSucceedWithAndWithoutVolatile) {
+  fs::path lower = Dir("lower"), upper = Dir("upper"), work = Dir("work");
+  fs::create_directories(lower / "sub");
+  fs::create_directories(lower / "untouched");
+  WriteFile(lower / "sub/a", "lower-a");
+  std::string base = "lowerdir=" + lower.string() + ",upperdir=" + upper.string() + ",workdir=" + work.string();
+  std::string want = "lower-a";
+  for (const char* extra : {"", ",volatile", ",fsync=0"}) {
+    SCOPED_TRACE(std::string("options: ") + base + extra);
+    MountOverlay(base + extra);
+    EXPECT_EQ(ReadFile(mnt_ / "sub/a"), want);
+    int fd = open((mnt_ / "sub/a").c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    EXPECT_EQ(write(fd, "+", 1), 1);
+    want += "+";
+    EXPECT_EQ(fsync(fd), 0) << strerror(errno);
+    EXPECT_EQ(fdatasync(fd), 0) << strerror(errno);
+    close(fd);
+    for (const char* dir : {"sub", "untouched", "."}) {  // upper copy, lower only, root
+      int dfd = open((mnt_ / dir).c_str(), O_RDONLY | O_DIRECTORY);
+      ASSERT_GE(dfd, 0) << dir << ": " << strerror(errno);
+      EXPECT_EQ(fsync(dfd), 0) << dir << ": " << strerror(errno);
+      EXPECT_EQ(fdatasync(dfd), 0) << dir << ": " << strerror(errno);
+      close(dfd);
+    }
+    Unmount();
+  }
+  EXPECT_EQ(ReadFile(upper / "sub/a"), "lower-a+++");
+  EXPECT_EQ(ReadFile(lower / "sub/a"), "lower-a");
+  EXPECT_FALSE(fs::exists(upper / "untouched"));
+}
+
 TEST_F(OverlayMount, DaemonExitsOnUmountAndFusermount) {
   fs::path lower = Dir("lower"), upper = Dir("upper"), work = Dir("work");
   WriteFile(lower / "f", "lower");

@@ -74,7 +74,19 @@ TEST(OverlayOptions, MountFlagsPassToFuseAndIgnoredOnesAreListed) {
   EXPECT_EQ(c.fsname, "ctr");
   EXPECT_TRUE(o->debug);
   EXPECT_TRUE(c.debug);
-  EXPECT_EQ(o->ignored, (std::vector<std::string>{"noacl", "fsync=0", "volatile"}));
+  EXPECT_EQ(o->ignored, (std::vector<std::string>{"noacl"}));
+  EXPECT_TRUE(c.sync_upper);  // the last of fsync=0, volatile, fsync=1 wins
+}
+
+TEST(OverlayOptions, Fsync0AndVolatileTurnUpperSyncOff) {
+  for (const char* opts : {"lowerdir=/a,fsync=0", "lowerdir=/a,volatile", "lowerdir=/a,fsync=1,volatile"}) {
+    auto o = Parse(opts);
+    ASSERT_TRUE(o.ok()) << o.status().message();
+    EXPECT_FALSE(o->config.sync_upper) << opts;
+  }
+  auto plain = Parse("lowerdir=/a");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->config.sync_upper);
 }
 
 TEST(OverlayOptions, SelinuxContextIgnoredWithoutSelinux) {
