@@ -51,6 +51,7 @@ Status ApplyOptions(const std::vector<std::string>& options, MountConfig* c) {
       else if (o == "default_permissions") c->default_permissions = true;
       else if (o == "no_default_permissions") c->default_permissions = false;
       else if (o == "debug") c->debug = true;
+      else if (o == "volatile") c->sync_upper = false;
       else if (o.rfind("threads=", 0) == 0) c->threads = static_cast<unsigned>(std::atoi(o.c_str() + 8));
       else if (o.rfind("fsname=", 0) == 0) c->fsname = o.substr(7);
       else return Status::Error(EINVAL, "unknown mount option \"" + o + "\"");
@@ -92,6 +93,10 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
     if (auto r = containers.Get(req.name); r.ok()) existing = *r;
   }
   if (!existing && req.image.empty()) return Status::Error(ENOENT, "no such container: " + req.name);
+  if (existing && StateOf(*existing) == ContainerState::kStale)
+    return Status::Error(EBUSY, "container " + existing->name + " is still recorded as mounted at " +
+                                    existing->mountpoint + " but its daemon is gone: run layerfs umount " +
+                                    existing->name + " first");
   if (existing && StateOf(*existing) != ContainerState::kUnmounted)
     return Status::Error(EBUSY, "container " + existing->name + " is already mounted at " + existing->mountpoint);
   std::error_code ec;
@@ -106,6 +111,13 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
     ASSIGN_OR_RETURN(record, containers.Create(image, req.image, req.name));
   }
 
+  // As overlayfs with work/incompat/volatile: an upper that a volatile mount did not end
+  // cleanly may have lost writes without a trace, so it is not served again.
+  std::filesystem::path marker = containers.dir(record.id) / "volatile";
+  if (std::filesystem::exists(marker, ec))
+    return Status::Error(EUCLEAN, "container " + record.name + " was mounted with -o volatile and not unmounted "
+                                  "cleanly, so its changes may be incomplete: remove it (layerfs rm " + record.name +
+                                  "), or delete " + marker.string() + " if the host did not crash");
   MountConfig config;
   config.store_root = store.root();
   config.layers = image.diff_ids;
@@ -114,6 +126,7 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
   config.mountpoint = dir;
   config.allow_other = ::geteuid() == 0;
   RETURN_IF_ERROR(ApplyOptions(req.options, &config));
+  config.volatile_marker = marker;
 
   record.mountpoint = dir.string();
   if (req.foreground) {

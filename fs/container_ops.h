@@ -20,7 +20,7 @@ struct MountContainerRequest {
   std::string image;  // reference or image id; empty with an existing container's name
   std::string name;   // existing container: mounted again with its changes; else the new name
   std::filesystem::path dir;
-  std::vector<std::string> options;  // -o: allow_other, default_permissions, debug, threads=N
+  std::vector<std::string> options;  // -o: allow_other, default_permissions, debug, threads=N, volatile
   bool foreground = false;           // serve in this process until unmounted or signalled
 };
 

@@ -33,12 +33,33 @@ void Report(int fd, const std::string& text) {
   ::close(fd);
 }
 
+bool VolatileMarked(const MountConfig& c) { return !c.sync_upper && !c.volatile_marker.empty(); }
+
+Status MarkVolatile(const MountConfig& c) {
+  if (!VolatileMarked(c)) return Status::Ok();
+  UniqueFd marker(::open(c.volatile_marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  UniqueFd dir(::open(c.volatile_marker.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!marker.valid() || !dir.valid() || ::fsync(dir.get()) != 0)
+    return Status::FromErrno("create " + c.volatile_marker.string());
+  return Status::Ok();
+}
+
+void UnmarkVolatile(const MountConfig& c) {
+  if (!VolatileMarked(c)) return;
+  UniqueFd upper(::open(c.upper_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (upper.valid() && ::syncfs(upper.get()) == 0) ::unlink(c.volatile_marker.c_str());
+}
+
 }  // namespace
 
 // Signals are blocked in every thread (the FUSE workers inherit the mask) and taken here with
 // sigwait: SIGTERM/SIGINT/SIGHUP unmount cleanly; SIGUSR1 comes from the serving thread when
 // the session ended on its own (someone unmounted us).
 Status RunMountDaemon(const MountConfig& config, int ready_fd) {
+  if (Status st = MarkVolatile(config); !st.ok()) {
+    Report(ready_fd, st.message());
+    return st;
+  }
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&set, s);
@@ -46,6 +67,7 @@ Status RunMountDaemon(const MountConfig& config, int ready_fd) {
   pthread_t self = pthread_self();
   auto mount = FuseMount::Create(config, [self] { pthread_kill(self, SIGUSR1); });
   if (!mount.ok()) {
+    UnmarkVolatile(config);  // nothing was written
     Report(ready_fd, mount.status().message());
     return mount.status();
   }
@@ -57,6 +79,7 @@ Status RunMountDaemon(const MountConfig& config, int ready_fd) {
     if (!st.ok()) (*mount)->UnmountLazy();  // busy: detach, as SIGTERM must end the mount
   }
   mount->reset();
+  UnmarkVolatile(config);
   return Status::Ok();
 }
 

@@ -36,6 +36,9 @@ struct MountConfig {
   OwnerPolicy owners;
   bool static_nlink = false;
   bool sync_upper = true;                 // LayerFsOptions
+  // With sync_upper off: a file that exists while the upper may hold writes not yet on disk
+  // (RunMountDaemon); empty: none (layerfs overlay, as fuse-overlayfs).
+  std::filesystem::path volatile_marker;
 };
 
 class Mount {
@@ -50,6 +53,8 @@ class Mount {
 // Serves in the calling thread until unmounted or SIGTERM/SIGINT (then unmounts cleanly).
 // ready_fd >= 0: one byte is written to it (and it is closed) once the mount answers, or the
 // error line if mounting failed, so a parent can daemonise and report. Used by `layerfs mount`.
+// A volatile_marker is made (durably) before mounting and removed only after a clean end has
+// synced the upper's filesystem, like overlayfs's work/incompat/volatile: after a crash it stays.
 Status RunMountDaemon(const MountConfig& config, int ready_fd);
 
 // Forks a daemon (new session, stdio to log_file) that runs RunMountDaemon; returns its pid

@@ -21,7 +21,10 @@ void RegisterMount(CLI::App& app, Cli& cli) {
   auto req = std::make_shared<MountContainerRequest>();
   auto args = std::make_shared<std::vector<std::string>>();
   cmd->add_option("--name", req->name, "Container name (an existing container is mounted again with its changes)");
-  cmd->add_option("-o", req->options, "Mount options: allow_other, default_permissions, debug, threads=N");
+  cmd->add_option("-o", req->options,
+                  "Mount options: allow_other, default_permissions, debug, threads=N, volatile (no fsync of "
+                  "copy-ups or the container's syncs; after a crash the container is refused, as overlayfs does)")
+      ->allow_extra_args(false);
   cmd->add_flag("-f,--foreground", req->foreground, "Serve in the foreground until unmounted or interrupted");
   cmd->add_option("args", *args, "IMAGE DIR (DIR alone with --name of an existing container)")->required();
   cmd->callback([&cli, req, args] {
