@@ -321,9 +321,12 @@ Result<MergedIndex> WalkAndMerge(const std::vector<std::filesystem::path>& lower
 Result<MergedIndex> DirLayer::BuildMerged(const std::vector<std::filesystem::path>& lowers) {
   if (lowers.empty()) return Status::Error(EINVAL, "no lower directory given");
   if (lowers.size() > 65535) return Status::Error(EINVAL, "too many lower directories (at most 65535)");
+  // The walk's per-entry strings die once merged; every container runs a daemon of its own, so
+  // their pages must go back. malloc_trim returns free chunks, but the walk threads' arenas end
+  // with their memory in one free top chunk that only a free() beyond the trim threshold
+  // shrinks, and glibc raises that threshold as large blocks come and go: fix it at 1 MiB.
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 20);
   Result<MergedIndex> merged = WalkAndMerge(lowers);
-  // The walk's per-entry strings are gone now; hand their pages back, since every container
-  // runs a daemon of its own.
   ::malloc_trim(0);
   return merged;
 }
