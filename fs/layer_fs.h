@@ -23,6 +23,7 @@
 #include "fs/id_map.h"
 #include "fs/inode_table.h"
 #include "fs/merged_index.h"
+#include "fs/open_handles.h"
 #include "fs/passthrough.h"
 #include "fs/upper_format.h"
 #include "layerstore/status.h"
@@ -188,6 +189,7 @@ class LayerFs {
   InodeTable table_;
   fuse_session* session_ = nullptr;
   Passthrough passthrough_;
+  OpenHandles handles_;
   bool no_opendir_ = false;  // the kernel lists directories without opendir (set in Init)
   std::atomic<uint64_t> work_counter_{0};
   static constexpr size_t kGroupLocks = 64;  // striped: copy-up of one hard-link group at a time

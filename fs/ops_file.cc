@@ -56,7 +56,7 @@ void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   if (h->fd < 0) return (void)fuse_reply_err(req, -h->fd);
   if (!passthrough_.Attach(req, node.get(), h.get(), fi)) return RetryOnNewInode(req, node);
-  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_open(req, fi) != 0) Close(req, node.get(), Handle(fi));
 }
 
@@ -76,7 +76,7 @@ void LayerFs::RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node)
 
 void LayerFs::Close(fuse_req_t req, Node* node, FileHandle* h) {
   passthrough_.Detach(req, node, h);
-  delete h;
+  handles_.Release(h);
 }
 
 void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -98,7 +98,7 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   e.attr_timeout = Timeout(node.get());
   e.entry_timeout = EntryTimeout(node.get());
   passthrough_.Attach(req, node.get(), h.get(), fi);  // a new file: nothing holds it yet
-  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_create(req, &e, fi) != 0) {
     Close(req, node.get(), Handle(fi));
     table_.Forget(node.get(), 1);
