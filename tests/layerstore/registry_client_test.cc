@@ -80,7 +80,7 @@ struct FakeFixture {
     reg.manifests["v1"] = manifest;
     reg.manifests[Sha256Of(manifest).str()] = manifest;
     reg.blobs[blob_digest.str()] = blob;
-    reg.faulty_blob = blob_digest.str();
+    reg.SetFault(blob_digest.str(), FakeRegistry::Fault::kNone);
     server = std::make_unique<LoopbackHttpServer>([this](const auto& r) { return reg.Handle(r); });
   }
   Status Fetch(RegistryClient& c, std::string* out) {
@@ -202,7 +202,7 @@ TEST(RegistryClient, ManifestWhoseBytesDoNotMatchTheDigestIsRefused) {
 
 TEST(RegistryClient, BlobDownloadResumesWithRangeAfterACut) {
   FakeFixture f;
-  f.reg.fault = FakeRegistry::Fault::kCutOnce;
+  f.reg.SetFault(FakeRegistry::Fault::kCutOnce);
   RegistryClient c(Fast(f.server->host()));
   std::string got;
   Status st = f.Fetch(c, &got);
@@ -214,7 +214,7 @@ TEST(RegistryClient, BlobDownloadResumesWithRangeAfterACut) {
 
 TEST(RegistryClient, BlobCutEveryTimeFailsAfterRetries) {
   FakeFixture f;
-  f.reg.fault = FakeRegistry::Fault::kCutAlways;
+  f.reg.SetFault(FakeRegistry::Fault::kCutAlways);
   RegistryClient c(Fast(f.server->host()));
   std::string got;
   Status st = f.Fetch(c, &got);
@@ -226,7 +226,7 @@ TEST(RegistryClient, BlobCutEveryTimeFailsAfterRetries) {
 
 TEST(RegistryClient, ServerErrorsAreRetriedThenReported) {
   FakeFixture f;
-  f.reg.fault = FakeRegistry::Fault::kServerError;
+  f.reg.SetFault(FakeRegistry::Fault::kServerError);
   RegistryClient c(Fast(f.server->host()));
   std::string got;
   Status st = f.Fetch(c, &got);

@@ -159,12 +159,24 @@ struct FakeRegistry {
   std::string repo;
   std::map<std::string, std::string> manifests;  // tag or digest -> bytes
   std::map<std::string, std::string> blobs;      // digest -> bytes
-  std::string faulty_blob;                       // digest the fault applies to
-  Fault fault = Fault::kNone;
   std::atomic<int> blob_gets{0};
   std::atomic<int> cuts{0};
+
+  // The fault applies to one blob; tests change it between requests while the server runs.
+  void SetFault(std::string digest, Fault f) {
+    std::lock_guard lock(mu_);
+    faulty_blob_ = std::move(digest);
+    fault_ = f;
+  }
+  void SetFault(Fault f) {
+    std::lock_guard lock(mu_);
+    fault_ = f;
+  }
   // Called (on the server thread) before a blob is served; may block to hold the client.
-  std::function<void(const std::string& digest)> before_blob;
+  void SetBeforeBlob(std::function<void(const std::string& digest)> fn) {
+    std::lock_guard lock(mu_);
+    before_blob_ = std::move(fn);
+  }
 
   LoopbackHttpServer::Reply Handle(const LoopbackHttpServer::Request& req) {
     using Reply = LoopbackHttpServer::Reply;
@@ -184,9 +196,13 @@ struct FakeRegistry {
       if (it == blobs.end())
         return Reply{404, {}, R"({"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]})"};
       ++blob_gets;
+      std::unique_lock lock(mu_);
+      Fault fault = fault_;
+      bool faulty = digest == faulty_blob_;
+      auto before_blob = before_blob_;
+      lock.unlock();
       if (before_blob) before_blob(digest);
       std::string body = it->second;
-      bool faulty = digest == faulty_blob;
       if (faulty && fault == Fault::kServerError) return Reply{503, {}, "busy"};
       if (faulty && fault == Fault::kCorrupt) body[body.size() / 2] ^= 0x55;
       size_t from = 0;
@@ -206,6 +222,12 @@ struct FakeRegistry {
     }
     return Reply{404, {}, "{}"};
   }
+
+ private:
+  std::mutex mu_;
+  std::string faulty_blob_;
+  Fault fault_ = Fault::kNone;
+  std::function<void(const std::string& digest)> before_blob_;
 };
 
 }  // namespace layerfs::testing

@@ -390,8 +390,7 @@ TEST_F(RegistryCliTest, CorruptBlobFailsCleanly) {
   TestImage img = MakeImage({MakeRandomLayer("r.bin", 200000, 11, Compression::kGzip)}, {"v1"});
   FakeRegistry fake;
   auto server = Serve(&fake, img);
-  fake.faulty_blob = img.layers[0].digest.str();
-  fake.fault = FakeRegistry::Fault::kCorrupt;
+  fake.SetFault(img.layers[0].digest.str(), FakeRegistry::Fault::kCorrupt);
   ASSERT_TRUE(Store::Open(Root("a")).ok());
   ExpectCleanFailure(Root("a"), "pull " + server->host() + "/team/app:v1", "digest mismatch");
 }
@@ -400,8 +399,7 @@ TEST_F(RegistryCliTest, CutConnectionResumesWithRange) {
   TestImage img = MakeImage({MakeRandomLayer("r.bin", 600000, 12, Compression::kGzip)}, {"v1"});
   FakeRegistry fake;
   auto server = Serve(&fake, img);
-  fake.faulty_blob = img.layers[0].digest.str();
-  fake.fault = FakeRegistry::Fault::kCutOnce;
+  fake.SetFault(img.layers[0].digest.str(), FakeRegistry::Fault::kCutOnce);
   ShellResult r = Layerfs(Root("a"), "pull " + server->host() + "/team/app:v1");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(fake.cuts, 1);
@@ -414,8 +412,7 @@ TEST_F(RegistryCliTest, ConnectionCutEveryTimeFailsCleanly) {
   TestImage img = MakeImage({MakeRandomLayer("r.bin", 600000, 13, Compression::kGzip)}, {"v1"});
   FakeRegistry fake;
   auto server = Serve(&fake, img);
-  fake.faulty_blob = img.layers[0].digest.str();
-  fake.fault = FakeRegistry::Fault::kCutAlways;
+  fake.SetFault(img.layers[0].digest.str(), FakeRegistry::Fault::kCutAlways);
   ASSERT_TRUE(Store::Open(Root("a")).ok());
   ExpectCleanFailure(Root("a"), "pull " + server->host() + "/team/app:v1", "after 5 attempts");
 }
@@ -425,8 +422,7 @@ TEST_F(RegistryCliTest, FailedPullKeepsCompletedLayersForTheNextPull) {
                             {"v1"});
   FakeRegistry fake;
   auto server = Serve(&fake, img);
-  fake.faulty_blob = img.layers[1].digest.str();
-  fake.fault = FakeRegistry::Fault::kCorrupt;
+  fake.SetFault(img.layers[1].digest.str(), FakeRegistry::Fault::kCorrupt);
   std::string ref = server->host() + "/team/app:v1";
   ShellResult bad = Layerfs(Root("a"), "pull --max-concurrent-downloads 1 " + ref);
   EXPECT_EQ(bad.code, 1);
@@ -436,7 +432,7 @@ TEST_F(RegistryCliTest, FailedPullKeepsCompletedLayersForTheNextPull) {
   EXPECT_FALSE(BlobStore(*store).Has(img.layers[1].digest));
   EXPECT_TRUE(LayerStore(*store).Has(img.layers[0].diff_id));          // verified, kept
   EXPECT_TRUE(stdfs::is_empty(Root("a") / "tmp"));
-  fake.fault = FakeRegistry::Fault::kNone;
+  fake.SetFault(FakeRegistry::Fault::kNone);
   ShellResult good = Layerfs(Root("a"), "pull " + ref);
   ASSERT_EQ(good.code, 0) << good.err;
   EXPECT_NE(good.out.find(img.layers[0].digest.short_id() + ": Already exists"), std::string::npos) << good.out;
@@ -447,14 +443,14 @@ TEST_F(RegistryCliTest, PullKilledHalfWayLeavesNoImageAndTheNextPullReusesLayers
   TestImage img = MakeImage({MakeLayer({{"first", "1\n"}}), MakeRandomLayer("r.bin", 300000, 16, Compression::kGzip)},
                             {"v1"});
   FakeRegistry fake;
-  auto server = Serve(&fake, img);
   std::atomic<bool> reached{false}, release{false};
   std::string held = img.layers[1].digest.str();
-  fake.before_blob = [&](const std::string& digest) {
+  fake.SetBeforeBlob([&](const std::string& digest) {
     if (digest != held || release) return;
     reached = true;
     while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  };
+  });
+  auto server = Serve(&fake, img);  // after what its thread uses: it is joined first
   std::string ref = server->host() + "/team/app:v1";
   std::string root = Root("a").string();
   const char* argv[] = {LAYERFS_BINARY, "--root", root.c_str(), "pull", "--max-concurrent-downloads", "1",
