@@ -19,12 +19,14 @@
 #include <gtest/gtest.h>
 
 #include "fs/mount.h"
+#include "tests/fs/file_helpers.h"
 #include "tests/fs/fs_harness.h"
 
 namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
+using fstest::ReadAll;
 using fstest::LayerSpec;
 using fstest::SpecEntry;
 using fstest::FileEntry;
@@ -93,11 +95,6 @@ std::string StatInChild(const stdfs::path& path) {
   return s;
 }
 
-std::string ReadAll(const stdfs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 void Append(const stdfs::path& p, const std::string& s) {
   std::ofstream out(p, std::ios::binary | std::ios::app);
   out << s;
@@ -131,14 +128,7 @@ class CacheCoherenceTest : public ::testing::Test {
   }
 
   void Mount() {
-    for (const char* d : {"mnt", "upper", "work"}) stdfs::create_directories(tmp_.path() / d);
-    MountConfig c;
-    c.store_root = tmp_.path() / "store";
-    c.layers = layers_;
-    c.upper_dir = tmp_.path() / "upper";
-    c.work_dir = tmp_.path() / "work";
-    c.mountpoint = mnt();
-    auto m = Mount::Start(c);
+    auto m = Mount::Start(fstest::ContainerMountConfig(tmp_.path() / "store", layers_, tmp_.path()));
     ASSERT_TRUE(m.ok()) << m.status().message();
     mount_ = std::move(m).value();
   }

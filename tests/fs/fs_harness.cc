@@ -435,6 +435,17 @@ Result<Digest> AddLayer(const Store& store, const std::string& tar) {
 // ---------------------------------------------------------------------------------------------
 // Mounts
 
+MountConfig ContainerMountConfig(const fs::path& store_root, const std::vector<Digest>& layers, const fs::path& dir) {
+  MountConfig c;
+  c.store_root = store_root;
+  c.layers = layers;
+  c.upper_dir = dir / "upper";
+  c.work_dir = dir / "work";
+  c.mountpoint = dir / "mnt";
+  for (const fs::path& d : {c.upper_dir, c.work_dir, c.mountpoint}) fs::create_directories(d);
+  return c;
+}
+
 void ForceUnmount(const fs::path& mnt) { umount2(mnt.c_str(), MNT_DETACH); }
 
 Status UnmountWhenIdle(const fs::path& mnt) {

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "fs/mount.h"
 #include "layerstore/digest.h"
 #include "layerstore/layer_index.h"
 #include "layerstore/status.h"
@@ -104,6 +105,10 @@ Result<std::unique_ptr<TestMount>> MountLayerfsOverlay(const std::vector<std::fi
                                                        const std::filesystem::path& work,
                                                        const std::filesystem::path& mnt,
                                                        const std::string& extra_options = "");
+// A container's mount of `layers` from the store at store_root with dir/upper, dir/work and
+// dir/mnt (created), as `layerfs mount` configures one; for fixtures that mount in-process.
+MountConfig ContainerMountConfig(const std::filesystem::path& store_root, const std::vector<Digest>& layers,
+                                 const std::filesystem::path& dir);
 // Last resort for fixtures: lazy unmount of whatever is mounted at mnt (ignores errors).
 void ForceUnmount(const std::filesystem::path& mnt);
 // umount(2) that waits out EBUSY for up to a second: the kernel drops the last references of a

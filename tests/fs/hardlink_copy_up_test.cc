@@ -19,30 +19,20 @@
 #include "fs/mount.h"
 #include "layerstore/blob_store.h"
 #include "layerstore/layer_store.h"
+#include "tests/fs/file_helpers.h"
 #include "tests/fs/fs_harness.h"
 
 namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
+using fstest::ReadAll;
+using fstest::WriteAll;
+using fstest::Lstat;
 using fstest::SpecEntry;
 using fstest::FileEntry;
 using fstest::DirEntry;
 using fstest::HardlinkEntry;
-
-std::string ReadAll(const stdfs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void WriteAll(const stdfs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << s;
-}
-struct stat Lstat(const stdfs::path& p) {
-  struct stat st{};
-  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
-  return st;
-}
 
 // One layer: f, d/h and d/sub/h2 are one inode; d/other is not linked.
 class HardlinkCopyUp : public ::testing::Test {
@@ -67,13 +57,7 @@ class HardlinkCopyUp : public ::testing::Test {
   stdfs::path upper() const { return tmp_.path() / "upper"; }
 
   void Mount() {
-    MountConfig c;
-    c.store_root = tmp_.path() / "store";
-    c.layers = layers_;
-    c.upper_dir = upper();
-    c.work_dir = tmp_.path() / "work";
-    c.mountpoint = mnt();
-    auto m = Mount::Start(c);
+    auto m = Mount::Start(fstest::ContainerMountConfig(tmp_.path() / "store", layers_, tmp_.path()));
     ASSERT_TRUE(m.ok()) << m.status().message();
     mount_ = std::move(m).value();
   }

@@ -24,12 +24,16 @@
 
 #include "fs/fuse_mount.h"
 #include "fs/mount.h"
+#include "tests/fs/file_helpers.h"
 #include "tests/fs/fs_harness.h"
 
 namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
+using fstest::ReadAll;
+using fstest::WriteAll;
+using fstest::Lstat;
 using fstest::LayerSpec;
 using fstest::SpecEntry;
 using fstest::FileEntry;
@@ -37,22 +41,6 @@ using fstest::DirEntry;
 using fstest::SymlinkEntry;
 using fstest::HardlinkEntry;
 using fstest::WhiteoutEntry;
-
-std::string ReadAll(const stdfs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void WriteAll(const stdfs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << s;
-}
-
-struct stat Lstat(const stdfs::path& p) {
-  struct stat st{};
-  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
-  return st;
-}
 
 std::set<std::string> List(const stdfs::path& dir) {
   std::set<std::string> out;
@@ -94,15 +82,7 @@ class MountTest : public ::testing::Test {
   stdfs::path store_root() const { return tmp_.path() / "store"; }
 
   void Mount(unsigned threads = 0) {
-    stdfs::create_directories(mnt());
-    stdfs::create_directories(upper());
-    stdfs::create_directories(tmp_.path() / "work");
-    MountConfig c;
-    c.store_root = store_root();
-    c.layers = layers_;
-    c.upper_dir = upper();
-    c.work_dir = tmp_.path() / "work";
-    c.mountpoint = mnt();
+    MountConfig c = fstest::ContainerMountConfig(store_root(), layers_, tmp_.path());
     c.threads = threads;
     auto m = Mount::Start(c);
     ASSERT_TRUE(m.ok()) << m.status().message();

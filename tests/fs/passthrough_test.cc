@@ -18,12 +18,14 @@
 #include <gtest/gtest.h>
 
 #include "fs/fuse_mount.h"
+#include "tests/fs/file_helpers.h"
 #include "tests/fs/fs_harness.h"
 
 namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
+using fstest::ReadAll;
 using fstest::LayerSpec;
 using fstest::SpecEntry;
 using fstest::FileEntry;
@@ -33,11 +35,6 @@ std::string Pattern(size_t size, char seed) {
   std::string s(size, '\0');
   for (size_t i = 0; i < size; ++i) s[i] = static_cast<char>(seed + (i * 7 + i / 4096) % 61);
   return s;
-}
-
-std::string ReadAll(const stdfs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::string PreadAll(int fd, size_t max) {
@@ -151,16 +148,7 @@ class PassthroughTest : public ::testing::Test {
   }
 
   void Mount() {
-    stdfs::create_directories(mnt());
-    stdfs::create_directories(tmp_.path() / "upper");
-    stdfs::create_directories(tmp_.path() / "work");
-    MountConfig c;
-    c.store_root = store_;
-    c.layers = layers_;
-    c.upper_dir = tmp_.path() / "upper";
-    c.work_dir = tmp_.path() / "work";
-    c.mountpoint = mnt();
-    auto m = FuseMount::Create(c);
+    auto m = FuseMount::Create(fstest::ContainerMountConfig(store_, layers_, tmp_.path()));
     ASSERT_TRUE(m.ok()) << m.status().message();
     mount_ = std::move(m).value();
   }

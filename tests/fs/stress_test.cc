@@ -298,8 +298,11 @@ TEST(Stress, ThreadsRacingOnOneMount) {
     EXPECT_EQ(walk_errors, "") << "every file must be readable";
     for (int f = 0; f < kSharedFiles; ++f) {  // xattrs set by any thread must all be there
       const auto& xattrs = before_unmount["shared/s" + std::to_string(f)].xattrs;
-      for (int t = 0; t < threads; ++t)
-        if (shared.xattr_set[f][t]) EXPECT_EQ(xattrs.count("user.t" + std::to_string(t)), 1u) << "shared/s" << f;
+      for (int t = 0; t < threads; ++t) {
+        if (shared.xattr_set[f][t]) {
+          EXPECT_EQ(xattrs.count("user.t" + std::to_string(t)), 1u) << "shared/s" << f;
+        }
+      }
     }
     Status st = (*m)->Unmount();
     EXPECT_TRUE(st.ok()) << "unmount: " << st.message();
