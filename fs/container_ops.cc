@@ -60,6 +60,11 @@ Status ApplyOptions(const std::vector<std::string>& options, MountConfig* c) {
   return Status::Ok();
 }
 
+// Exists while a -o volatile mount of the container may hold writes not yet on disk.
+std::filesystem::path VolatileMarker(const ContainerStore& containers, const std::string& id) {
+  return containers.dir(id) / "volatile";
+}
+
 void ClearMount(const Store& store, const std::string& id, int pid) {
   ContainerStore containers(store);
   auto r = containers.Get(id);
@@ -99,6 +104,14 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
                                     existing->name + " first");
   if (existing && StateOf(*existing) != ContainerState::kUnmounted)
     return Status::Error(EBUSY, "container " + existing->name + " is already mounted at " + existing->mountpoint);
+  // As overlayfs with work/incompat/volatile: an upper that a volatile mount did not end
+  // cleanly may have lost writes without a trace, so it is not served again.
+  std::error_code exists_ec;
+  if (existing && std::filesystem::exists(VolatileMarker(containers, existing->id), exists_ec))
+    return Status::Error(EUCLEAN, "container " + existing->name + " was mounted with -o volatile and not unmounted "
+                                  "cleanly, so its changes may be incomplete: remove it (layerfs rm " + existing->name +
+                                  "), or delete " + VolatileMarker(containers, existing->id).string() +
+                                  " if the host did not crash");
   std::error_code ec;
   std::filesystem::path dir = std::filesystem::absolute(req.dir, ec);
   RETURN_IF_ERROR(CheckMountpoint(dir));
@@ -111,13 +124,6 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
     ASSIGN_OR_RETURN(record, containers.Create(image, req.image, req.name));
   }
 
-  // As overlayfs with work/incompat/volatile: an upper that a volatile mount did not end
-  // cleanly may have lost writes without a trace, so it is not served again.
-  std::filesystem::path marker = containers.dir(record.id) / "volatile";
-  if (std::filesystem::exists(marker, ec))
-    return Status::Error(EUCLEAN, "container " + record.name + " was mounted with -o volatile and not unmounted "
-                                  "cleanly, so its changes may be incomplete: remove it (layerfs rm " + record.name +
-                                  "), or delete " + marker.string() + " if the host did not crash");
   MountConfig config;
   config.store_root = store.root();
   config.layers = image.diff_ids;
@@ -126,7 +132,7 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
   config.mountpoint = dir;
   config.allow_other = ::geteuid() == 0;
   RETURN_IF_ERROR(ApplyOptions(req.options, &config));
-  config.volatile_marker = marker;
+  config.volatile_marker = VolatileMarker(containers, record.id);
 
   record.mountpoint = dir.string();
   if (req.foreground) {

@@ -131,13 +131,12 @@ bool WaitGone(int pid, std::chrono::milliseconds limit) {
     ::waitpid(pid, nullptr, WNOHANG);  // reaps it if it is our child (tests, -f)
     auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
-    auto step = std::min(left, milliseconds(10));
-    if (!pidfd.valid()) {
-      std::this_thread::sleep_for(step);
-      continue;
+    if (pidfd.valid()) {
+      pollfd exited{pidfd.get(), POLLIN, 0};
+      ::poll(&exited, 1, static_cast<int>(left.count()));
+    } else {
+      std::this_thread::sleep_for(std::min(left, milliseconds(10)));
     }
-    pollfd exited{pidfd.get(), POLLIN, 0};
-    ::poll(&exited, 1, static_cast<int>(left.count()));
   }
   return true;
 }
