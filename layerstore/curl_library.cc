@@ -9,11 +9,11 @@ namespace {
 
 constexpr const char* kSoname = "libcurl.so.4";
 
+// fn = the symbol `name`; the first one missing is remembered for the error.
 template <class Fn>
-bool Bind(void* handle, const char* name, Fn*& fn, std::string& missing) {
+void Bind(void* handle, const char* name, Fn*& fn, std::string& missing) {
   fn = reinterpret_cast<Fn*>(::dlsym(handle, name));
   if (fn == nullptr && missing.empty()) missing = name;
-  return fn != nullptr;
 }
 
 Result<const CurlLibrary*> Open() {
