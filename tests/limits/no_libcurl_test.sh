@@ -7,7 +7,8 @@ set -euo pipefail
 
 layerfs=$(realpath "${1:?usage: no_libcurl_test.sh LAYERFS_BINARY}")
 [ "$(id -u)" = 0 ] || { echo "skip: needs root (mount namespace)"; exit 77; }
-lib=$(ldconfig -p | awk '/libcurl\.so\.4 \(libc6,x86-64\)/ {print $NF; exit}')
+# awk reads all of ldconfig's output: exiting early would SIGPIPE it, which pipefail reports.
+lib=$(ldconfig -p | awk '/libcurl\.so\.4 \(libc6,x86-64\)/ {found = $NF} END {print found}')
 [ -n "$lib" ] || { echo "skip: no libcurl.so.4 to hide"; exit 77; }
 lib=$(readlink -f "$lib")
 

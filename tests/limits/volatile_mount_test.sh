@@ -40,7 +40,7 @@ $L umount "$mnt" >/dev/null
 # The daemon dies without unmounting: nothing says the upper reached the disk.
 $L mount --name v -o volatile "$mnt" >/dev/null
 echo two > "$mnt/two.txt"
-daemon=$(pgrep -f -- "--name v -o volatile $mnt" | head -1)
+daemon=$(pgrep -n -f -- "--name v -o volatile $mnt")
 [ -n "$daemon" ] || fail "no daemon found for the volatile mount"
 kill -9 "$daemon"
 for _ in $(seq 1 100); do [ -e "/proc/$daemon" ] || break; sleep 0.02; done
