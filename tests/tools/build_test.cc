@@ -17,6 +17,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "layerstore/image_store.h"
 #include "layerstore/store.h"
@@ -208,8 +209,9 @@ TEST_F(BuildTest, FailingRunFailsWithItsExitCodeNoTagStoreUnchanged) {
   EXPECT_EQ(StoreFiles(), before);
 }
 
-bool RunStepMounted() {
-  return ReadAll("/proc/self/mountinfo").find(" /tmp/layerfs-run-") != std::string::npos;
+// Whether dir is a mount point now (tests in parallel mount RUN steps of their own elsewhere).
+bool Mounted(const std::string& dir) {
+  return !dir.empty() && ReadAll("/proc/self/mountinfo").find(" " + dir + " ") != std::string::npos;
 }
 
 // Whether a process runs with exactly this command line (argv joined by NULs).
@@ -238,14 +240,19 @@ TEST_F(BuildTest, CtrlCDuringRunKillsTheStepAndLeavesNoMountOrContainer) {
   pid_t pid = -1;
   ASSERT_EQ(posix_spawn(&pid, LAYERFS_BINARY, nullptr, nullptr, const_cast<char**>(argv), envp), 0);
   const std::string sleeper("sleep\0" "47\0", 9);
-  bool running = WaitFor([&] { return RunStepMounted() && ProcessRuns(sleeper); });
+  std::string step_mnt;  // where this build mounts its RUN step: its container record says
+  bool running = WaitFor([&] {
+    auto ps = nlohmann::json::parse(Cli("ps --format json").out, nullptr, false);
+    if (ps.is_array() && ps.size() == 1) step_mnt = ps[0].value("Mountpoint", "");
+    return Mounted(step_mnt) && ProcessRuns(sleeper);
+  });
   ::kill(pid, SIGINT);
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(running) << "the RUN step never started";
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << "status " << status;
   EXPECT_TRUE(WaitFor([&] { return !ProcessRuns(sleeper); })) << "the step's process outlived the build";
-  EXPECT_FALSE(RunStepMounted());
+  EXPECT_FALSE(Mounted(step_mnt)) << step_mnt;
   EXPECT_EQ(Cli("ps -a -q").out, "");
   EXPECT_EQ(Cli("images -q stopped").out, "");
   auto after = StoreFiles();
