@@ -31,11 +31,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int EnvInt(const char* name, int fallback) {
-  const char* v = getenv(name);
-  return v && *v ? atoi(v) : fallback;
-}
-
 // Lays a (gzip) layer blob out as an overlay lower dir; collects every xattr name it carries.
 Status ExtractAsOverlayLower(const fs::path& blob, const fs::path& dir, std::set<std::string>* xattr_names) {
   fs::create_directories(dir);

@@ -32,11 +32,6 @@ namespace fs = std::filesystem;
 
 enum class Candidate { kLayerfs, kLayerfsOverlay, kFuseOverlayfs };
 
-int EnvInt(const char* name, int fallback) {
-  const char* v = getenv(name);
-  return v && *v ? atoi(v) : fallback;
-}
-
 // The layers of one seed, materialised in both formats; shared by every run of that seed.
 class SeedSetup {
  public:

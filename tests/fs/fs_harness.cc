@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -444,6 +445,11 @@ MountConfig ContainerMountConfig(const fs::path& store_root, const std::vector<D
   c.mountpoint = dir / "mnt";
   for (const fs::path& d : {c.upper_dir, c.work_dir, c.mountpoint}) fs::create_directories(d);
   return c;
+}
+
+int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
 }
 
 void ForceUnmount(const fs::path& mnt) { umount2(mnt.c_str(), MNT_DETACH); }

@@ -109,6 +109,8 @@ Result<std::unique_ptr<TestMount>> MountLayerfsOverlay(const std::vector<std::fi
 // dir/mnt (created), as `layerfs mount` configures one; for fixtures that mount in-process.
 MountConfig ContainerMountConfig(const std::filesystem::path& store_root, const std::vector<Digest>& layers,
                                  const std::filesystem::path& dir);
+// The integer in environment variable `name` (seed counts and sizes a run may raise), else fallback.
+int EnvInt(const char* name, int fallback);
 // Last resort for fixtures: lazy unmount of whatever is mounted at mnt (ignores errors).
 void ForceUnmount(const std::filesystem::path& mnt);
 // umount(2) that waits out EBUSY for up to a second: the kernel drops the last references of a

@@ -24,11 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int EnvInt(const char* name, int fallback) {
-  const char* v = getenv(name);
-  return v && *v ? atoi(v) : fallback;
-}
-
 std::string Lines(const std::vector<std::string>& lines) {
   std::string out;
   for (size_t i = 0; i < lines.size() && i < 20; ++i) out += "  " + lines[i] + "\n";

@@ -31,11 +31,6 @@ namespace fs = std::filesystem;
 constexpr int kSharedFiles = 16;
 constexpr size_t kBlock = 4096;
 
-int EnvInt(const char* name, int fallback) {
-  const char* v = getenv(name);
-  return v && *v ? atoi(v) : fallback;
-}
-
 std::string Pattern(int thread, size_t len, uint32_t gen = 0) {
   std::string s(len, '\0');
   for (size_t i = 0; i < len; ++i) s[i] = static_cast<char>('A' + (thread * 7 + gen + i) % 26);
