@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "layerstore/layer_store.h"
+#include "layerstore/layer_unpack.h"
 
 namespace {
 

@@ -7,6 +7,7 @@
 
 #include "layerstore/build_cache.h"
 #include "layerstore/image_store.h"
+#include "layerstore/layer_index.h"
 #include "layerstore/layer_store.h"
 #include "layerstore/store_gc.h"
 

@@ -2,7 +2,7 @@
 //
 // Two measures. Content size (what `images` and `history` show, as Docker's overlay2 reports
 // it): regular file sizes, a hard-link group once, plus symlink target lengths, directories 0;
-// a layer's comes from its index (LayerContentSize), an image's is the sum of its layers.
+// a layer's comes from its index (LayerContentSize, layer_index.h), an image's is the sum of its layers.
 // Disk size (what `system df` shows): allocated bytes, st_blocks * 512, every inode once, as
 // `du -s --block-size=1 <root>` counts them. The store holds each layer twice over (the
 // compressed blob and the unpacked tree with its index) plus merged-index caches; system df

@@ -2,7 +2,6 @@
 
 #include <set>
 
-#include "layerstore/layer_index.h"
 #include "layerstore/reference.h"
 
 namespace layerfs {
@@ -170,18 +169,6 @@ Result<Descriptor> SelectPlatformManifest(const nlohmann::json& index, const Pla
   }
   std::string want = platform.os + "/" + platform.architecture + (platform.variant.empty() ? "" : "/" + platform.variant);
   return Status::Error(ENOENT, what + ": no manifest for platform " + want);
-}
-
-uint64_t LayerContentSize(const LayerIndex& index) {
-  uint64_t total = 0;
-  std::set<uint32_t> groups;
-  for (const auto& e : index.entries()) {
-    if (e.type == EntryType::kSymlink) total += e.size;
-    if (e.type != EntryType::kRegular) continue;
-    if (e.hardlink_group != 0 && !groups.insert(e.hardlink_group).second) continue;
-    total += e.size;
-  }
-  return total;
 }
 
 }  // namespace layerfs

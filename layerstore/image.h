@@ -15,8 +15,6 @@
 
 namespace layerfs {
 
-class LayerIndex;
-
 inline constexpr const char* kOciManifestType = "application/vnd.oci.image.manifest.v1+json";
 inline constexpr const char* kOciIndexType = "application/vnd.oci.image.index.v1+json";
 inline constexpr const char* kOciConfigType = "application/vnd.oci.image.config.v1+json";
@@ -86,10 +84,6 @@ Result<Platform> ParsePlatform(std::string_view text);
 // The manifest of an OCI index / Docker manifest list that matches the platform.
 Result<Descriptor> SelectPlatformManifest(const nlohmann::json& index, const Platform& platform,
                                           const std::string& what);
-
-// Total content bytes of one unpacked layer as recorded in its index: regular file sizes (a
-// hard-link group once) plus symlink target lengths; what Docker calls a layer's size.
-uint64_t LayerContentSize(const LayerIndex& index);
 
 // The history rows of an image, oldest first, each with the index of the layer it created
 // (-1 for empty_layer steps). Without a history, one row per layer (as Docker shows).

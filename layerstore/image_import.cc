@@ -6,6 +6,7 @@
 #include "layerstore/image_store.h"
 #include "layerstore/layer_index.h"
 #include "layerstore/layer_store.h"
+#include "layerstore/layer_unpack.h"
 #include "layerstore/remove_tree.h"
 
 namespace layerfs {

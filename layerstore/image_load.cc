@@ -19,6 +19,7 @@
 #include "layerstore/image_store.h"
 #include "layerstore/layer_index.h"
 #include "layerstore/layer_store.h"
+#include "layerstore/layer_unpack.h"
 #include "layerstore/reference.h"
 #include "layerstore/remove_tree.h"
 #include "layerstore/store_gc.h"

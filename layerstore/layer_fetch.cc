@@ -12,6 +12,7 @@
 #include "layerstore/blob_store.h"
 #include "layerstore/layer_index.h"
 #include "layerstore/layer_store.h"
+#include "layerstore/layer_unpack.h"
 #include "layerstore/remove_tree.h"
 #include "layerstore/unique_fd.h"
 

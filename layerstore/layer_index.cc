@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "layerstore/unique_fd.h"
 
@@ -266,6 +267,18 @@ Result<LayerIndex> LayerIndex::Read(const std::filesystem::path& file) {
   }
   if (d.remaining() != 0) return Corrupt(file, "trailing bytes after the last entry");
   return index;
+}
+
+uint64_t LayerContentSize(const LayerIndex& index) {
+  uint64_t total = 0;
+  std::set<uint32_t> groups;
+  for (const auto& e : index.entries()) {
+    if (e.type == EntryType::kSymlink) total += e.size;
+    if (e.type != EntryType::kRegular) continue;
+    if (e.hardlink_group != 0 && !groups.insert(e.hardlink_group).second) continue;
+    total += e.size;
+  }
+  return total;
 }
 
 }  // namespace layerfs

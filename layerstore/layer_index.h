@@ -68,4 +68,8 @@ class LayerIndex {
   std::vector<LayerEntry> entries_;
 };
 
+// Total content bytes of one unpacked layer as recorded in its index: regular file sizes (a
+// hard-link group once) plus symlink target lengths; what Docker calls a layer's size.
+uint64_t LayerContentSize(const LayerIndex& index);
+
 }  // namespace layerfs

@@ -9,6 +9,7 @@
 
 #include <tbb/parallel_for_each.h>
 
+#include "layerstore/layer_unpack.h"
 #include "layerstore/remove_tree.h"
 
 namespace layerfs {

@@ -46,10 +46,4 @@ class LayerStore {
   const Store* store_;
 };
 
-// Unpacks one tar stream (gzip, zstd or plain, detected from the bytes) from `blob` into
-// `tree_dir` (which must exist and be empty), filling `index`, and returns the sha256 of the
-// uncompressed tar (the diff_id). Used by LayerStore and by import.
-Result<Digest> UnpackLayer(const std::filesystem::path& blob, const std::filesystem::path& tree_dir,
-                           LayerIndex* index, const std::function<void(uint64_t)>& progress = {});
-
 }  // namespace layerfs

@@ -1,6 +1,8 @@
 // UnpackLayer: a two-thread pipeline. A helper thread reads the blob and decompresses it into
 // big chunks (decompressor.h); this thread hashes the uncompressed bytes (the diff_id), parses
 // them with libarchive's tar reader and writes the tree (tree_writer.h).
+#include "layerstore/layer_unpack.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -10,7 +12,6 @@
 
 #include "layerstore/chunk_pipe.h"
 #include "layerstore/decompressor.h"
-#include "layerstore/layer_store.h"
 #include "layerstore/remove_tree.h"
 #include "layerstore/tree_writer.h"
 #include "layerstore/unique_fd.h"

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "layerstore/layer_store.h"
+#include "layerstore/layer_unpack.h"
 #include "test_util.h"
 
 namespace layerfs {
