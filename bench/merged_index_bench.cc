@@ -1,4 +1,4 @@
-// Micro-benchmarks of the merged index (fs/merged_index.h), the structure every lower-layer
+// Micro-benchmarks of the merged index (fs/index/merged_index.h), the structure every lower-layer
 // lookup, getattr and readdir of a mount goes through:
 //   BM_LookupPath     resolve a full lower path (one binary search per component), 1 and 2 threads
 //   BM_LookupChild    one component in a 1000-entry directory, 1 and 2 threads
@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "fs/merged_index.h"
-#include "layerstore/digest.h"
-#include "layerstore/layer_index.h"
-#include "layerstore/store.h"
+#include "fs/index/merged_index.h"
+#include "layerstore/base/digest.h"
+#include "layerstore/layer/layer_index.h"
+#include "layerstore/store/store.h"
 
 namespace layerfs {
 namespace {

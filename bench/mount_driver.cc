@@ -1,4 +1,4 @@
-// mount_driver: serves one layerfs mount through fs/mount.h's RunMountDaemon, in the foreground,
+// mount_driver: serves one layerfs mount through fs/mount/mount.h's RunMountDaemon, in the foreground,
 // for the bench harness while `layerfs mount` is not available (the harness prefers the CLI).
 //   mount_driver STORE UPPER WORK MOUNTPOINT READY_FD DIFF_ID...   (diff_ids bottom first)
 // Writes "R" to READY_FD once the mount answers (or the error line), exits when unmounted or on
@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "fs/mount.h"
-#include "layerstore/digest.h"
+#include "fs/mount/mount.h"
+#include "layerstore/base/digest.h"
 
 int main(int argc, char** argv) {
   if (argc < 7) {

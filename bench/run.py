@@ -272,7 +272,7 @@ class Layerfs(Impl):
                     raise BenchError("layerfs has no `mount` command and bench/mount_driver is not built")
                 self.h.results.notes.append(
                     "layerfs has no `mount` command yet: layerfs mounts were made by bench/mount_driver, "
-                    "which calls the same RunMountDaemon (fs/mount.h) that `layerfs mount` runs; "
+                    "which calls the same RunMountDaemon (fs/mount/mount.h) that `layerfs mount` runs; "
                     "its mount time leaves out the CLI's image resolution")
         return self._has_mount
 

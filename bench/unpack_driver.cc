@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "layerstore/layer_store.h"
-#include "layerstore/layer_unpack.h"
+#include "layerstore/store/layer_store.h"
+#include "layerstore/layer/layer_unpack.h"
 
 namespace {
 

@@ -8,8 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "layerstore/status.h"
-#include "layerstore/store.h"
+#include "layerstore/base/status.h"
+#include "layerstore/store/store.h"
 
 namespace layerfs::cli {
 

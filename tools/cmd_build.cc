@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "fs/run_step.h"
-#include "layerstore/build_cache.h"
-#include "layerstore/image_builder.h"
+#include "fs/container/run_step.h"
+#include "layerstore/store/build_cache.h"
+#include "layerstore/build/image_builder.h"
 #include "tools/cli.h"
 
 namespace layerfs::cli {

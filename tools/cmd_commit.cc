@@ -1,13 +1,13 @@
 // Commit commands: `diff NAME` (A/C/D lines like `docker diff`) and `commit NAME IMAGE[:TAG]`
 // (the container's upper becomes a new layer on top of its image). Only parsing and printing
-// live here; the work is in fs/container_commit.
+// live here; the work is in fs/container/container_commit.
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "fs/container_commit.h"
-#include "layerstore/container_store.h"
+#include "fs/container/container_commit.h"
+#include "layerstore/store/container_store.h"
 #include "tools/cli.h"
 
 namespace layerfs::cli {

@@ -1,5 +1,5 @@
 // Container commands: mount, umount, ps, rm. Only parsing and printing live here; the work is
-// done by fs/container_ops.h (which uses ContainerStore, ImageStore and the mount).
+// done by fs/container/container_ops.h (which uses ContainerStore, ImageStore and the mount).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fs/container_ops.h"
-#include "layerstore/disk_usage.h"
+#include "fs/container/container_ops.h"
+#include "layerstore/store/disk_usage.h"
 #include "tools/cli.h"
 #include "tools/table.h"
 

@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "layerstore/disk_usage.h"
-#include "layerstore/image_gc.h"
-#include "layerstore/image_import.h"
-#include "layerstore/image_load.h"
-#include "layerstore/image_save.h"
-#include "layerstore/image_store.h"
-#include "layerstore/reference.h"
+#include "layerstore/store/disk_usage.h"
+#include "layerstore/store/image_gc.h"
+#include "layerstore/archive/image_import.h"
+#include "layerstore/archive/image_load.h"
+#include "layerstore/archive/image_save.h"
+#include "layerstore/store/image_store.h"
+#include "layerstore/oci/reference.h"
 #include "tools/cli.h"
 #include "tools/progress.h"
 #include "tools/prune_output.h"

@@ -1,6 +1,6 @@
 // `layerfs overlay` (also the binary under the name `layerfs-overlay`): a drop-in for
 // fuse-overlayfs on plain directory layers, for containers/storage's mount_program. Parsing of
-// the -o options lives in fs/overlay_options.h; the mount is the same engine as `layerfs mount`.
+// the -o options lives in fs/mount/overlay_options.h; the mount is the same engine as `layerfs mount`.
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "fs/mount.h"
-#include "fs/overlay_options.h"
+#include "fs/mount/mount.h"
+#include "fs/mount/overlay_options.h"
 #include "tools/cli.h"
 
 namespace layerfs::cli {

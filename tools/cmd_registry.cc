@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <iostream>
 
-#include "layerstore/image_pull.h"
-#include "layerstore/image_push.h"
-#include "layerstore/registry_auth.h"
-#include "layerstore/registry_client.h"
+#include "layerstore/registry/image_pull.h"
+#include "layerstore/registry/image_push.h"
+#include "layerstore/registry/registry_auth.h"
+#include "layerstore/registry/registry_client.h"
 #include "tools/cli.h"
 #include "tools/progress.h"
 

@@ -1,13 +1,13 @@
 // System commands: `system df [-v] [--format json]`, `system prune [-a] [-f]`. Only parsing and
-// printing live here; the numbers come from layerstore/disk_usage and layerstore/system_prune.
+// printing live here; the numbers come from layerstore/store/disk_usage and layerstore/store/system_prune.
 #include <cstdio>
 #include <ctime>
 #include <memory>
 #include <string>
 
-#include "layerstore/disk_usage.h"
-#include "layerstore/reference.h"
-#include "layerstore/system_prune.h"
+#include "layerstore/store/disk_usage.h"
+#include "layerstore/oci/reference.h"
+#include "layerstore/store/system_prune.h"
 #include "tools/cli.h"
 #include "tools/prune_output.h"
 #include "tools/table.h"

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "layerstore/transfer_progress.h"
+#include "layerstore/base/transfer_progress.h"
 
 namespace layerfs::cli {
 

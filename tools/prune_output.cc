@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "layerstore/reference.h"
+#include "layerstore/oci/reference.h"
 
 namespace layerfs::cli {
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "layerstore/image_gc.h"
+#include "layerstore/store/image_gc.h"
 
 namespace layerfs::cli {
 

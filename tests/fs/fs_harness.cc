@@ -21,10 +21,10 @@
 #include <memory>
 #include <set>
 
-#include "fs/mount.h"
-#include "fs/overlay_options.h"
-#include "layerstore/blob_store.h"
-#include "layerstore/layer_store.h"
+#include "fs/mount/mount.h"
+#include "fs/mount/overlay_options.h"
+#include "layerstore/store/blob_store.h"
+#include "layerstore/store/layer_store.h"
 
 namespace layerfs::fstest {
 

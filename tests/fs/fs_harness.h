@@ -15,11 +15,11 @@
 #include <utility>
 #include <vector>
 
-#include "fs/mount.h"
-#include "layerstore/digest.h"
-#include "layerstore/layer_index.h"
-#include "layerstore/status.h"
-#include "layerstore/store.h"
+#include "fs/mount/mount.h"
+#include "layerstore/base/digest.h"
+#include "layerstore/layer/layer_index.h"
+#include "layerstore/base/status.h"
+#include "layerstore/store/store.h"
 
 namespace layerfs::fstest {
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "layerstore/digest.h"
+#include "layerstore/base/digest.h"
 
 namespace layerfs::fstest {
 

@@ -7,9 +7,9 @@
 
 #include <gtest/gtest.h>
 
-#include "layerstore/store.h"
-#include "layerstore/test_util.h"
-#include "tools/test_images.h"
+#include "layerstore/store/store.h"
+#include "tests/layerstore/test_util.h"
+#include "tests/tools/test_images.h"
 
 namespace layerfs::testing {
 

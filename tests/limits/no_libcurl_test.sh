@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# libcurl is loaded only when a command talks HTTP (layerstore/curl_library.h). Without a
+# libcurl is loaded only when a command talks HTTP (layerstore/registry/curl_library.h). Without a
 # usable libcurl.so.4 (here: /dev/null bound over it in a private mount namespace) every other
 # command works, and pull fails with one line naming the library and exit 1.
 # Usage: no_libcurl_test.sh LAYERFS_BINARY (as root).

@@ -19,8 +19,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "layerstore/image_store.h"
-#include "layerstore/store.h"
+#include "layerstore/store/image_store.h"
+#include "layerstore/store/store.h"
 #include "tests/tools/shell_command.h"
 #include "tests/tools/test_images.h"
 

@@ -15,9 +15,9 @@
 
 #include <gtest/gtest.h>
 
-#include "fs/tree_snapshot.h"
-#include "tools/shell_command.h"
-#include "tools/test_images.h"
+#include "tests/fs/tree_snapshot.h"
+#include "tests/tools/shell_command.h"
+#include "tests/tools/test_images.h"
 
 namespace layerfs {
 namespace {

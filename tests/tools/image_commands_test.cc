@@ -14,8 +14,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "layerstore/images_fixture.h"
-#include "tools/shell_command.h"
+#include "tests/layerstore/images_fixture.h"
+#include "tests/tools/shell_command.h"
 #include "tools/table.h"
 
 extern char** environ;

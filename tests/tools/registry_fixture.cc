@@ -1,4 +1,4 @@
-#include "tools/registry_fixture.h"
+#include "tests/tools/registry_fixture.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -19,16 +19,16 @@
 
 #include <gtest/gtest.h>
 
-#include "layerstore/blob_store.h"
-#include "layerstore/image_load.h"
-#include "layerstore/image_push.h"
-#include "layerstore/image_store.h"
-#include "layerstore/layer_store.h"
-#include "layerstore/registry_auth.h"
-#include "tools/loopback_http_server.h"
-#include "tools/registry_fixture.h"
-#include "tools/shell_command.h"
-#include "tools/test_images.h"  // with layerstore/test_util.h: Compression, ReadFile
+#include "layerstore/store/blob_store.h"
+#include "layerstore/archive/image_load.h"
+#include "layerstore/registry/image_push.h"
+#include "layerstore/store/image_store.h"
+#include "layerstore/store/layer_store.h"
+#include "layerstore/registry/registry_auth.h"
+#include "tests/tools/loopback_http_server.h"
+#include "tests/tools/registry_fixture.h"
+#include "tests/tools/shell_command.h"
+#include "tests/tools/test_images.h"  // with tests/layerstore/test_util.h: Compression, ReadFile
 
 extern char** environ;
 

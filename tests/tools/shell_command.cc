@@ -1,4 +1,4 @@
-#include "tools/shell_command.h"
+#include "tests/tools/shell_command.h"
 
 #include <sys/wait.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "tools/test_images.h"
+#include "tests/tools/test_images.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "layerstore/digest.h"
-#include "layerstore/test_util.h"  // Compression, TempDir, ReadFile, WriteFile
+#include "layerstore/base/digest.h"
+#include "tests/layerstore/test_util.h"  // Compression, TempDir, ReadFile, WriteFile
 
 namespace layerfs::testing {
 

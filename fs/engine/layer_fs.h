@@ -1,0 +1,201 @@
+// LayerFs: the union filesystem engine behind a mount, one object per mount, shared by all
+// FUSE worker threads. Lower entries come from the immutable MergedIndex (data from the layer
+// trees, opened by path under one fd per layer); changes live in the upper directory in
+// overlay's format (UpperFormat) and are found there on lookup. Per-inode mutexes serialise
+// copy-up; there is no global lock. The kernel already serialises namespace changes within a
+// directory (i_rwsem) and cross-directory renames, which the operations below rely on.
+//
+// Each FUSE operation is one small member function (ops_*.cc); fuse_ops.cc binds them.
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <sys/stat.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <string>
+#include <vector>
+
+#include "fs/engine/id_map.h"
+#include "fs/engine/inode_table.h"
+#include "fs/index/merged_index.h"
+#include "fs/engine/open_handles.h"
+#include "fs/engine/passthrough.h"
+#include "fs/index/upper_format.h"
+#include "layerstore/base/status.h"
+
+namespace layerfs {
+
+struct FileHandle;
+
+struct LayerFsOptions {
+  std::vector<std::string> layer_dirs;  // root of each lower layer's tree, bottom first
+  std::string upper_dir;                // empty: read-only
+  std::string work_dir;
+  // Tuning (see the .cc for why): lower entries never change, so the kernel may keep them.
+  // The upper too: the daemon is its only writer and invalidates what changes behind the
+  // kernel's back (node_resolve.cc); the upper must not be changed behind a live mount.
+  double lower_timeout = 86400.0;
+  double upper_timeout = 86400.0;
+  // `layerfs overlay`: renaming a lower directory copies its whole subtree up and makes it
+  // opaque (fuse-overlayfs's way), so the upper is a self-contained overlay layer that any
+  // overlay implementation reads as upper or lower. Off (mount mode): a redirect xattr.
+  bool rename_copies_subtree = false;
+  OwnerPolicy owners;   // ids shown/written (uidmapping=, squash_to_*): applied at the FUSE boundary
+  bool static_nlink = false;  // directories show st_nlink 1 (fuse-overlayfs's static_nlink)
+  // false (`volatile`, `fsync=0`): copy-up does not fsync its copy and the container's
+  // fsync/fdatasync/fsyncdir return at once. Faster; a host crash may lose or truncate upper
+  // files (as with overlayfs's volatile, which podman passes for every --rm container).
+  bool sync_upper = true;
+};
+
+class LayerFs {
+ public:
+  static Result<std::unique_ptr<LayerFs>> Create(MergedIndex index, const LayerFsOptions& options);
+  ~LayerFs();
+
+  static const fuse_lowlevel_ops& Operations();  // fuse_ops.cc
+  void set_session(fuse_session* se) { session_ = se; }
+
+  // --- operations (ops_entry.cc)
+  void Init(fuse_conn_info* conn);
+  void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Forget(fuse_ino_t ino, uint64_t nlookup);
+  void ForgetMulti(size_t count, fuse_forget_data* forgets);
+  void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
+  void ReadLink(fuse_req_t req, fuse_ino_t ino);
+  void StatFs(fuse_req_t req, fuse_ino_t ino);
+  // --- ops_dir.cc
+  void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void MkDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  void RmDir(fuse_req_t req, fuse_ino_t parent, const char* name);
+  // --- ops_namespace.cc
+  void MkNod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  void SymLink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name);
+  void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name);
+  void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned flags);
+  // --- ops_file.cc
+  void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+  void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* buf, off_t off, fuse_file_info* fi);
+  void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void FSync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void FSyncDir(fuse_req_t req, fuse_ino_t ino, int datasync);
+  void FAllocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi);
+  void LSeek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
+  // --- ops_xattr.cc
+  void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);
+  void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+  void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+
+  // The upper inode of a node that has an upper copy: its fd (for *at calls with an empty
+  // path) and /proc/self/fd path (for calls that take a path; they follow to the inode).
+  struct UpperRef {
+    int fd = -1;  // dir_fd or file_fd
+    std::string path() const { return UpperFormat::FdPath(fd, ""); }
+  };
+
+  const MergedIndex& index() const { return index_; }
+  const Passthrough& passthrough() const { return passthrough_; }
+  size_t inode_count() const { return table_.size(); }
+
+ private:
+  friend class CopyUp;
+  LayerFs(MergedIndex index, const LayerFsOptions& options, UpperFormat format);
+
+  // --- node resolution (node_resolve.cc)
+  Node* ToNode(fuse_ino_t ino);
+  std::shared_ptr<Node> Shared(fuse_ino_t ino);
+  // Finds `name` in the merged dir; 0 or -errno. On success *out holds a counted reference
+  // (one kernel lookup) that the caller hands to the kernel with ReplyEntry or drops.
+  int LookupChild(const std::shared_ptr<Node>& dir, const std::string& name, std::shared_ptr<Node>* out);
+  // The lower entry `name` visible under dir's lower source (ignores the upper).
+  std::optional<uint32_t> LowerChild(Node* dir, const std::string& name) const;
+  std::shared_ptr<Node> NodeForUpper(const std::shared_ptr<Node>& dir, const std::string& name, const struct stat& st);
+  std::shared_ptr<Node> NodeForLower(const std::shared_ptr<Node>& dir, const std::string& name, uint32_t idx);
+  // fd >= 0: an open upper file of node (still valid after its name was unlinked).
+  int Attr(Node* node, struct stat* st, int fd = -1);
+  void LowerAttr(uint32_t idx, struct stat* st) const;
+  uint64_t LowerIno(uint32_t idx) const { return uint64_t{index_.node(idx).ino_node} + 1; }
+  void ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node);
+  double Timeout(const Node* node) const;  // attributes
+  double EntryTimeout(const Node* node) const;
+  fuse_ino_t InoOf(const Node* node) const;
+  // Drops the kernel's cached attributes of node (listing: a directory's cached listing too).
+  void Invalidate(const Node* node, bool listing);
+  bool privileged() const { return format_.privileged(); }
+
+  // --- upper side (copy_up.cc, whiteout handling in ops_*)
+  int EnsureUpper(const std::shared_ptr<Node>& node);           // copy-up; 0 / -errno
+  void LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::string& copy_name);
+  // Marks a non-directory node as upper, holding an O_PATH fd of dirfd/name.
+  int AttachUpperFile(Node* node, int dirfd, const std::string& name);
+  const std::vector<uint32_t>& GroupOf(uint32_t ino_node);      // lower hard-link members
+  std::shared_ptr<Node> ResolveLowerDir(uint32_t idx);
+  int OpenLower(uint32_t idx, int flags) const;                   // fd / -errno
+  int OpenUpper(Node* node, int flags);                           // fd / -errno (non-dirs)
+  int ReadFd(Node* node, FileHandle* h);
+  void Close(fuse_req_t req, Node* node, FileHandle* h);  // release: backing file share, fds
+  void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
+  // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
+  int SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir);
+  // Places a fully prepared entry (in work/) at dir/name, replacing a whiteout atomically.
+  int InstallFromWork(int dirfd, const std::string& name, const std::string& work_name, bool replace_whiteout);
+  std::string NewWorkName();
+  int RemoveUpperTree(int dirfd, const std::string& name);        // rm -r of a dir of whiteouts
+  int IsMergedDirEmpty(const std::shared_ptr<Node>& dir);         // 0, -ENOTEMPTY, -errno
+  int DeleteEntry(const std::shared_ptr<Node>& dir, const std::string& name, bool is_dir);
+  // Creates dir/name with make(dirfd, name) (0 / -errno); over a whiteout it is built in work/
+  // (directories made opaque) and swapped in. mode 0: keep the owner (link). *out: the new node, one kernel reference.
+  template <class Make>
+  int NewEntry(fuse_req_t req, const std::shared_ptr<Node>& dir, const std::string& name, mode_t mode,
+               Make&& make, std::shared_ptr<Node>* out) {
+    return NewEntryImpl(req, dir, name, mode, std::function<int(int, const std::string&)>(make), out);
+  }
+  int NewEntryImpl(fuse_req_t req, const std::shared_ptr<Node>& dir, const std::string& name, mode_t mode,
+                   const std::function<int(int, const std::string&)>& make, std::shared_ptr<Node>* out);
+  UpperRef RefOf(Node* node);
+  int RenameChecked(const std::shared_ptr<Node>& sdir, const std::string& sname, const std::shared_ptr<Node>& snode,
+                    const std::shared_ptr<Node>& ddir, const std::string& dname, const std::shared_ptr<Node>& dnode,
+                    unsigned flags);
+  int PrepareMovedDir(const std::shared_ptr<Node>& node, const std::shared_ptr<Node>& ddir, const std::string& dname);
+  int CopyUpSubtree(const std::shared_ptr<Node>& dir);
+  int RemoveWhiteouts(int dirfd);  // in an upper directory: 0 / -errno
+  // Attributes as the caller sees them: owner policy (uidmapping=, squash_to_*) and
+  // static_nlink applied; every reply with attributes goes through it.
+  void Show(struct stat* st) const;
+  // The stored owner for an owner a caller sets or creates with (-1: unchanged, kept).
+  void ToStoredOwner(uid_t* uid, gid_t* gid) const;
+
+  MergedIndex index_;
+  LayerFsOptions options_;
+  UpperFormat format_;
+  std::vector<int> layer_fds_;
+  int upper_fd_ = -1;
+  int work_fd_ = -1;
+  std::shared_ptr<Node> root_;
+  InodeTable table_;
+  fuse_session* session_ = nullptr;
+  Passthrough passthrough_;
+  OpenHandles handles_;
+  bool no_opendir_ = false;  // the kernel lists directories without opendir (set in Init)
+  std::atomic<uint64_t> work_counter_{0};
+  static constexpr size_t kGroupLocks = 64;  // striped: copy-up of one hard-link group at a time
+  std::mutex group_locks_[kGroupLocks];
+  std::once_flag groups_once_;
+  std::unordered_map<uint32_t, std::vector<uint32_t>> groups_;
+};
+
+}  // namespace layerfs

@@ -1,0 +1,175 @@
+// Entry and attribute operations: init, lookup, forget, getattr, setattr, readlink, statfs.
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fs/engine/file_handle.h"
+#include "fs/engine/layer_fs.h"
+
+namespace layerfs {
+
+// Tuning (mergerfs style, each knob beside its reason):
+// - max_write 1 MiB: fewer, larger WRITE requests (kernel default is 128 KiB; libfuse 3.14
+//   negotiates up to 256 pages).
+// - max_readahead 1 MiB: sequential reads of layer files arrive in large requests.
+// - splice write: READ replies are file descriptors (fuse_reply_data), moved into /dev/fuse by
+//   splice instead of being copied through a buffer.
+// - no writeback cache: upper attributes must stay exact (timeout 0), which writeback caching
+//   would defeat; lower files use keep_cache instead.
+// - parallel dirops: lookups and readdirs in one directory run concurrently (the index needs
+//   no lock).
+// - FUSE passthrough where the kernel, libfuse and our capabilities allow it (fs/engine/passthrough.h);
+//   it excludes writeback caching, which is off anyway.
+void LayerFs::Init(fuse_conn_info* conn) {
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  passthrough_.Negotiate(conn);
+  // Zero-message opendir: listings need no handle (ops_dir.cc), and without one the kernel
+  // also caches every listing (cache_readdir + keep_cache) until the directory changes.
+  if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+    conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+    no_opendir_ = true;
+  }
+}
+
+void LayerFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  std::shared_ptr<Node> dir = Shared(parent);
+  std::shared_ptr<Node> child;
+  int r = LookupChild(dir, name, &child);
+  if (r == 0) return ReplyEntry(req, child);
+  if (r == -ENOENT) {
+    // No directory gains a name without the kernel seeing the operation that made it, so
+    // the negative answer may be cached as long as the directory's own entry.
+    fuse_entry_param e{};
+    e.entry_timeout = EntryTimeout(dir.get());
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  fuse_reply_err(req, -r);
+}
+
+void LayerFs::Forget(fuse_ino_t ino, uint64_t nlookup) {
+  if (ino != FUSE_ROOT_ID) table_.Forget(ToNode(ino), nlookup);
+}
+
+void LayerFs::ForgetMulti(size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) Forget(forgets[i].ino, forgets[i].nlookup);
+}
+
+void LayerFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Node* node = ToNode(ino);
+  struct stat st;
+  int fd = fi != nullptr ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
+  int r = Attr(node, &st, fd);
+  if (r != 0) return (void)fuse_reply_err(req, -r);
+  Show(&st);
+  fuse_reply_attr(req, &st, Timeout(node));
+}
+
+LayerFs::UpperRef LayerFs::RefOf(Node* node) {
+  return UpperRef{node->is_dir ? node->dir_fd.load(std::memory_order_acquire) : node->file_fd.load(std::memory_order_acquire)};
+}
+
+namespace {
+
+int ApplyMode(const UpperFormat& format, const LayerFs::UpperRef& ref, mode_t mode, const struct stat& cur) {
+  if (format.privileged()) return ::chmod(ref.path().c_str(), mode & 07777) == 0 ? 0 : -errno;
+  // Rootless: keep the host copy usable by us; the true mode lives in the override xattr.
+  mode_t host = (mode & 07777) | (S_ISDIR(cur.st_mode) ? 0700 : 0600);
+  if (::chmod(ref.path().c_str(), host) != 0) return -errno;
+  return format.SetOverride(ref.fd, "", {cur.st_uid, cur.st_gid, (cur.st_mode & S_IFMT) | (mode & 07777)});
+}
+
+int ApplyOwner(const UpperFormat& format, const LayerFs::UpperRef& ref, int to_set, const struct stat* attr,
+               const struct stat& cur) {
+  uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+  gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+  if (format.privileged()) {
+    return ::fchownat(ref.fd, "", uid, gid, AT_EMPTY_PATH) == 0 ? 0 : -errno;
+  }
+  if (S_ISLNK(cur.st_mode)) return -EPERM;
+  StatOverride o{(to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : cur.st_uid,
+                 (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : cur.st_gid, cur.st_mode};
+  return format.SetOverride(ref.fd, "", o);
+}
+
+int ApplyTimes(const LayerFs::UpperRef& ref, int to_set, const struct stat* attr) {
+  struct timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
+  else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = attr->st_atim;
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
+  else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = attr->st_mtim;
+  return ::utimensat(AT_FDCWD, ref.path().c_str(), tv, 0) == 0 ? 0 : -errno;
+}
+
+int ApplySize(const LayerFs::UpperRef& ref, off_t size, int fd) {
+  if (fd >= 0) return ::ftruncate(fd, size) == 0 ? 0 : -errno;
+  int tfd = ::open(ref.path().c_str(), O_WRONLY | O_CLOEXEC);
+  if (tfd < 0) return -errno;
+  int r = ::ftruncate(tfd, size) == 0 ? 0 : -errno;
+  ::close(tfd);
+  return r;
+}
+
+}  // namespace
+
+// Full copy-up first, also for chmod/chown/utimens (no metadata-only copy-up: see
+// docs/upper-format.md), then the change on the upper copy.
+void LayerFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  std::shared_ptr<Node> node = Shared(ino);
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+    ToStoredOwner(&uid, &gid);
+    attr->st_uid = uid;
+    attr->st_gid = gid;
+  }
+  int r = EnsureUpper(node);
+  if (r != 0) return (void)fuse_reply_err(req, -r);
+  UpperRef ref = RefOf(node.get());
+  int fd = fi != nullptr ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
+  struct stat cur;
+  r = Attr(node.get(), &cur, fd);
+  if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) r = ApplyOwner(format_, ref, to_set, attr, cur);
+  if (r == 0 && (to_set & FUSE_SET_ATTR_MODE)) {
+    if (!privileged()) r = Attr(node.get(), &cur, fd);
+    if (r == 0) r = ApplyMode(format_, ref, attr->st_mode, cur);
+  }
+  if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) r = ApplySize(ref, attr->st_size, fd);
+  if (r == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))
+    r = ApplyTimes(ref, to_set, attr);
+  if (r != 0) return (void)fuse_reply_err(req, -r);
+  struct stat st;
+  r = Attr(node.get(), &st, fd);
+  if (r != 0) return (void)fuse_reply_err(req, -r);
+  Show(&st);
+  fuse_reply_attr(req, &st, Timeout(node.get()));
+}
+
+void LayerFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  Node* node = ToNode(ino);
+  if (!node->upper.load(std::memory_order_acquire)) {
+    std::string target(index_.LinkTarget(node->lower));
+    return (void)fuse_reply_readlink(req, target.c_str());
+  }
+  UpperRef ref = RefOf(node);
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlinkat(ref.fd, "", buf, PATH_MAX);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  buf[n] = '\0';
+  fuse_reply_readlink(req, buf);
+}
+
+// Like overlayfs: the upper filesystem's figures (where writes go); the lowers' when read-only.
+void LayerFs::StatFs(fuse_req_t req, fuse_ino_t ino) {
+  struct statvfs sv;
+  int fd = upper_fd_ >= 0 ? upper_fd_ : (layer_fds_.empty() ? -1 : layer_fds_.back());
+  if (fd < 0 || ::fstatvfs(fd, &sv) != 0) return (void)fuse_reply_err(req, fd < 0 ? ENOSYS : errno);
+  fuse_reply_statfs(req, &sv);
+}
+
+}  // namespace layerfs

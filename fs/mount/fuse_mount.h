@@ -1,0 +1,43 @@
+// FuseMount: Mount implemented with a libfuse low-level session served by a worker-thread
+// pool on a background thread. Internal to fs/ (mount.cc, daemon.cc).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "fs/engine/layer_fs.h"
+#include "fs/mount/mount.h"
+
+namespace layerfs {
+
+class FuseMount : public Mount {
+ public:
+  // on_exit runs on the serving thread when the session ends (e.g. someone ran umount).
+  static Result<std::unique_ptr<FuseMount>> Create(const MountConfig& config, std::function<void()> on_exit = {});
+  ~FuseMount() override;
+  Status Unmount() override;
+  // Unmounts even if busy (MNT_DETACH / fusermount3 -uz), then joins.
+  void UnmountLazy();
+  const LayerFs& fs() const { return *fs_; }
+
+ private:
+  FuseMount() = default;
+  Status Serve(const MountConfig& config);
+  void Join();
+
+  std::unique_ptr<LayerFs> fs_;
+  fuse_session* se_ = nullptr;
+  std::string mountpoint_;
+  std::thread loop_;
+  std::function<void()> on_exit_;
+  bool mounted_ = false;
+  unsigned threads_ = 0;
+};
+
+// "DIR: <why>" when a directory cannot become a mount point (missing, not a directory, not
+// empty, already a mount point); also checks /dev/fuse.
+Status CheckMountpoint(const std::filesystem::path& dir);
+
+}  // namespace layerfs

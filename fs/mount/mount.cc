@@ -1,0 +1,181 @@
+#include "fs/mount/mount.h"
+
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "fs/index/dir_layer.h"
+#include "fs/mount/fuse_mount.h"
+#include "layerstore/store/store.h"
+
+namespace layerfs {
+
+namespace {
+
+bool IsMountPoint(const std::filesystem::path& dir) {
+  struct stat self, parent;
+  if (::stat(dir.c_str(), &self) != 0 || ::stat((dir / "..").c_str(), &parent) != 0) return false;
+  return self.st_dev != parent.st_dev || self.st_ino == parent.st_ino;
+}
+
+bool IsEmptyDir(const std::filesystem::path& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool empty = true;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") empty = false;
+  }
+  ::closedir(d);
+  return empty;
+}
+
+// Mount options. As root the mount serves every user with kernel permission checks, and setuid
+// binaries and device nodes work as on overlayfs (suid, dev). max_read matches max_write.
+std::string FuseOptions(const MountConfig& c) {
+  std::string o = "fsname=" + c.fsname + ",subtype=" + c.subtype;
+  if (c.default_permissions) o += ",default_permissions";
+  if (c.allow_other || ::geteuid() == 0) o += ",allow_other";
+  if (::geteuid() == 0) o += ",suid,dev";
+  if (c.upper_dir.empty()) o += ",ro";
+  for (const std::string& extra : c.fuse_options) o += "," + extra;
+  return o;
+}
+
+// The merged index and the lower trees of a mount: store layers (cached merged index) or
+// plain directories (walked now).
+Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* layer_dirs) {
+  if (!c.lower_dirs.empty()) {
+    // Resolved once: containers/storage passes its l/<id> symlinks (often relative to its cwd).
+    std::vector<std::filesystem::path> resolved;
+    for (const auto& d : c.lower_dirs) {
+      std::error_code ec;
+      resolved.push_back(std::filesystem::canonical(d, ec));
+      if (ec) return Status::Error(ec.value(), "lower dir " + d.string() + ": " + ec.message());
+      layer_dirs->push_back(resolved.back().string());
+    }
+    return DirLayer::BuildMerged(resolved);
+  }
+  ASSIGN_OR_RETURN(Store store, Store::Open(c.store_root));
+  for (const Digest& d : c.layers) layer_dirs->push_back(store.layer_tree(d).string());
+  return MergedIndex::LoadOrBuild(store, c.layers);
+}
+
+// libfuse opens /dev/fuse itself, also for a user who then mounts through fusermount3.
+Status CheckFuseDevice() {
+  if (::access("/dev/fuse", F_OK) != 0)
+    return Status::Error(ENODEV, "/dev/fuse is missing (is the fuse module loaded?)");
+  if (::access("/dev/fuse", R_OK | W_OK) != 0)
+    return Status::Error(EACCES, "/dev/fuse is not readable and writable by this user (Debian's fuse3 makes it mode 0666)");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status CheckMountpoint(const std::filesystem::path& dir) {
+  RETURN_IF_ERROR(CheckFuseDevice());
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) return Status::Error(EBUSY, dir.string() + ": a dead mount is still there (run layerfs umount)");
+    return Status::FromErrno(dir.string());
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::Error(ENOTDIR, dir.string() + ": not a directory");
+  if (IsMountPoint(dir)) return Status::Error(EBUSY, dir.string() + ": already a mount point");
+  if (!IsEmptyDir(dir)) return Status::Error(ENOTEMPTY, dir.string() + ": directory is not empty");
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Mount>> Mount::Start(const MountConfig& config) {
+  auto m = FuseMount::Create(config);
+  if (!m.ok()) return m.status();
+  return std::unique_ptr<Mount>(std::move(m).value());
+}
+
+Result<std::unique_ptr<FuseMount>> FuseMount::Create(const MountConfig& config, std::function<void()> on_exit) {
+  std::unique_ptr<FuseMount> m(new FuseMount());
+  m->on_exit_ = std::move(on_exit);
+  RETURN_IF_ERROR(m->Serve(config));
+  return m;
+}
+
+Status FuseMount::Serve(const MountConfig& config) {
+  RETURN_IF_ERROR(CheckMountpoint(config.mountpoint));
+  LayerFsOptions options;
+  ASSIGN_OR_RETURN(MergedIndex index, LowerIndex(config, &options.layer_dirs));
+  options.rename_copies_subtree = config.rename_copies_subtree;
+  options.owners = config.owners;
+  options.static_nlink = config.static_nlink;
+  options.sync_upper = config.sync_upper;
+  options.upper_dir = config.upper_dir.string();
+  options.work_dir = config.work_dir.string();
+  ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));
+
+  std::string opts = FuseOptions(config);
+  std::vector<const char*> argv = {"layerfs", "-o", opts.c_str()};
+  if (config.debug) argv.push_back("-d");
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
+  se_ = fuse_session_new(&args, &LayerFs::Operations(), sizeof(fuse_lowlevel_ops), fs_.get());
+  fuse_opt_free_args(&args);  // option parsing may have copied argv
+  if (se_ == nullptr) return Status::Error(EINVAL, "cannot create FUSE session (options: " + opts + ")");
+  fs_->set_session(se_);
+  mountpoint_ = std::filesystem::absolute(config.mountpoint).string();
+  if (fuse_session_mount(se_, mountpoint_.c_str()) != 0) {
+    fuse_session_destroy(se_);
+    se_ = nullptr;
+    return Status::Error(EIO, "cannot mount FUSE at " + mountpoint_);
+  }
+  mounted_ = true;
+  threads_ = config.threads;
+  loop_ = std::thread([this] {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(cfg, 0);
+    if (threads_ > 0) fuse_loop_cfg_set_max_threads(cfg, threads_);
+    fuse_session_loop_mt(se_, cfg);
+    fuse_loop_cfg_destroy(cfg);
+    if (on_exit_) on_exit_();
+  });
+  // The first stat blocks until the kernel's INIT has been answered: then the mount answers.
+  struct stat st;
+  if (::stat(mountpoint_.c_str(), &st) != 0) {
+    Status err = Status::FromErrno("mount at " + mountpoint_ + " does not answer");
+    UnmountLazy();
+    return err;
+  }
+  return Status::Ok();
+}
+
+Status FuseMount::Unmount() {
+  if (!mounted_) return Status::Ok();
+  if (::geteuid() == 0) {
+    if (::umount2(mountpoint_.c_str(), 0) != 0 && errno != EINVAL)
+      return Status::FromErrno("unmount " + mountpoint_);
+  } else {
+    fuse_session_unmount(se_);
+  }
+  Join();
+  return Status::Ok();
+}
+
+void FuseMount::UnmountLazy() {
+  if (!mounted_) return;
+  fuse_session_exit(se_);
+  if (::geteuid() == 0) ::umount2(mountpoint_.c_str(), MNT_DETACH);
+  else fuse_session_unmount(se_);
+  Join();
+}
+
+void FuseMount::Join() {
+  if (loop_.joinable()) loop_.join();
+  // Frees libfuse's copy of the mount point; the connection is gone, so it unmounts nothing.
+  fuse_session_unmount(se_);
+  fuse_session_destroy(se_);
+  se_ = nullptr;
+  mounted_ = false;
+}
+
+FuseMount::~FuseMount() { UnmountLazy(); }
+
+}  // namespace layerfs

@@ -1,0 +1,43 @@
+// PullImage: `layerfs pull`. Resolves a reference on its registry, picks the platform's
+// manifest from an index, fetches the config, then the layers in parallel (bounded), each
+// streamed into the blob store and unpacked as it arrives (layer_fetch.h), and finally records
+// config, manifest and tag. The image appears (ImageStore::Add) only after every blob and
+// layer is verified and published: an interrupted or failed pull leaves no image and no tag.
+// Layers completed before a failure stay in the store, verified, and the next pull reuses them.
+//
+// Concurrency: a shared store lock is held while transferring, so no other process sweeps our
+// tmp/ files; it is dropped before the tag is written under ImageStore's exclusive lock.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "layerstore/oci/image.h"
+#include "layerstore/oci/reference.h"
+#include "layerstore/registry/registry_client.h"
+#include "layerstore/store/store.h"
+#include "layerstore/base/transfer_progress.h"
+
+namespace layerfs {
+
+struct PullOptions {
+  Platform platform;
+  size_t max_concurrent_downloads = 3;
+  std::vector<std::string> insecure_registries;  // host[:port] allowed over plain http
+  int max_attempts = 5;                          // per request (see RegistryOptions)
+  std::chrono::milliseconds backoff{200};
+};
+
+struct PullResult {
+  Digest digest;           // what the reference resolved to (an index's digest for multi-platform)
+  Digest manifest_digest;  // the platform's manifest, as recorded in the store
+  bool up_to_date = false; // the tag already named this image and nothing was fetched
+};
+
+// Client options for `registry`: credentials from the Docker config, insecure flag from the list.
+Result<RegistryOptions> MakeRegistryOptions(const std::string& registry, const std::vector<std::string>& insecure);
+
+Result<PullResult> PullImage(const Store& store, const Reference& ref, const PullOptions& options,
+                             const TransferCallback& progress);
+
+}  // namespace layerfs
