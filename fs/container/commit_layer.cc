@@ -161,9 +161,9 @@ class CommitWalker {
 
   // Emits the entries of one upper dir. source: the lower dir seen through it (none: opaque or
   // new); full: the dir is opaque in the new layer, so lower entries must be emitted too.
-  Status WalkDir(int dirfd, const UpperListing& listing, const std::string& rel, std::optional<uint32_t> source,
+  Status WalkDir(int dirfd, const UpperListing& listing, const std::string& rel, std::optional<uint32_t> shown_source,
                  bool full) {
-    if (listing.opaque) source.reset();
+    const std::optional<uint32_t> source = listing.opaque ? std::nullopt : shown_source;
     std::map<std::string, std::optional<uint32_t>> lower_only;  // name -> node, emitted when full
     if (full && source) {
       const MergedNode& dir = image_.node(*source);
@@ -274,15 +274,7 @@ class CommitWalker {
     UniqueFd child(openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (child.get() < 0) return Status::FromErrno("open upper dir /" + path);
     ASSIGN_OR_RETURN(UpperListing listing, ListUpperDir(child.get(), format_, "/" + path));
-    std::optional<uint32_t> child_source;
-    if (listing.redirect) {
-      std::string_view lower = *listing.redirect;
-      if (lower.starts_with("/")) lower.remove_prefix(1);
-      child_source = image_.LookupPath(lower);
-    } else if (source) {
-      child_source = image_.Lookup(*source, name);
-    }
-    if (child_source && !image_.is_dir(*child_source)) child_source.reset();
+    std::optional<uint32_t> child_source = image_.LowerDirOf(source, name, listing.redirect);
     RETURN_IF_ERROR(tar_->Header(e));
     bool opaque_here = listing.opaque || listing.redirect.has_value();
     if (opaque_here) RETURN_IF_ERROR(EmitMarker(Join(path, ".wh..wh..opq")));

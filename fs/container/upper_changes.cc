@@ -24,9 +24,9 @@ class ChangeWalker {
 
   // rel: the directory's path in the container; source: the lower dir whose entries show
   // through in it (none when opaque or new); moved: source is not the image's dir at rel.
-  Status WalkDir(int dirfd, const std::string& rel, std::optional<uint32_t> source, bool moved) {
+  Status WalkDir(int dirfd, const std::string& rel, std::optional<uint32_t> shown_source, bool moved) {
     ASSIGN_OR_RETURN(UpperListing listing, ListUpperDir(dirfd, format_, "/" + rel));
-    if (listing.opaque) source.reset();
+    const std::optional<uint32_t> source = listing.opaque ? std::nullopt : shown_source;
     std::set<std::string> visible(listing.entries.begin(), listing.entries.end());
     for (const auto& name : listing.entries) RETURN_IF_ERROR(WalkEntry(dirfd, rel, name, source, moved));
     if (source) {
@@ -56,15 +56,9 @@ class ChangeWalker {
     if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return Status::Ok();
     UniqueFd child(openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (child.get() < 0) return Status::FromErrno("open upper dir /" + path);
-    std::optional<uint32_t> child_source;
-    if (auto redirect = format_.Redirect(child.get())) {
-      child_source = image_.LookupPath(std::string_view(*redirect).substr(redirect->starts_with("/") ? 1 : 0));
-      moved = true;
-    } else if (source) {
-      child_source = image_.Lookup(*source, name);
-    }
-    if (child_source && !image_.is_dir(*child_source)) child_source.reset();
-    return WalkDir(child.get(), path, child_source, moved);
+    std::optional<std::string> redirect = format_.Redirect(child.get());
+    std::optional<uint32_t> child_source = image_.LowerDirOf(source, name, redirect);
+    return WalkDir(child.get(), path, child_source, moved || redirect.has_value());
   }
 
   void Add(const std::string& path) { changes_.push_back({image_.LookupPath(path) ? 'C' : 'A', "/" + path}); }

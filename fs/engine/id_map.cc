@@ -21,11 +21,11 @@ Result<IdMap> IdMap::Parse(std::string_view text, std::string_view what) {
   for (size_t start = 0;;) {
     size_t colon = text.find(':', start);
     std::string_view part = text.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
-    uint32_t v;
     if (part.empty() && colon != std::string_view::npos) {  // containers/storage's leading ':'
       start = colon + 1;
       continue;
     }
+    uint32_t v = 0;
     if (!ParseU32(part, &v))
       return Status::Error(EINVAL, std::string(what) + ": \"" + std::string(part) + "\" is not a number (format CONTAINER:HOST:SIZE[:...])");
     numbers.push_back(v);

@@ -427,6 +427,15 @@ std::optional<uint32_t> MergedIndex::LookupPath(std::string_view path) const {
   return cur;
 }
 
+std::optional<uint32_t> MergedIndex::LowerDirOf(std::optional<uint32_t> parent, std::string_view name,
+                                                const std::optional<std::string>& redirect) const {
+  std::optional<uint32_t> found;
+  if (redirect) found = LookupPath(*redirect);
+  else if (parent) found = Lookup(*parent, name);
+  if (found && is_dir(*found)) return found;
+  return std::nullopt;
+}
+
 std::string MergedIndex::Path(uint32_t i) const {
   std::vector<uint32_t> chain;
   for (uint32_t cur = i; cur != kRoot; cur = nodes_[cur].parent) chain.push_back(cur);

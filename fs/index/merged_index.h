@@ -85,6 +85,11 @@ class MergedIndex {
   std::optional<uint32_t> Lookup(uint32_t dir, std::string_view name) const;
   // "a/b/c" (no leading slash); "" or "/" is the root.
   std::optional<uint32_t> LookupPath(std::string_view path) const;
+  // The image directory whose entries show through an upper directory `name` in a directory
+  // showing `parent`: where it was renamed from (`redirect`, "/a/b"), else `name` in `parent`;
+  // none when that is not a directory of the image.
+  std::optional<uint32_t> LowerDirOf(std::optional<uint32_t> parent, std::string_view name,
+                                     const std::optional<std::string>& redirect) const;
   // Relative path from the root ("" for the root).
   std::string Path(uint32_t i) const;
   std::string_view LinkTarget(uint32_t i) const;
