@@ -111,6 +111,7 @@ std::vector<LayerIndex> DeepChain() {
 
 std::vector<const LayerIndex*> Pointers(const std::vector<LayerIndex>& layers) {
   std::vector<const LayerIndex*> out;
+  out.reserve(layers.size());
   for (const auto& l : layers) out.push_back(&l);
   return out;
 }
@@ -161,6 +162,7 @@ void BM_LookupChild(benchmark::State& state) {
     return;
   }
   std::vector<std::string> names;
+  names.reserve(100);
   for (int i = 0; i < 100; ++i) names.push_back(Numbered("file", i) + ".so");
   std::mt19937 rng(state.thread_index());
   for (auto _ : state) benchmark::DoNotOptimize(f.index.Lookup(*dir, names[rng() % names.size()]));

@@ -1,6 +1,8 @@
 #include "tools/table.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 
 namespace layerfs::cli {
@@ -50,12 +52,12 @@ std::string HumanDuration(int64_t seconds) {
   int64_t minutes = seconds / 60;
   if (minutes == 1) return "About a minute";
   if (minutes < 60) return plural(minutes, "minutes");
-  auto hours = static_cast<int64_t>(static_cast<double>(seconds) / 3600.0 + 0.5);
+  int64_t hours = std::llround(static_cast<double>(seconds) / 3600.0);
   if (hours == 1) return "About an hour";
   if (hours < 48) return plural(hours, "hours");
-  if (hours < 24 * 7 * 2) return plural(hours / 24, "days");
-  if (hours < 24 * 30 * 2) return plural(hours / 24 / 7, "weeks");
-  if (hours < 24 * 365 * 2) return plural(hours / 24 / 30, "months");
+  if (hours < int64_t{24} * 7 * 2) return plural(hours / 24, "days");
+  if (hours < int64_t{24} * 30 * 2) return plural(hours / 24 / 7, "weeks");
+  if (hours < int64_t{24} * 365 * 2) return plural(hours / 24 / 30, "months");
   return plural(seconds / 3600 / 24 / 365, "years");
 }
 
@@ -69,10 +71,14 @@ std::optional<std::time_t> ParseRfc3339(std::string_view text) {
     }
   std::time_t t = timegm(&tm);
   if (*rest == 'Z' || *rest == 'z') return t;
+  // A numeric offset: "+HH:MM" or "-HH:MM", nothing after it.
+  std::string_view zone(rest);
   int hh = 0, mm = 0;
-  char sign = 0;
-  if (std::sscanf(rest, "%c%d:%d", &sign, &hh, &mm) != 3 || (sign != '+' && sign != '-')) return std::nullopt;
-  int64_t offset = (hh * 3600 + mm * 60) * (sign == '+' ? 1 : -1);
+  if (zone.size() != 6 || (zone[0] != '+' && zone[0] != '-') || zone[3] != ':') return std::nullopt;
+  if (std::from_chars(zone.data() + 1, zone.data() + 3, hh).ptr != zone.data() + 3 ||
+      std::from_chars(zone.data() + 4, zone.data() + 6, mm).ptr != zone.data() + 6)
+    return std::nullopt;
+  int64_t offset = (int64_t{hh} * 3600 + int64_t{mm} * 60) * (zone[0] == '+' ? 1 : -1);
   return t - offset;
 }
 

@@ -29,7 +29,7 @@ void SyncMount(const std::string& mountpoint) {
   if (fd.get() < 0 || syncfs(fd.get()) != 0) sync();
 }
 
-std::string Trim(std::string s) {
+std::string Trim(const std::string& s) {
   size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }

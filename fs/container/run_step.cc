@@ -235,6 +235,7 @@ Result<int> RunInNamespaces(const ChildPlan& plan) {
 Result<LayerBlob> CommitUpper(const Store& store, const std::vector<Digest>& layers, const std::filesystem::path& upper) {
   ASSIGN_OR_RETURN(MergedIndex index, MergedIndex::LoadOrBuild(store, layers));
   std::vector<std::filesystem::path> trees;
+  trees.reserve(layers.size());
   for (const Digest& d : layers) trees.push_back(store.layer_tree(d));
   ASSIGN_OR_RETURN(BlobWriter writer, BlobStore(store).NewWriter());
   ASSIGN_OR_RETURN(CommittedLayer committed, WriteCommitLayer(upper, index, trees, &writer));

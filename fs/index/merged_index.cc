@@ -396,6 +396,7 @@ Result<MergedIndex> MergedIndex::LoadOrBuild(const Store& store, const std::vect
     indexes.push_back(std::move(index).value());
   }
   std::vector<const LayerIndex*> ptrs;
+  ptrs.reserve(indexes.size());
   for (const auto& i : indexes) ptrs.push_back(&i);
   ASSIGN_OR_RETURN(MergedIndex built, Build(ptrs, chain));
   RETURN_IF_ERROR(built.Write(store, path));

@@ -42,8 +42,8 @@ Digest Sha256::Finish() {
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx_->md, out, &len);
   static const char kHex[] = "0123456789abcdef";
-  std::string hex(len * 2, '0');
-  for (unsigned i = 0; i < len; ++i) {
+  std::string hex(size_t{len} * 2, '0');
+  for (size_t i = 0; i < len; ++i) {
     hex[2 * i] = kHex[out[i] >> 4];
     hex[2 * i + 1] = kHex[out[i] & 15];
   }

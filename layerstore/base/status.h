@@ -70,7 +70,10 @@ class Result {
 // ASSIGN_OR_RETURN(auto x, MakeX()): binds the value or returns the error Status.
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL(LAYERFS_CONCAT(_lfs_res_, __LINE__), lhs, expr)
+// tmp is a name and lhs may be a declaration ("auto x"): neither can be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                          \
   if (!tmp.ok()) return tmp.status();         \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

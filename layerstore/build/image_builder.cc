@@ -393,6 +393,7 @@ struct ImageBuilder::Impl {
   Status Env(const DockerfileInstruction& ins) {
     ASSIGN_OR_RETURN(std::vector<KeyValue> kvs, ParseKeyValues(ins.args, Vars(), df.escape, true, false));
     std::vector<std::string> texts;
+    texts.reserve(kvs.size());
     for (const auto& kv : kvs) texts.push_back(kv.key + "=" + kv.value);
     return MetaStep("ENV " + Join(texts, " "), [&](nlohmann::json& c) {
       for (const auto& kv : kvs) SetEnv(&c["Env"], kv.key, kv.value);
@@ -403,6 +404,7 @@ struct ImageBuilder::Impl {
   Status Label(const DockerfileInstruction& ins) {
     ASSIGN_OR_RETURN(std::vector<KeyValue> kvs, ParseKeyValues(ins.args, Vars(), df.escape, true, false));
     std::vector<std::string> texts;
+    texts.reserve(kvs.size());
     for (const auto& kv : kvs) texts.push_back(kv.key + "=" + kv.value);
     return MetaStep("LABEL " + Join(texts, " "), [&](nlohmann::json& c) {
       if (!c["Labels"].is_object()) c["Labels"] = nlohmann::json::object();

@@ -149,11 +149,11 @@ Status TreeWriter::AddEntry(archive* a, archive_entry* e, const std::string& raw
   ASSIGN_OR_RETURN(std::string dir, ResolveDir(raw_dir));
   std::string path = Join(dir, name);
   ASSIGN_OR_RETURN(LayerEntry entry, EntryFromHeader(e, path));
-  if (name == kOpaqueMarker) return MarkOpaque(dir, std::move(entry));
+  if (name == kOpaqueMarker) return MarkOpaque(dir, entry);
   if (StartsWith(name, kWhiteoutPrefix)) return AddWhiteout(dir, name.substr(kWhiteoutPrefix.size()), std::move(entry));
   if (const char* target = archive_entry_hardlink(e)) {
     ASSIGN_OR_RETURN(int dir_fd, DirFd(dir));
-    return AddHardlink(dir_fd, name, std::move(entry), target);
+    return AddHardlink(dir_fd, name, entry, target);
   }
   mode_t type = archive_entry_filetype(e);
   if (path.empty()) {
@@ -235,7 +235,7 @@ Status TreeWriter::AddSpecial(int dir_fd, const std::string& name, LayerEntry en
   return Status::Ok();
 }
 
-Status TreeWriter::AddHardlink(int dir_fd, const std::string& name, LayerEntry entry, const char* target) {
+Status TreeWriter::AddHardlink(int dir_fd, const std::string& name, const LayerEntry& entry, const char* target) {
   auto tpath = NormalisePath(target);
   if (!tpath.ok()) return tpath.status().WithContext(std::string("hard link target \"") + target + "\"");
   auto [traw_dir, tname] = SplitPath(*tpath);
@@ -272,7 +272,7 @@ Status TreeWriter::AddWhiteout(const std::string& dir, const std::string& name, 
   return Status::Ok();
 }
 
-Status TreeWriter::MarkOpaque(const std::string& dir, LayerEntry marker) {
+Status TreeWriter::MarkOpaque(const std::string& dir, const LayerEntry& marker) {
   if (!dir.empty()) RETURN_IF_ERROR(DirFd(dir).status());
   auto it = by_path_.find(dir);
   if (it != by_path_.end()) {

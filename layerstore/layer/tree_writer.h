@@ -47,9 +47,9 @@ class TreeWriter {
   Status AddRegular(archive* a, int dir_fd, const std::string& name, LayerEntry entry);
   Status AddSymlink(int dir_fd, const std::string& name, LayerEntry entry);
   Status AddSpecial(int dir_fd, const std::string& name, LayerEntry entry);
-  Status AddHardlink(int dir_fd, const std::string& name, LayerEntry entry, const char* target);
+  Status AddHardlink(int dir_fd, const std::string& name, const LayerEntry& entry, const char* target);
   Status AddWhiteout(const std::string& dir, const std::string& name, LayerEntry entry);
-  Status MarkOpaque(const std::string& dir, LayerEntry marker);
+  Status MarkOpaque(const std::string& dir, const LayerEntry& marker);
 
   // The directory `dir` (relative, "" = tree root) as a borrowed fd, creating missing parents.
   Result<int> DirFd(const std::string& dir);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <thread>
 #include <vector>
 
@@ -428,7 +429,8 @@ Status RegistryClient::GetBlobAttempt(Request& req, uint64_t* offset, uint64_t s
       } else {
         auto cr = head.headers.find("content-range");
         uint64_t start = 0;
-        if (cr != head.headers.end()) std::sscanf(cr->second.c_str(), "bytes %lu-", &start);
+        if (cr != head.headers.end() && cr->second.starts_with("bytes "))
+          std::from_chars(cr->second.data() + 6, cr->second.data() + cr->second.size(), start);
         if (start != *offset)
           return Status::Error(EPROTO, "GET " + what + ": asked for bytes from " + std::to_string(*offset) +
                                            ", got from " + std::to_string(start));

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -449,7 +450,10 @@ MountConfig ContainerMountConfig(const fs::path& store_root, const std::vector<D
 
 int EnvInt(const char* name, int fallback) {
   const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : fallback;
+  int value = 0;
+  if (v == nullptr || *v == '\0') return fallback;
+  auto [end, ec] = std::from_chars(v, v + std::strlen(v), value);
+  return ec == std::errc() && *end == '\0' ? value : fallback;
 }
 
 void ForceUnmount(const fs::path& mnt) { umount2(mnt.c_str(), MNT_DETACH); }
@@ -813,7 +817,7 @@ std::vector<Op> RandomOps(uint64_t seed, int count, std::vector<std::string> poo
   Rng rng(seed ^ 0x5eed0f0f5ull);
   std::vector<std::string> dirs{""};
   for (const auto& p : pool)
-    if (p.substr(p.rfind('/') + 1).rfind("d", 0) == 0) dirs.push_back(p);  // generator names dirs d<N>
+    if (p.substr(p.rfind('/') + 1).rfind('d', 0) == 0) dirs.push_back(p);  // generator names dirs d<N>
   int fresh = 0;
   auto existing = [&] { return rng.Pick(pool); };
   auto fresh_name = [&] {

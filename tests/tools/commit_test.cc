@@ -25,7 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using testing::MakeImage;
 using testing::MakeLayer;
-using testing::TestFile;
 
 int RunLayerfs(const std::vector<std::string>& args, std::string* out) {
   std::string cmd = LAYERFS_BINARY;

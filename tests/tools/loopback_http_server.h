@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <cstdio>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -47,8 +49,9 @@ class LoopbackHttpServer {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::listen(fd_, 64);
+    // A server that cannot listen would make every request of the test time out instead.
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 64) != 0)
+      throw std::system_error(errno, std::generic_category(), "loopback test server: bind/listen");
     socklen_t len = sizeof addr;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
@@ -206,7 +209,8 @@ struct FakeRegistry {
       if (faulty && fault == Fault::kServerError) return Reply{503, {}, "busy"};
       if (faulty && fault == Fault::kCorrupt) body[body.size() / 2] ^= 0x55;
       size_t from = 0;
-      if (auto r = req.headers.find("range"); r != req.headers.end()) std::sscanf(r->second.c_str(), "bytes=%zu-", &from);
+      if (auto r = req.headers.find("range"); r != req.headers.end() && r->second.starts_with("bytes="))
+        std::from_chars(r->second.data() + 6, r->second.data() + r->second.size(), from);
       Reply reply{from > 0 ? 206 : 200, {}, body.substr(std::min(from, body.size()))};
       if (from > 0)
         reply.headers.push_back({"Content-Range", "bytes " + std::to_string(from) + "-" + std::to_string(body.size() - 1) +

@@ -22,17 +22,22 @@ TEST(HumanDuration, MatchesDockerWording) {
   EXPECT_EQ(HumanDuration(90), "About a minute");
   EXPECT_EQ(HumanDuration(600), "10 minutes");
   EXPECT_EQ(HumanDuration(3600), "About an hour");
-  EXPECT_EQ(HumanDuration(2 * 3600), "2 hours");
-  EXPECT_EQ(HumanDuration(3 * 86400), "3 days");
-  EXPECT_EQ(HumanDuration(21 * 86400), "3 weeks");
-  EXPECT_EQ(HumanDuration(90 * 86400), "3 months");
-  EXPECT_EQ(HumanDuration(3 * 365 * 86400), "3 years");
+  EXPECT_EQ(HumanDuration(int64_t{2} * 3600), "2 hours");
+  EXPECT_EQ(HumanDuration(int64_t{3} * 86400), "3 days");
+  EXPECT_EQ(HumanDuration(int64_t{21} * 86400), "3 weeks");
+  EXPECT_EQ(HumanDuration(int64_t{90} * 86400), "3 months");
+  EXPECT_EQ(HumanDuration(int64_t{3} * 365 * 86400), "3 years");
 }
 
 TEST(Time, ParsesRfc3339AndPrintsLikeGo) {
   EXPECT_EQ(*ParseRfc3339("1970-01-01T00:01:00Z"), 60);
   EXPECT_EQ(*ParseRfc3339("1970-01-01T01:00:00.123456789+01:00"), 0);
   EXPECT_FALSE(ParseRfc3339("yesterday").has_value());
+  EXPECT_EQ(*ParseRfc3339("1970-01-01T00:00:00-02:30"), 9000);
+  // Offsets are exactly [+-]HH:MM, as RFC 3339 and Go's time.Parse have them.
+  EXPECT_FALSE(ParseRfc3339("1970-01-01T00:00:00+1:00").has_value());
+  EXPECT_FALSE(ParseRfc3339("1970-01-01T00:00:00+01:00junk").has_value());
+  EXPECT_FALSE(ParseRfc3339("1970-01-01T00:00:00+99999999999:00").has_value());
   EXPECT_EQ(CreatedSince("1970-01-01T00:00:00Z", 7200), "N/A");  // zero time
   EXPECT_EQ(CreatedSince("1970-01-01T00:01:00Z", 7260), "2 hours ago");
   EXPECT_EQ(GoTimeString("2024-01-02T03:04:05Z"), "2024-01-02 03:04:05 +0000 UTC");

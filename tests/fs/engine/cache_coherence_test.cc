@@ -26,12 +26,11 @@ namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
-using fstest::ReadAll;
-using fstest::LayerSpec;
-using fstest::SpecEntry;
-using fstest::FileEntry;
 using fstest::DirEntry;
+using fstest::FileEntry;
 using fstest::HardlinkEntry;
+using fstest::LayerSpec;
+using fstest::ReadAll;
 using fstest::WhiteoutEntry;
 
 // Every entry under root as another process sees it: path, type, mode, nlink, owner, size,

@@ -26,13 +26,12 @@ namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
+using fstest::DirEntry;
+using fstest::FileEntry;
+using fstest::HardlinkEntry;
+using fstest::Lstat;
 using fstest::ReadAll;
 using fstest::WriteAll;
-using fstest::Lstat;
-using fstest::SpecEntry;
-using fstest::FileEntry;
-using fstest::DirEntry;
-using fstest::HardlinkEntry;
 
 // One layer: f, d/h and d/sub/h2 are one inode; d/other is not linked.
 class HardlinkCopyUp : public ::testing::Test {

@@ -58,6 +58,7 @@ TEST(InodeTable, ConcurrentLookupsForgetsAndIndexReads) {
   InodeTable table;
   std::atomic<uint64_t> found{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int round = 0; round < 3000; ++round) {

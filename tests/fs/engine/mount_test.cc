@@ -31,16 +31,15 @@ namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
-using fstest::ReadAll;
-using fstest::WriteAll;
-using fstest::Lstat;
-using fstest::LayerSpec;
-using fstest::SpecEntry;
-using fstest::FileEntry;
 using fstest::DirEntry;
-using fstest::SymlinkEntry;
+using fstest::FileEntry;
 using fstest::HardlinkEntry;
+using fstest::LayerSpec;
+using fstest::Lstat;
+using fstest::ReadAll;
+using fstest::SymlinkEntry;
 using fstest::WhiteoutEntry;
+using fstest::WriteAll;
 
 std::set<std::string> List(const stdfs::path& dir) {
   std::set<std::string> out;
@@ -181,10 +180,11 @@ TEST_F(MountTest, CopyUpRaceCopiesOnceAndKeepsEveryWrite) {
   Mount(16);
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
+  threads.reserve(16);
   for (int t = 0; t < 16; ++t) {
     threads.emplace_back([&, t] {
       int fd = ::open((mnt() / "big").c_str(), O_WRONLY);
-      if (fd < 0 || ::pwrite(fd, "0123456789abcdef" + t, 1, t * 4096) != 1) failures++;
+      if (fd < 0 || ::pwrite(fd, "0123456789abcdef" + t, 1, off_t{t} * 4096) != 1) failures++;
       if (fd >= 0) ::close(fd);
     });
   }
@@ -192,7 +192,7 @@ TEST_F(MountTest, CopyUpRaceCopiesOnceAndKeepsEveryWrite) {
   EXPECT_EQ(failures.load(), 0);
   std::string got = ReadAll(mnt() / "big");
   ASSERT_EQ(got.size(), content.size());
-  for (int t = 0; t < 16; ++t) EXPECT_EQ(got[t * 4096], "0123456789abcdef"[t]) << t;
+  for (int t = 0; t < 16; ++t) EXPECT_EQ(got[size_t(t) * 4096], "0123456789abcdef"[t]) << t;
   EXPECT_EQ(got[5], 'x');
   EXPECT_TRUE(List(tmp_.path() / "work").empty());
 }

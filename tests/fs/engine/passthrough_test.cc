@@ -25,11 +25,10 @@ namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
-using fstest::ReadAll;
-using fstest::LayerSpec;
-using fstest::SpecEntry;
-using fstest::FileEntry;
 using fstest::DirEntry;
+using fstest::FileEntry;
+using fstest::LayerSpec;
+using fstest::ReadAll;
 
 std::string Pattern(size_t size, char seed) {
   std::string s(size, '\0');
@@ -198,7 +197,7 @@ TEST_F(PassthroughTest, FallbackPathServesSmallAndLargeReads) {
   ASSERT_GE(fd.get(), 0);
   ASSERT_EQ(::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_RANDOM), 0);  // no readahead: 4 KiB requests
   static char buf[1 << 20];
-  for (size_t off : {size_t{0}, size_t{4096 * 17}, lower_big_.size() - 4096, size_t{1 << 20}}) {
+  for (size_t off : {size_t{0}, size_t{4096} * 17, lower_big_.size() - 4096, size_t{1 << 20}}) {
     for (size_t len : {size_t{4096}, size_t{1 << 20}}) {
       ssize_t n = ::pread(fd.get(), buf, len, static_cast<off_t>(off));
       size_t want = std::min(len, lower_big_.size() - off);

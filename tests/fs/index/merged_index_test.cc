@@ -51,6 +51,7 @@ LayerIndex Layer(std::vector<LayerEntry> entries) {
 
 MergedIndex Merge(const std::vector<LayerIndex>& layers) {
   std::vector<const LayerIndex*> ptrs;
+  ptrs.reserve(layers.size());
   for (const auto& l : layers) ptrs.push_back(&l);
   auto r = MergedIndex::Build(ptrs, Sha256Of("chain"));
   EXPECT_TRUE(r.ok()) << r.status().message();
@@ -222,6 +223,7 @@ TEST(MergedIndex, Merges128LayersAndStaysCompact) {
   std::vector<LayerIndex> layers;
   for (int l = 0; l < 128; ++l) {
     std::vector<LayerEntry> entries;
+    entries.reserve(1000);
     for (int i = 0; i < 1000; ++i)
       entries.push_back(File("d" + std::to_string(i % 10) + "/l" + std::to_string(l) + "_" + std::to_string(i)));
     if (l > 0) entries.push_back(Whiteout("d0/l" + std::to_string(l - 1) + "_0"));

@@ -47,7 +47,7 @@ std::string LowerContent(int f) { return Fill(1000 + f, kLowerSize); }
 // A storm block names its generation in its first bytes, so any generation can be checked.
 std::string StormBlock(int f, size_t block, uint32_t gen) {
   std::string head = "G" + std::to_string(gen) + ":";
-  return head + Fill(f * 100003 + block * 1009 + gen, kBlock - head.size());
+  return head + Fill(size_t(f) * 100003 + block * 1009 + gen, kBlock - head.size());
 }
 std::string NewFileStream(int t, size_t len) { return Fill(50000 + t, len); }
 
@@ -184,6 +184,7 @@ class Crash : public ::testing::Test {
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> writes{0};
     std::vector<std::thread> storm;
+    storm.reserve(kStormThreads);
     for (int t = 0; t < kStormThreads; ++t) storm.emplace_back(Storm, mnt(), t, &stop, &writes);
     while (writes.load() < 400) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     ASSERT_EQ(kill(daemon_, SIGKILL), 0);

@@ -11,8 +11,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <algorithm>
+#include <charconv>
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <string>
@@ -76,8 +77,10 @@ bool IsMounted(const fs::path& dir) {
 std::vector<int> DaemonsOf(const fs::path& dir) {
   std::vector<int> pids;
   for (const auto& e : fs::directory_iterator("/proc")) {
-    int pid = atoi(e.path().filename().c_str());
-    if (pid <= 0) continue;
+    std::string name = e.path().filename().string();
+    int pid = 0;
+    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (ec != std::errc() || end != name.data() + name.size() || pid <= 0) continue;
     std::ifstream in(e.path() / "cmdline");
     std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (cmd.find(dir.string()) != std::string::npos && cmd.find("overlay") != std::string::npos) pids.push_back(pid);
@@ -198,7 +201,7 @@ TEST_F(OverlayMount, ReadsEveryWhiteoutAndOpaqueForm) {
   EXPECT_EQ(st.st_mode & 07777, 0640u);
   char names[256];
   ssize_t n = llistxattr((mnt_ / "priv").c_str(), names, sizeof(names));
-  EXPECT_EQ(std::string(names, n > 0 ? n : 0), std::string("user.keep", 10));
+  EXPECT_EQ(std::string(names, n > 0 ? n : 0), std::string("user.keep\0", 10));
   EXPECT_EQ(fs::read_symlink(mnt_ / "sym"), fs::path("a/keep"));
   ASSERT_EQ(lstat((mnt_ / "dev").c_str(), &st), 0);
   EXPECT_TRUE(S_ISCHR(st.st_mode));

@@ -17,10 +17,10 @@ TestImage SmallImage(const std::string& tag, const std::string& unique = "app") 
 
 class ImageLoadTest : public StoreTest {
  protected:
-  Result<LoadReport> Load(const fs::path& input, LoadOptions options = {}) {
+  Result<LoadReport> Load(const fs::path& input, const LoadOptions& options = {}) {
     return LoadImages(store(), input, options);
   }
-  void ExpectFailsUnchanged(const fs::path& input, const std::string& message_part, LoadOptions options = {}) {
+  void ExpectFailsUnchanged(const fs::path& input, const std::string& message_part, const LoadOptions& options = {}) {
     auto before = StoreListing(store().root());
     auto r = Load(input, options);
     ASSERT_FALSE(r.ok());

@@ -20,7 +20,6 @@ namespace {
 
 using testing::Compression;
 using testing::TarBuilder;
-using testing::TarSpec;
 
 bool IsRoot() { return ::geteuid() == 0; }
 
@@ -335,7 +334,7 @@ TEST_F(UnpackTest, AbsolutePathsStayInsideTheLayer) {
 // root, where an absolute target starts at the root and ".." stops there. The entry is written
 // and indexed at the resolved path; nothing ever lands outside the tree.
 TEST_F(UnpackTest, SymlinkedParentsResolveInsideTheLayer) {
-  auto ok = [&](TarBuilder b) {
+  auto ok = [&](const TarBuilder& b) {
     fs::remove_all(tree());
     fs::create_directories(tree());
     auto r = Unpack(b.Build(Compression::kGzip));

@@ -99,6 +99,7 @@ TEST_F(BlobStoreTest, ConcurrentPutsOfTheSameBlob) {
   Digest want = Sha256Of(data);
   std::vector<std::thread> threads;
   std::vector<Status> results(8);
+  threads.reserve(8);
   for (int i = 0; i < 8; ++i)
     threads.emplace_back([&, i] {
       auto w = blobs_->NewWriter(want);

@@ -1,6 +1,8 @@
 #include "layerstore/store/disk_usage.h"
 
+#include <charconv>
 #include <cstdio>
+#include <cstring>
 
 #include <gtest/gtest.h>
 
@@ -23,9 +25,11 @@ class DiskUsageTest : public StoreTest {
   uint64_t Du() {
     std::string cmd = "du -s --block-size=1 '" + store().root().string() + "'";
     FILE* p = ::popen(cmd.c_str(), "r");
-    unsigned long long bytes = 0;
-    EXPECT_EQ(std::fscanf(p, "%llu", &bytes), 1);
+    char line[64] = {};
+    EXPECT_NE(std::fgets(line, sizeof line, p), nullptr);
     ::pclose(p);
+    uint64_t bytes = 0;
+    EXPECT_EQ(std::from_chars(line, line + std::strlen(line), bytes).ec, std::errc()) << line;
     return bytes;
   }
 };

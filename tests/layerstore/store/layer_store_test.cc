@@ -51,6 +51,7 @@ class LayerStoreTest : public ::testing::Test {
 
 TEST_F(LayerStoreTest, EnsureUnpacksSeveralLayers) {
   std::vector<LayerRequest> reqs;
+  reqs.reserve(5);
   for (int i = 0; i < 5; ++i) reqs.push_back(Put(Layer(i), i % 2 ? Compression::kZstd : Compression::kGzip));
   Status st = layers_->Ensure(reqs);
   ASSERT_TRUE(st.ok()) << st.message();
