@@ -136,7 +136,7 @@ std::vector<ImageRow> ImageRows(std::vector<Image>& images, LayerSizes& sizes, c
       *st = size.status();
       return rows;
     }
-    ImageRow base{"<none>", "<none>", image.manifest_digest.str(), ImageIdText(image.id(), o.no_trunc),
+    ImageRow base{"<none>", "<none>", image.repo_digest().str(), ImageIdText(image.id(), o.no_trunc),
                   CreatedSince(Created(image), now), GoTimeString(Created(image)), HumanSize(*size, 3)};
     if (image.tags.empty() && o.filter.empty()) rows.push_back(base);
     for (const auto& t : image.tags) {

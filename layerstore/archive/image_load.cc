@@ -20,6 +20,7 @@
 #include "layerstore/layer/layer_index.h"
 #include "layerstore/store/layer_store.h"
 #include "layerstore/layer/layer_unpack.h"
+#include "layerstore/oci/oci_conversion.h"
 #include "layerstore/oci/reference.h"
 #include "layerstore/base/remove_tree.h"
 #include "layerstore/store/store_gc.h"
@@ -284,9 +285,9 @@ std::string LayerMediaType(const fs::path& blob) {
   unsigned char magic[4] = {0, 0, 0, 0};
   std::ifstream in(blob, std::ios::binary);
   in.read(reinterpret_cast<char*>(magic), 4);
-  if (magic[0] == 0x1f && magic[1] == 0x8b) return kDockerLayerGzipType;
+  if (magic[0] == 0x1f && magic[1] == 0x8b) return kOciLayerGzipType;
   if (magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd) return kOciLayerZstdType;
-  return "application/vnd.docker.image.rootfs.diff.tar";
+  return kOciLayerTarType;
 }
 
 void AddRef(Candidate* c, const std::string& name) {
@@ -295,8 +296,9 @@ void AddRef(Candidate* c, const std::string& name) {
   if (ref.ok() && ref->digest.empty()) c->refs.push_back(ref->String());
 }
 
-// docker-archive, old layout: manifest.json names config and layer files; we synthesize the
-// Docker schema2 manifest (deterministically, so save then load gives the same digest).
+// docker-archive, old layout: manifest.json names config and layer files; we synthesize an OCI
+// manifest (deterministically, so loading the same archive twice gives the same digest), the
+// form index.json keeps and Docker 25+'s own `docker save` writes.
 Result<std::vector<Candidate>> DockerCandidates(const nlohmann::json& entries, Stager* stager, const std::string& input) {
   std::vector<Candidate> out;
   for (const auto& e : entries) {
@@ -305,7 +307,7 @@ Result<std::vector<Candidate>> DockerCandidates(const nlohmann::json& entries, S
     Candidate c;
     std::string config_rel = e["Config"].get<std::string>();
     ASSIGN_OR_RETURN(Descriptor config, stager->StageUnknown(config_rel, "manifest.json"));
-    config.media_type = kDockerConfigType;
+    config.media_type = kOciConfigType;
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& l : e["Layers"]) {
       if (!l.is_string()) return Status::Error(EINVAL, input + ": manifest.json layer is not a path");
@@ -315,10 +317,10 @@ Result<std::vector<Candidate>> DockerCandidates(const nlohmann::json& entries, S
       layers.push_back(DescriptorJson(layer));
     }
     c.rel_of[config.digest] = config_rel;
-    nlohmann::json manifest = {{"schemaVersion", 2}, {"mediaType", kDockerManifestType},
+    nlohmann::json manifest = {{"schemaVersion", 2}, {"mediaType", kOciManifestType},
                                {"config", DescriptorJson(config)}, {"layers", layers}};
     c.synthesized = manifest.dump();
-    c.manifest = {kDockerManifestType, Sha256Of(c.synthesized), c.synthesized.size(), nlohmann::json(), nlohmann::json()};
+    c.manifest = {kOciManifestType, Sha256Of(c.synthesized), c.synthesized.size(), nlohmann::json(), nlohmann::json()};
     if (e.contains("RepoTags") && e["RepoTags"].is_array())
       for (const auto& t : e["RepoTags"])
         if (t.is_string()) AddRef(&c, t.get<std::string>());
@@ -439,6 +441,32 @@ Status ChooseRef(std::vector<Candidate>* candidates, const std::string& only_ref
   return Status::Ok();
 }
 
+// index.json names an OCI manifest for every image (image_store.h): a Docker schema2 manifest
+// is staged with its OCI conversion, which becomes the image's manifest; the Docker one stays
+// as its source (the digest registries know it by).
+Status StageOciConversion(const std::string& docker_bytes, Stager* stager, Image* image, const std::string& what) {
+  Descriptor docker{kDockerManifestType, image->manifest_digest, docker_bytes.size(), nlohmann::json(), nlohmann::json()};
+  ASSIGN_OR_RETURN(std::string oci, OciManifestFromDocker(docker_bytes, docker.digest, what));
+  image->manifest_digest = Sha256Of(oci);
+  image->manifest_size = oci.size();
+  ASSIGN_OR_RETURN(fs::path ignored, stager->StageBytes(oci, image->manifest_digest));
+  (void)ignored;
+  RETURN_IF_ERROR(ParseManifest(oci, what, image));
+  image->source_manifest = docker;
+  return Status::Ok();
+}
+
+// An OCI manifest that layerfs made from a Docker one (a layerfs save) names it; the archive
+// holds it too unless another tool rewrote the archive, and then the image is just OCI.
+Status StageSourceManifest(const std::string& rel, Stager* stager, Image* image, const std::string& named_by) {
+  auto staged = stager->Stage(rel, image->source_manifest, named_by);
+  if (!staged.ok() && staged.status().code() != ENOENT) return staged.status();
+  std::error_code ec;
+  image->source_manifest.size = staged.ok() ? fs::file_size(*staged, ec) : 0;
+  if (!staged.ok() || ec) image->source_manifest = Descriptor();
+  return Status::Ok();
+}
+
 // Verifies and stages config and layers; parses the image.
 Result<Image> StageImage(Candidate& c, Stager* stager, const std::string& input) {
   std::string what = input + ": manifest " + c.manifest.digest.str();
@@ -455,6 +483,11 @@ Result<Image> StageImage(Candidate& c, Stager* stager, const std::string& input)
   RETURN_IF_ERROR(ParseManifest(bytes, what, &image));
   auto rel = [&](const Digest& d) { return c.rel_of.count(d) ? c.rel_of.at(d) : BlobRel(d); };
   std::string named_by = "manifest " + c.manifest.digest.str();
+  if (image.manifest_media_type == kDockerManifestType) {
+    RETURN_IF_ERROR(StageOciConversion(bytes, stager, &image, what));
+  } else if (!image.source_manifest.digest.empty()) {
+    RETURN_IF_ERROR(StageSourceManifest(rel(image.source_manifest.digest), stager, &image, named_by));
+  }
   ASSIGN_OR_RETURN(fs::path cfile, stager->Stage(rel(image.id()), image.config_descriptor, named_by));
   ASSIGN_OR_RETURN(std::string config, ReadWhole(cfile));
   RETURN_IF_ERROR(ParseConfig(config, input + ": config " + image.id().str(), &image));

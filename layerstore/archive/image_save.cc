@@ -149,9 +149,8 @@ Status WriteArchive(const Store& store, const std::vector<Entry>& entries, TarOu
   RETURN_IF_ERROR(tar->AddDir("blobs/sha256/"));
   std::set<Digest> written;
   for (const auto& e : entries) {
-    std::vector<Digest> digests = {e.image.manifest_digest, e.image.id()};
-    for (const auto& l : e.image.layers) digests.push_back(l.digest);
-    for (const auto& d : digests) {
+    // blobs() includes a kept Docker manifest, so loading the archive keeps the registry digest.
+    for (const auto& d : e.image.blobs()) {
       if (!written.insert(d).second) continue;
       if (!blobs.Has(d)) return Status::Error(ENOENT, "blob " + d.str() + " of image " + e.image.id().str() + " is missing from the store");
       RETURN_IF_ERROR(tar->AddFile(BlobPath(d), blobs.Path(d)));

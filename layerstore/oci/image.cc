@@ -61,6 +61,13 @@ bool PlatformMatches(const nlohmann::json& p, const Platform& want) {
 
 Digest Image::chain_id() const { return ChainId(diff_ids); }
 
+std::vector<Digest> Image::blobs() const {
+  std::vector<Digest> out = {manifest_digest, id()};
+  if (!source_manifest.digest.empty()) out.push_back(source_manifest.digest);
+  for (const auto& l : layers) out.push_back(l.digest);
+  return out;
+}
+
 Digest ChainId(const std::vector<Digest>& diff_ids) {
   if (diff_ids.empty()) return Digest();
   Digest chain = diff_ids[0];
@@ -125,6 +132,16 @@ Status ParseManifest(std::string_view bytes, const std::string& what, Image* ima
   for (const auto& l : *layers) {
     ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(l, what + " layer"));
     image->layers.push_back(std::move(d));
+  }
+  image->source_manifest = Descriptor();
+  auto annotations = doc.find("annotations");
+  if (type == kOciManifestType && annotations != doc.end() && annotations->is_object()) {
+    std::string source = StringField(*annotations, kSourceManifestAnnotation);
+    if (!source.empty()) {
+      auto digest = Digest::Parse(source);
+      if (!digest.ok()) return Bad(what, "bad " + std::string(kSourceManifestAnnotation) + " \"" + source + "\"");
+      image->source_manifest = {kDockerManifestType, *digest, 0, nlohmann::json(), nlohmann::json()};
+    }
   }
   return Status::Ok();
 }
@@ -194,7 +211,7 @@ nlohmann::json InspectJson(const Image& image, uint64_t size) {
     tags.push_back(FamiliarString(t));
     auto ref = ParseReference(t);
     if (ref.ok() && repos.insert(ref->FamiliarName()).second)
-      digests.push_back(ref->FamiliarName() + "@" + image.manifest_digest.str());
+      digests.push_back(ref->FamiliarName() + "@" + image.repo_digest().str());
   }
   nlohmann::json diff_ids = nlohmann::json::array();
   for (const auto& d : image.diff_ids) diff_ids.push_back(d.str());

@@ -1,6 +1,8 @@
 // Image model: OCI / Docker schema2 manifests and image configs, as stored in the blob store.
-// An image is identified by its config digest (Docker's IMAGE ID); its manifest digest is
-// what `images --digests` and `name@sha256:` use.
+// An image is identified by its config digest (Docker's IMAGE ID). index.json names an OCI
+// manifest for every image (docs/docker-media-types.md); an image that arrived with a Docker
+// schema2 manifest also keeps that manifest, and its digest is the one a registry knows, so it
+// is what `images --digests`, `pull` and `push` use (repo_digest()).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,10 @@ inline constexpr const char* kDockerManifestType = "application/vnd.docker.distr
 inline constexpr const char* kDockerListType = "application/vnd.docker.distribution.manifest.list.v2+json";
 inline constexpr const char* kDockerConfigType = "application/vnd.docker.container.image.v1+json";
 inline constexpr const char* kDockerLayerGzipType = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+inline constexpr const char* kDockerLayerTarType = "application/vnd.docker.image.rootfs.diff.tar";
+// On the OCI manifest the store makes from a Docker schema2 manifest: the Docker manifest's
+// digest (its blob stays in the store). Reverse-domain, as the OCI spec asks of annotations.
+inline constexpr const char* kSourceManifestAnnotation = "io.layerfs.source-manifest.digest";
 
 struct Descriptor {
   std::string media_type;
@@ -44,9 +50,12 @@ struct HistoryEntry {
 
 // One image as stored: manifest + config, both parsed, plus the tags that point at it.
 struct Image {
-  Digest manifest_digest;
+  Digest manifest_digest;  // the manifest index.json names
   std::string manifest_media_type;
   uint64_t manifest_size = 0;
+  // The Docker schema2 manifest the image arrived with, when index.json names its OCI
+  // conversion; empty digest otherwise.
+  Descriptor source_manifest;
   Descriptor config_descriptor;
   std::vector<Descriptor> layers;  // blobs, bottom first
   std::vector<Digest> diff_ids;    // from the config, bottom first
@@ -56,6 +65,10 @@ struct Image {
 
   const Digest& id() const { return config_descriptor.digest; }
   Digest chain_id() const;  // chain ID of all layers (empty Digest for zero layers)
+  // The manifest digest a registry knows: the source manifest's if kept, else manifest_digest.
+  const Digest& repo_digest() const { return source_manifest.digest.empty() ? manifest_digest : source_manifest.digest; }
+  // The blobs that hold this image, for GC and disk accounting: manifest(s), config, layers.
+  std::vector<Digest> blobs() const;
 };
 
 // OCI chain IDs: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
@@ -69,7 +82,8 @@ bool IsIndexMediaType(std::string_view media_type);     // OCI index or Docker m
 bool IsManifestMediaType(std::string_view media_type);  // OCI or Docker schema2 manifest
 // Media type of a manifest-ish document: its "mediaType", else inferred from its shape.
 std::string DocumentMediaType(const nlohmann::json& doc);
-// Fills manifest_media_type, config_descriptor and layers from a manifest document.
+// Fills manifest_media_type, config_descriptor and layers from a manifest document, and
+// source_manifest's digest from its kSourceManifestAnnotation (size 0: not checked here).
 Status ParseManifest(std::string_view bytes, const std::string& what, Image* image);
 // Fills diff_ids, history and config from a config document; checks the layer count matches.
 Status ParseConfig(std::string_view bytes, const std::string& what, Image* image);

@@ -60,10 +60,11 @@ bool AllPresent(const Store& store, const Image& image) {
   return true;
 }
 
-// The tag already names this manifest and everything it needs is in the store.
+// The tag already names this manifest (as the registry serves it: a Docker schema2 manifest
+// is stored as its OCI conversion) and everything it needs is in the store.
 bool UpToDate(const Store& store, const Reference& ref, const Digest& manifest_digest) {
   auto have = ImageStore(store).Resolve(ref.String());
-  return have.ok() && have->manifest_digest == manifest_digest && AllPresent(store, *have);
+  return have.ok() && have->repo_digest() == manifest_digest && AllPresent(store, *have);
 }
 
 Status FetchLayers(const Store& store, RegistryClient& client, const std::string& repo,

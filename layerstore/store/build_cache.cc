@@ -59,9 +59,7 @@ struct InUse {
   std::vector<std::vector<Digest>> layer_lists;
 
   void AddImage(const Image& image) {
-    blobs.insert(image.manifest_digest);
-    blobs.insert(image.id());
-    for (const auto& l : image.layers) blobs.insert(l.digest);
+    for (const auto& b : image.blobs()) blobs.insert(b);
     diff_ids.insert(image.diff_ids.begin(), image.diff_ids.end());
     if (!image.diff_ids.empty()) chains.insert(image.chain_id());
     layer_lists.push_back(image.diff_ids);

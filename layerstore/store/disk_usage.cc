@@ -47,11 +47,11 @@ class ItemSizes {
   std::set<std::pair<dev_t, ino_t>> seen_;
 };
 
-// What an image keeps on disk: manifest, config and layer blobs, layer dirs, merged indexes of
-// its chain's prefixes (mounting any prefix builds one).
+// What an image keeps on disk: manifest(s), config and layer blobs, layer dirs, merged indexes
+// of its chain's prefixes (mounting any prefix builds one).
 std::set<fs::path> ItemsOf(const Store& store, const Image& image) {
-  std::set<fs::path> out = {store.blob_path(image.manifest_digest), store.blob_path(image.id())};
-  for (const auto& l : image.layers) out.insert(store.blob_path(l.digest));
+  std::set<fs::path> out;
+  for (const auto& b : image.blobs()) out.insert(store.blob_path(b));
   std::vector<Digest> prefix;
   for (const auto& d : image.diff_ids) {
     out.insert(store.layer_dir(d));

@@ -24,9 +24,7 @@ struct Refs {
   std::set<Digest> chains;  // every prefix of every image's layer chain
 
   void Add(const Image& image) {
-    blobs.insert(image.manifest_digest);
-    blobs.insert(image.id());
-    for (const auto& l : image.layers) blobs.insert(l.digest);
+    for (const auto& b : image.blobs()) blobs.insert(b);
     std::vector<Digest> prefix;
     for (const auto& d : image.diff_ids) {
       layers.insert(d);

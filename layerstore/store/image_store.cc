@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "layerstore/store/blob_store.h"
+#include "layerstore/oci/oci_conversion.h"
 #include "layerstore/oci/reference.h"
 
 namespace layerfs {
@@ -29,12 +30,6 @@ std::string NowRfc3339() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-std::string OciLayerType(const std::string& t) {
-  if (t == kDockerLayerGzipType) return kOciLayerGzipType;
-  if (t == "application/vnd.docker.image.rootfs.diff.tar") return kOciLayerTarType;
-  return t;
 }
 
 nlohmann::json EmptyConfig() {
@@ -74,7 +69,7 @@ nlohmann::json ChildManifest(const Image* base, const ImageStore::ChildSpec& spe
   nlohmann::json layers = nlohmann::json::array();
   if (base) {
     for (Descriptor l : base->layers) {
-      l.media_type = OciLayerType(l.media_type);
+      l.media_type = OciMediaType(l.media_type);
       layers.push_back(DescriptorJson(l));
     }
   }
@@ -152,6 +147,13 @@ Result<Image> ImageStore::LoadImage(const Descriptor& manifest) const {
   image.manifest_digest = manifest.digest;
   image.manifest_size = bytes->size();
   RETURN_IF_ERROR(ParseManifest(*bytes, what, &image));
+  // An OCI manifest copied out of another store may name a Docker manifest this one lacks: then
+  // it is simply an OCI image.
+  if (!image.source_manifest.digest.empty()) {
+    std::error_code ec;
+    image.source_manifest.size = fs::file_size(blobs.Path(image.source_manifest.digest), ec);
+    if (ec) image.source_manifest = Descriptor();
+  }
   auto config = blobs.ReadAll(image.config_descriptor.digest);
   if (!config.ok()) return config.status();
   RETURN_IF_ERROR(ParseConfig(*config, "config " + image.config_descriptor.digest.str(), &image));
@@ -184,7 +186,8 @@ Result<Image> ImageStore::Resolve(std::string_view ref_or_id) const {
     if (ref.ok()) {
       for (auto& image : images) {
         if (!ref->digest.empty()) {
-          if (image.manifest_digest.str() == ref->digest) return std::move(image);
+          if (image.manifest_digest.str() == ref->digest || image.repo_digest().str() == ref->digest)
+            return std::move(image);
           continue;
         }
         if (std::find(image.tags.begin(), image.tags.end(), ref->String()) != image.tags.end())
@@ -212,14 +215,37 @@ Status ImageStore::Add(const Digest& manifest_digest, std::string_view ref) {
   if (!ref.empty()) {
     ASSIGN_OR_RETURN(normalized, NormalizeRef(ref));
   }
-  BlobStore blobs(*store_);
-  ASSIGN_OR_RETURN(std::string bytes, blobs.ReadAll(manifest_digest));
-  ASSIGN_OR_RETURN(nlohmann::json doc, ParseJson(bytes, "manifest " + manifest_digest.str()));
-  Descriptor d{DocumentMediaType(doc), manifest_digest, bytes.size(), nlohmann::json(), nlohmann::json()};
+  ASSIGN_OR_RETURN(Descriptor d, OciDescriptor(manifest_digest));
   ASSIGN_OR_RETURN(StoreLock lock, store_->LockExclusive());
   ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
   PutRecord(&records, d, normalized);
   return WriteRecords(records);
+}
+
+Result<Descriptor> ImageStore::OciDescriptor(const Digest& manifest_digest) const {
+  BlobStore blobs(*store_);
+  std::string what = "manifest " + manifest_digest.str();
+  ASSIGN_OR_RETURN(std::string bytes, blobs.ReadAll(manifest_digest));
+  ASSIGN_OR_RETURN(nlohmann::json doc, ParseJson(bytes, what));
+  std::string type = DocumentMediaType(doc);
+  if (type != kDockerManifestType) return Descriptor{type, manifest_digest, bytes.size(), nlohmann::json(), nlohmann::json()};
+  ASSIGN_OR_RETURN(std::string oci, OciManifestFromDocker(bytes, manifest_digest, what));
+  ASSIGN_OR_RETURN(Digest oci_digest, blobs.PutBytes(oci));
+  return Descriptor{kOciManifestType, oci_digest, oci.size(), nlohmann::json(), nlohmann::json()};
+}
+
+Result<size_t> ImageStore::ConvertDockerRecords() const {
+  ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
+  size_t converted = 0;
+  for (auto& r : records) {
+    if (r.manifest.media_type == kOciManifestType) continue;
+    ASSIGN_OR_RETURN(Descriptor d, OciDescriptor(r.manifest.digest));
+    if (d.digest == r.manifest.digest) continue;
+    r.manifest = d;
+    ++converted;
+  }
+  if (converted > 0) RETURN_IF_ERROR(WriteRecords(records));
+  return converted;
 }
 
 Status ImageStore::Tag(std::string_view source, std::string_view target_ref) {

@@ -1,5 +1,6 @@
 // ImageStore: the images of a store, kept in <root>/index.json (an OCI image index).
-// Every stored image is one manifest descriptor in index.json; a tagged one carries its
+// Every stored image is one OCI manifest descriptor in index.json (a Docker schema2 manifest is
+// kept beside its OCI conversion, oci_conversion.h); a tagged one carries its
 // normalized reference in the "org.opencontainers.image.ref.name" annotation (one descriptor
 // per tag); an untagged (dangling) image keeps a descriptor without it so its blobs stay used.
 // Mutations take the store's exclusive lock and rewrite index.json atomically.
@@ -26,7 +27,8 @@ class ImageStore {
 
   // Records a manifest whose blobs (manifest, config, layers) are all in the blob store,
   // tagged with `ref` (normalized here) or dangling if ref is empty. A tag moving away from
-  // another image leaves that image dangling.
+  // another image leaves that image dangling. A Docker schema2 manifest is recorded as its
+  // OCI conversion (written to the blob store here); the Docker manifest blob stays.
   Status Add(const Digest& manifest_digest, std::string_view ref);
   Status Tag(std::string_view source, std::string_view target_ref);
 
@@ -53,12 +55,19 @@ class ImageStore {
   // Tags `manifest` with ref (empty: keeps it dangling); a tag moving away from another image
   // leaves that image dangling rather than forgetting it.
   static void PutRecord(std::vector<Record>* records, const Descriptor& manifest, const std::string& ref);
+  // Stores written before index.json named only OCI manifests: records every Docker schema2
+  // record as its OCI conversion; returns how many changed. Caller holds the exclusive lock.
+  Result<size_t> ConvertDockerRecords() const;
   // Reads and parses the manifest and config blobs (tags left empty).
   Result<Image> LoadImage(const Descriptor& manifest) const;
   // The normalized ref, or the error for an invalid one.
   static Result<std::string> NormalizeRef(std::string_view ref);
 
  private:
+  // The descriptor index.json gets for a manifest blob: itself, or for a Docker schema2
+  // manifest its OCI conversion, written to the blob store.
+  Result<Descriptor> OciDescriptor(const Digest& manifest_digest) const;
+
   const Store* store_;
 };
 

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "layerstore/store/image_store.h"
 #include "layerstore/store/store_gc.h"
 
 namespace layerfs {
@@ -68,14 +69,18 @@ Status CreateLayout(const Store& s) {
   return Status::Ok();
 }
 
-// Litter in tmp/ belongs to a writer that died (store_gc.h: its pid is gone). Recovery needs
-// the exclusive lock, so it runs only when we can take it without waiting; a failure leaves
-// the litter for the next run.
-void SweepTmp(const Store& s) {
+// Litter in tmp/ belongs to a writer that died (store_gc.h: its pid is gone); a store written
+// before index.json named only OCI manifests still has Docker schema2 records, which skopeo
+// cannot look up (image_store.h). Both need the exclusive lock, so they run only when we can
+// take it without waiting; a failure leaves the work for the next run (readers handle both).
+void SweepTmpAndConvertRecords(const Store& s) {
   fs::path file = s.root() / "lock";
   int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return;
-  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) (void)RecoverInterruptedWrites(s);
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    (void)RecoverInterruptedWrites(s);
+    (void)ImageStore(s).ConvertDockerRecords();
+  }
   ::close(fd);
 }
 
@@ -87,7 +92,7 @@ Result<Store> Store::Open(const fs::path& root) {
   if (ec) return Status::Error(ec.value(), "store root " + root.string() + ": " + ec.message());
   Store s(abs);
   RETURN_IF_ERROR(CreateLayout(s).WithContext("store " + abs.string()));
-  SweepTmp(s);
+  SweepTmpAndConvertRecords(s);
   return s;
 }
 

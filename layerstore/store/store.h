@@ -10,7 +10,7 @@
 //   <root>/lock                                         flock(2) file serialising writers
 //
 // Open() creates the layout if missing and, under the writer lock, sweeps tmp/ litter left by a
-// crashed process. Every write goes to a fresh entry under tmp/ and is renamed into place.
+// crashed process and converts index.json records written with Docker media types. Every write goes to a fresh entry under tmp/ and is renamed into place.
 #pragma once
 
 #include <sys/types.h>
@@ -46,7 +46,8 @@ class StoreLock {
 
 class Store {
  public:
-  // Creates the layout if needed and sweeps tmp/ (only when no other writer holds the lock).
+  // Creates the layout if needed, sweeps tmp/ and converts Docker records (only when no other
+  // writer holds the lock).
   static Result<Store> Open(const fs::path& root);
 
   const fs::path& root() const { return root_; }

@@ -24,9 +24,7 @@ namespace {
 constexpr const char* kJournalName = "published.json";
 
 void AddImage(LiveSet* live, const Image& image) {
-  live->blobs.insert(image.manifest_digest);
-  live->blobs.insert(image.id());
-  for (const auto& l : image.layers) live->blobs.insert(l.digest);
+  for (const auto& b : image.blobs()) live->blobs.insert(b);
   std::vector<Digest> prefix;
   for (const auto& d : image.diff_ids) {
     live->diff_ids.insert(d);

@@ -102,7 +102,8 @@ std::vector<std::pair<std::string, std::string>> OciFiles(const std::vector<Test
     for (const auto& l : img.layers) blob(l.digest, l.blob);
     blob(img.config_digest, img.config);
     blob(img.manifest_digest, img.manifest);
-    Json d = Desc("application/vnd.oci.image.manifest.v1+json", img.manifest_digest, img.manifest.size());
+    // containerd's export names a Docker manifest by its own media type.
+    Json d = Desc(Json::parse(img.manifest)["mediaType"].get<std::string>(), img.manifest_digest, img.manifest.size());
     if (img.tags.empty()) manifests.push_back(d);
     for (const auto& tag : img.tags) {
       d["annotations"] = {{"io.containerd.image.name", FullName(tag)},
@@ -194,6 +195,21 @@ TestImage MakeImage(const std::vector<TestLayer>& layers, const std::vector<std:
   img.manifest = manifest.dump();
   img.manifest_digest = Sha256Of(img.manifest);
   return img;
+}
+
+TestImage AsDockerSchema2(const TestImage& img) {
+  TestImage out = img;
+  Json manifest = Json::parse(img.manifest);
+  manifest["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json";
+  manifest["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json";
+  for (auto& l : out.layers) {
+    if (l.media_type == "application/vnd.oci.image.layer.v1.tar+gzip") l.media_type = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    if (l.media_type == "application/vnd.oci.image.layer.v1.tar") l.media_type = "application/vnd.docker.image.rootfs.diff.tar";
+  }
+  for (size_t i = 0; i < out.layers.size(); ++i) manifest["layers"][i]["mediaType"] = out.layers[i].media_type;
+  out.manifest = manifest.dump();
+  out.manifest_digest = Sha256Of(out.manifest);
+  return out;
 }
 
 void WriteTar(const fs::path& file, const std::vector<std::pair<std::string, std::string>>& entries) {

@@ -54,6 +54,10 @@ struct TestImage {
 TestImage MakeImage(const std::vector<TestLayer>& layers, const std::vector<std::string>& tags,
                     const std::string& created = "2024-01-02T03:04:05Z");
 
+// The same image as a Docker schema2 manifest (what Docker Hub serves and containerd exports):
+// Docker media types for manifest, config and layers; same config and layer blobs.
+TestImage AsDockerSchema2(const TestImage& img);
+
 // An OCI image layout directory; each tagged image gets one index entry per tag with
 // org.opencontainers.image.ref.name = the tag as given (and io.containerd.image.name).
 void WriteOciLayout(const std::filesystem::path& dir, const std::vector<TestImage>& images);

@@ -73,9 +73,40 @@ TEST_F(ImageLoadTest, LoadsDockerArchiveOldLayoutWithUncompressedLayers) {
   auto image = ImageStore(store()).Resolve("busybox:1");
   ASSERT_TRUE(image.ok());
   EXPECT_EQ(image->id(), img.config_digest);
-  EXPECT_EQ(image->manifest_media_type, kDockerManifestType);
-  EXPECT_EQ(image->layers[0].media_type, "application/vnd.docker.image.rootfs.diff.tar");
+  // The archive has no manifest: the one made for it is OCI, as index.json's entries must be.
+  EXPECT_EQ(image->manifest_media_type, kOciManifestType);
+  EXPECT_EQ(image->config_descriptor.media_type, kOciConfigType);
+  EXPECT_EQ(image->layers[0].media_type, kOciLayerTarType);
+  EXPECT_TRUE(image->source_manifest.digest.empty());
   EXPECT_EQ(image->tags.size(), 2u);
+}
+
+// containerd's export (and Docker 25+ on the containerd image store) names a Docker schema2
+// manifest in index.json; the store records its OCI conversion and keeps the Docker manifest.
+TEST_F(ImageLoadTest, DockerSchema2ManifestIsKeptBesideItsOciConversion) {
+  auto docker = AsDockerSchema2(SmallImage("redis:7"));
+  WriteOciArchive(Scratch("containerd.tar"), {docker});
+  auto r = Load(Scratch("containerd.tar"));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ExpectLoaded(docker, "redis:7", /*same_manifest=*/false);
+  auto image = ImageStore(store()).Resolve("redis:7");
+  ASSERT_TRUE(image.ok());
+  EXPECT_EQ(image->manifest_media_type, kOciManifestType);
+  EXPECT_NE(image->manifest_digest, docker.manifest_digest);
+  EXPECT_EQ(image->source_manifest.digest, docker.manifest_digest);
+  EXPECT_EQ(image->source_manifest.size, docker.manifest.size());
+  EXPECT_EQ(image->repo_digest(), docker.manifest_digest);
+  EXPECT_EQ(ReadFile(store().blob_path(docker.manifest_digest)), docker.manifest);
+  EXPECT_EQ(image->layers[0].media_type, kOciLayerGzipType);
+  EXPECT_EQ(ImageStore(store()).Resolve("redis@" + docker.manifest_digest.str())->id(), docker.config_digest);
+  auto records = ImageStore(store()).ReadRecords();
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].manifest.media_type, kOciManifestType);
+  EXPECT_EQ((*records)[0].manifest.digest, image->manifest_digest);
+  auto before = StoreListing(store().root());
+  ASSERT_TRUE(Load(Scratch("containerd.tar")).ok());
+  EXPECT_EQ(StoreListing(store().root()), before);
 }
 
 TEST_F(ImageLoadTest, LoadsDocker25ArchiveKeepingTheManifest) {

@@ -29,6 +29,29 @@ TEST_F(ImageSaveTest, SaveThenLoadGivesTheSameManifestAndBlobs) {
   }
 }
 
+// The archive carries the Docker manifest too, so a store that loads it knows the image by
+// the same registry digest; skopeo reads the OCI manifest index.json names.
+TEST_F(ImageSaveTest, SaveOfADockerSourcedImageKeepsItsRegistryDigest) {
+  auto docker = AsDockerSchema2(MakeImage({MakeLayer({{"a", "1"}})}, {"r/app:4"}));
+  WriteOciArchive(Scratch("in.tar"), {docker});
+  ASSERT_TRUE(LoadImages(store(), Scratch("in.tar"), {}).ok());
+  auto stored = ImageStore(store()).Resolve("r/app:4");
+  ASSERT_TRUE(stored.ok());
+  for (auto format : {SaveFormat::kDockerArchive, SaveFormat::kOciArchive}) {
+    fs::path out = Scratch(format == SaveFormat::kOciArchive ? "oci.tar" : "docker.tar");
+    ASSERT_TRUE(SaveImages(store(), {"r/app:4"}, out, format).ok());
+    auto fresh = Store::Open(Scratch("fresh") / out.filename());
+    ASSERT_TRUE(fresh.ok());
+    auto r = LoadImages(*fresh, out, {});
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    auto image = ImageStore(*fresh).Resolve("r/app:4");
+    ASSERT_TRUE(image.ok());
+    EXPECT_EQ(image->manifest_digest, stored->manifest_digest);
+    EXPECT_EQ(image->manifest_media_type, kOciManifestType);
+    EXPECT_EQ(image->repo_digest(), docker.manifest_digest);
+  }
+}
+
 TEST_F(ImageSaveTest, UnknownImageOrFormatFailsWithoutOutput) {
   EXPECT_EQ(SaveImages(store(), {"nosuch"}, Scratch("o.tar"), SaveFormat::kOciArchive).code(), ENOENT);
   EXPECT_FALSE(fs::exists(Scratch("o.tar")));

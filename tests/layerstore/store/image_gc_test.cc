@@ -43,6 +43,22 @@ TEST_F(ImageGcTest, RemovingAnImageKeepsWhatAnotherUses) {
   EXPECT_EQ(StoreListing(store().root()), empty_);
 }
 
+// An image that came as a Docker schema2 manifest holds two manifest blobs; rmi frees both.
+TEST_F(ImageGcTest, RemovingADockerSourcedImageRemovesBothManifests) {
+  auto docker = AsDockerSchema2(MakeImage({base_, MakeLayer({{"d", "dd"}})}, {"d:1"}));
+  WriteOciArchive(Scratch("d.tar"), {docker});
+  ASSERT_TRUE(LoadImages(store(), Scratch("d.tar"), {}).ok());
+  auto image = ImageStore(store()).Resolve("d:1");
+  ASSERT_TRUE(image.ok());
+  ASSERT_TRUE(fs::exists(store().blob_path(docker.manifest_digest)));
+  ASSERT_TRUE(RemoveImage(store(), "d:1", false).ok());
+  EXPECT_FALSE(fs::exists(store().blob_path(docker.manifest_digest)));
+  EXPECT_FALSE(fs::exists(store().blob_path(image->manifest_digest)));
+  ASSERT_TRUE(RemoveImage(store(), "a:1", false).ok());
+  ASSERT_TRUE(RemoveImage(store(), "b:1", false).ok());
+  EXPECT_EQ(StoreListing(store().root()), empty_);
+}
+
 TEST_F(ImageGcTest, ChainCachesOfDeletedImagesGo) {
   fs::path chain = store().chain_dir(ChainId({base_.diff_id, a_.layers[1].diff_id}));
   fs::path shared = store().chain_dir(ChainId({base_.diff_id}));

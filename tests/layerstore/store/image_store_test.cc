@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "layerstore/store/blob_store.h"
 #include "layerstore/archive/image_load.h"
 #include "tests/layerstore/images_fixture.h"
 
@@ -42,6 +43,58 @@ TEST_F(ImageStoreTest, ResolvesByReferenceIdPrefixAndDigest) {
   EXPECT_EQ(images.Resolve("redis").status().code(), ENOENT);  // :latest is not there
   EXPECT_EQ(images.Resolve("redis").status().message(), "no such image: redis");
   EXPECT_EQ(images.Resolve("Bad:Ref").status().code(), EINVAL);
+}
+
+// What pull does with a Docker schema2 manifest from a registry: its blobs, then Add.
+TEST_F(ImageStoreTest, AddRecordsADockerManifestAsItsOciConversion) {
+  auto docker = AsDockerSchema2(MakeImage({MakeLayer({{"f", "x"}})}, {}));
+  BlobStore blobs(store());
+  ASSERT_TRUE(blobs.PutBytes(docker.config, docker.config_digest).ok());
+  ASSERT_TRUE(blobs.PutBytes(docker.layers[0].blob, docker.layers[0].digest).ok());
+  ASSERT_TRUE(blobs.PutBytes(docker.manifest, docker.manifest_digest).ok());
+  ImageStore images(store());
+  ASSERT_TRUE(images.Add(docker.manifest_digest, "127.0.0.1:5000/app:1").ok());
+  auto records = images.ReadRecords();
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].manifest.media_type, kOciManifestType);
+  auto image = images.Resolve("127.0.0.1:5000/app:1");
+  ASSERT_TRUE(image.ok()) << image.status().message();
+  EXPECT_EQ(image->manifest_digest, (*records)[0].manifest.digest);
+  EXPECT_EQ(image->repo_digest(), docker.manifest_digest);
+  EXPECT_EQ(image->id(), docker.config_digest);
+  auto tagged = images.Tag("127.0.0.1:5000/app:1", "other:1");
+  ASSERT_TRUE(tagged.ok()) << tagged.message();
+  EXPECT_EQ(images.Resolve("other:1")->repo_digest(), docker.manifest_digest);
+}
+
+// A store written before index.json named only OCI manifests: the next Store::Open converts it.
+TEST_F(ImageStoreTest, OpenConvertsDockerRecordsOfAnOlderStore) {
+  auto docker = AsDockerSchema2(MakeImage({MakeLayer({{"f", "x"}})}, {}));
+  BlobStore blobs(store());
+  ASSERT_TRUE(blobs.PutBytes(docker.config, docker.config_digest).ok());
+  ASSERT_TRUE(blobs.PutBytes(docker.layers[0].blob, docker.layers[0].digest).ok());
+  ASSERT_TRUE(blobs.PutBytes(docker.manifest, docker.manifest_digest).ok());
+  Descriptor old{kDockerManifestType, docker.manifest_digest, docker.manifest.size(), nlohmann::json(), nlohmann::json()};
+  ASSERT_TRUE(ImageStore(store()).WriteRecords({{old, "docker.io/library/redis:7"}}).ok());
+  auto old_image = ImageStore(store()).Resolve("redis:7");  // readers take either form
+  ASSERT_TRUE(old_image.ok());
+  EXPECT_EQ(old_image->repo_digest(), docker.manifest_digest);
+
+  auto reopened = Store::Open(store().root());
+  ASSERT_TRUE(reopened.ok());
+  auto records = ImageStore(*reopened).ReadRecords();
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].manifest.media_type, kOciManifestType);
+  EXPECT_EQ((*records)[0].ref, "docker.io/library/redis:7");
+  auto image = ImageStore(*reopened).Resolve("redis:7");
+  ASSERT_TRUE(image.ok());
+  EXPECT_EQ(image->repo_digest(), docker.manifest_digest);
+  EXPECT_EQ(image->id(), docker.config_digest);
+  auto again = ImageStore(*reopened).ConvertDockerRecords();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0u);
 }
 
 TEST_F(ImageStoreTest, TagMovesAndLeavesTheOldImageDangling) {

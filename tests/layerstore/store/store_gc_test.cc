@@ -70,6 +70,18 @@ TEST_F(StoreGcTest, LiveSetHasImagesContainersAndCacheRecords) {
   EXPECT_TRUE(live->chains.count(ChainId({tagged.layers[0].diff_id, tagged.layers[1].diff_id})));
 }
 
+TEST_F(StoreGcTest, LiveSetKeepsTheDockerManifestBesideItsOciConversion) {
+  auto docker = AsDockerSchema2(MakeImage({MakeLayer({{"f", "x"}})}, {"d:1"}));
+  WriteOciArchive(Scratch("d.tar"), {docker});
+  ASSERT_TRUE(LoadImages(store(), Scratch("d.tar"), {}).ok());
+  auto image = ImageStore(store()).Resolve("d:1");
+  ASSERT_TRUE(image.ok());
+  auto live = ComputeLiveSet(store());
+  ASSERT_TRUE(live.ok()) << live.status().message();
+  EXPECT_TRUE(live->blobs.count(image->manifest_digest));
+  EXPECT_TRUE(live->blobs.count(docker.manifest_digest));
+}
+
 TEST_F(StoreGcTest, SweepRemovesOnlyUnreferencedDataOldEnough) {
   auto img = Load("a", "a:1");
   auto orphan = Orphan("orphan");
