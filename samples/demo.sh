@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 layerfs=${1:-$here/../build/tools/layerfs}
-[ -x "$layerfs" ] || { echo "demo.sh: build layerfs first (cmake --preset default && cmake --build build)" >&2; exit 1; }
+[ -x "$layerfs" ] || { echo "demo.sh: build layerfs first (cmake --preset default && cmake --build --preset default --target layerfs)" >&2; exit 1; }
 work=$(mktemp -d /tmp/layerfs-demo.XXXXXX)
 export LAYERFS_ROOT=$work/store
 mnt=$work/rootfs
