@@ -17,6 +17,7 @@
 #include "layerstore/build/dockerignore.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
+#include "layerstore/oci/oci_conversion.h"
 #include "layerstore/oci/reference.h"
 #include "layerstore/base/remove_tree.h"
 #include "layerstore/build/user_db.h"
@@ -67,12 +68,6 @@ std::string ResolvePath(const std::string& base, const std::string& path) {
     i = slash + 1;
   }
   return "/" + Join(parts, "/");
-}
-
-std::string LayerMediaType(const std::string& t) {
-  if (t == kDockerLayerGzipType) return kOciLayerGzipType;
-  if (t == "application/vnd.docker.image.rootfs.diff.tar") return kOciLayerTarType;
-  return t;
 }
 
 nlohmann::json ScratchConfig() {
@@ -353,7 +348,7 @@ struct ImageBuilder::Impl {
     nlohmann::json manifest_layers = nlohmann::json::array();
     if (image)
       for (Descriptor l : image->layers) {
-        l.media_type = LayerMediaType(l.media_type);
+        l.media_type = OciMediaType(l.media_type);
         manifest_layers.push_back(DescriptorJson(l));
       }
     if (layer) manifest_layers.push_back(DescriptorJson(layer->blob));
