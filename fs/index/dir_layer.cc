@@ -30,7 +30,6 @@ namespace {
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 constexpr std::string_view kMetaPrefix = ".wh..wh.";  // aufs/overlay bookkeeping names
-constexpr const char* kOverrideXattr = "user.containers.override_stat";
 
 // An entry with the host identity needed to group hard links once the walk is done.
 struct Walked {
@@ -99,8 +98,12 @@ bool HasXattrWhiteout(const std::vector<std::pair<std::string, std::string>>& xa
   return FindXattr(xattrs, "trusted.overlay.whiteout") || FindXattr(xattrs, "user.overlay.whiteout");
 }
 
+// containers/storage writes user.containers.override_stat; an upper fuse-overlayfs wrote with
+// xattr_permissions=1|2 (force_mask) becomes a lower with its own names: read as it reads them.
 void ApplyOverride(const std::vector<std::pair<std::string, std::string>>& xattrs, LayerEntry* e) {
-  const std::string* v = FindXattr(xattrs, kOverrideXattr);
+  const std::string* v = nullptr;
+  for (const char* key : {UpperFormat::kPrivilegedOverride, UpperFormat::kContainersOverride, UpperFormat::kUserOverride})
+    if (v == nullptr) v = FindXattr(xattrs, key);
   unsigned uid, gid, mode;
   if (v == nullptr || std::sscanf(v->c_str(), "%u:%u:%o", &uid, &gid, &mode) != 3) return;
   e->uid = uid;

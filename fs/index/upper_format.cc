@@ -12,8 +12,6 @@ namespace layerfs {
 
 namespace {
 
-constexpr const char* kOverrideXattr = "user.containers.override_stat";
-
 // name empty: the inode of dirfd itself (which may be an O_PATH fd): getxattr follows the
 // /proc/self/fd magic link to it; l*xattr would address the link.
 std::optional<std::string> GetXattr(int dirfd, const std::string& name, const std::string& key) {
@@ -38,7 +36,7 @@ bool UpperFormat::IsPrivateXattr(std::string_view name) {
   // fuse-overlayfs's own bookkeeping (user.fuseoverlayfs.origin/opaque) in uppers it wrote.
   for (std::string_view p : {"trusted.overlay.", "user.overlay.", "trusted.layerfs.", "user.layerfs.", "user.fuseoverlayfs."})
     if (name.substr(0, p.size()) == p) return true;
-  return name == kOverrideXattr;
+  return name == UpperFormat::kContainersOverride || name == UpperFormat::kPrivilegedOverride;
 }
 
 std::string UpperFormat::FdPath(int dirfd, std::string_view name) {
@@ -135,8 +133,14 @@ void UpperFormat::ClearLinksOnly(int dirfd) const {
   ::removexattr(FdPath(dirfd, "").c_str(), key.c_str());
 }
 
+// With xattr_permissions= only the xattr it names, as fuse-overlayfs reads its upper then (an
+// upper it wrote also holds user.containers.override_stat copied up from a containers/storage
+// lower, which it ignores); otherwise all three, in fuse-overlayfs's order.
 std::optional<StatOverride> UpperFormat::Override(int dirfd, const std::string& name) const {
-  auto v = GetXattr(dirfd, name, kOverrideXattr);
+  std::optional<std::string> v = GetXattr(dirfd, name, override_xattr_);
+  if (std::string_view(override_xattr_) == kContainersOverride)
+    for (const char* key : {kPrivilegedOverride, kUserOverride})
+      if (!v) v = GetXattr(dirfd, name, key);
   if (!v) return std::nullopt;
   StatOverride o;
   if (std::sscanf(v->c_str(), "%u:%u:%o", &o.uid, &o.gid, &o.mode) != 3) return std::nullopt;
@@ -146,7 +150,7 @@ std::optional<StatOverride> UpperFormat::Override(int dirfd, const std::string& 
 int UpperFormat::SetOverride(int dirfd, const std::string& name, const StatOverride& o) const {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%u:%u:0%o", o.uid, o.gid, o.mode);
-  return SetXattr(dirfd, name, kOverrideXattr, buf);
+  return SetXattr(dirfd, name, override_xattr_, buf);
 }
 
 }  // namespace layerfs

@@ -6,7 +6,11 @@
 //   redirect  xattr <ns>.overlay.redirect = "/lower/path" on a renamed lower directory
 //   origin    xattr <ns>.layerfs.origin = merged-index node number (keeps st_ino on copy-up)
 //   links-only xattr <ns>.layerfs.links_only = "y" on a dir copied up only for hard links
-//   override  xattr user.containers.override_stat = "uid:gid:mode" (rootless ownership/mode)
+//   override  xattr user.containers.override_stat = "uid:gid:mode" (rootless ownership/mode);
+//             with fuse-overlayfs's xattr_permissions=1|2 (containers/storage's force_mask)
+//             security.fuseoverlayfs.override_stat / user.fuseoverlayfs.override_stat instead.
+//             All three are read, in fuse-overlayfs's order; a mode without file type bits
+//             (as fuse-overlayfs and containers/storage write it) keeps the type on disk.
 // <ns> is "trusted" as root, "user" otherwise; both are read. These xattrs are private: they
 // never show through the mount. Every function takes a directory fd + name (or "" for the dir).
 #pragma once
@@ -28,8 +32,15 @@ struct StatOverride {
 
 class UpperFormat {
  public:
-  explicit UpperFormat(bool privileged) : privileged_(privileged) {}
+  static constexpr const char* kContainersOverride = "user.containers.override_stat";
+  static constexpr const char* kPrivilegedOverride = "security.fuseoverlayfs.override_stat";  // xattr_permissions=1
+  static constexpr const char* kUserOverride = "user.fuseoverlayfs.override_stat";            // xattr_permissions=2
+
+  // override_xattr: where SetOverride writes (one of the three above).
+  explicit UpperFormat(bool privileged, const char* override_xattr = kContainersOverride)
+      : privileged_(privileged), override_xattr_(override_xattr) {}
   bool privileged() const { return privileged_; }
+  const char* override_xattr() const { return override_xattr_; }
 
   static bool IsWhiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == 0; }
   static bool IsPrivateXattr(std::string_view name);
@@ -63,6 +74,7 @@ class UpperFormat {
   std::optional<std::string> GetPrivate(int dirfd, const std::string& name, const char* suffix) const;
   int SetPrivate(int dirfd, const std::string& name, const char* suffix, const std::string& value) const;
   bool privileged_;
+  const char* override_xattr_;
 };
 
 // Sets a directory's atime/mtime back to `before` (copy-up into it is not a user change).
