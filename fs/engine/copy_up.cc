@@ -129,20 +129,27 @@ class CopyUp {
     return r;
   }
 
-  // Owner before mode (chown clears setuid). Rootless, the host file stays owned by us and
-  // accessible to us (u+rw, dirs u+rwx, so we can still work inside); the recorded owner and
-  // true mode go to the override xattr whenever the host cannot show them.
+  // Owner before mode (chown clears setuid). The copy gets the lower's owner where this mount
+  // keeps owners on files (OwnerStore; root of a user namespace: if it maps the ids). Otherwise
+  // the host file stays owned by us and accessible to us (u+rw, dirs u+rwx, so we can still
+  // work inside), and the recorded owner and true mode go to the override xattr whenever the
+  // host cannot show them (always with force_mask). A symlink keeps what chown could do.
   int SetMetadata() {
     int wfd = fs_->work_fd_;
     bool link = S_ISLNK(n_.mode);
     std::string path = UpperFormat::FdPath(wfd, tmp_);
     uint32_t host_mode = n_.mode & 07777;
-    if (fs_->privileged()) {
-      if (::fchownat(wfd, tmp_.c_str(), n_.uid, n_.gid, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
-    } else if (!link) {
+    OwnerStore store = fs_->owner_store();
+    bool owned = store != OwnerStore::kXattr && ::fchownat(wfd, tmp_.c_str(), n_.uid, n_.gid, AT_SYMLINK_NOFOLLOW) == 0;
+    if (store == OwnerStore::kHost && !owned) return -errno;
+    struct stat made;
+    if (::fstatat(wfd, tmp_.c_str(), &made, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+    bool same_type = (made.st_mode & S_IFMT) == (n_.mode & S_IFMT);  // a device may stand as a file
+    if (!link && !(owned && same_type)) {
       host_mode |= S_ISDIR(n_.mode) ? 0700 : 0600;
       bool plain = S_ISREG(n_.mode) || S_ISDIR(n_.mode);
-      if (n_.uid != ::geteuid() || n_.gid != ::getegid() || !plain || host_mode != (n_.mode & 07777)) {
+      if (n_.uid != made.st_uid || n_.gid != made.st_gid || !plain || host_mode != (n_.mode & 07777) ||
+          fs_->options_.xattr_permissions != 0) {
         int r = fs_->format_.SetOverride(wfd, tmp_, {n_.uid, n_.gid, n_.mode});
         if (r != 0) return r;
       }

@@ -51,6 +51,19 @@ struct LayerFsOptions {
   // fsync/fdatasync/fsyncdir return at once. Faster; a host crash may lose or truncate upper
   // files (as with overlayfs's volatile, which podman passes for every --rm container).
   bool sync_upper = true;
+  // fuse-overlayfs's xattr_permissions= (containers/storage passes it for force_mask): 0 off;
+  // 1 or 2: every owner and mode the container sets lives only in the override xattr
+  // (security.fuseoverlayfs.override_stat / user.fuseoverlayfs.override_stat), the upper's
+  // files keep the daemon as owner and a mode it can use, as fuse-overlayfs does.
+  int xattr_permissions = 0;
+};
+
+// Where the owners and modes a container sets are kept in the upper (fuse-overlayfs's rules).
+enum class OwnerStore {
+  kHost,         // on the upper's files (chown/chmod): host root
+  kHostOrXattr,  // root of a user namespace: on the files where the namespace maps the id,
+                 // else the override xattr (a symlink cannot hold one: chown's answer stands)
+  kXattr,        // only in the override xattr: a plain user, or xattr_permissions= (force_mask)
 };
 
 class LayerFs {
@@ -136,6 +149,7 @@ class LayerFs {
   // Drops the kernel's cached attributes of node (listing: a directory's cached listing too).
   void Invalidate(const Node* node, bool listing);
   bool privileged() const { return format_.privileged(); }
+  OwnerStore owner_store() const { return owner_store_; }
 
   // --- upper side (copy_up.cc, whiteout handling in ops_*)
   int EnsureUpper(const std::shared_ptr<Node>& node);           // copy-up; 0 / -errno
@@ -182,6 +196,7 @@ class LayerFs {
   MergedIndex index_;
   LayerFsOptions options_;
   UpperFormat format_;
+  OwnerStore owner_store_ = OwnerStore::kHost;
   std::vector<int> layer_fds_;
   int upper_fd_ = -1;
   int work_fd_ = -1;

@@ -9,8 +9,31 @@
 
 namespace layerfs {
 
+namespace {
+
+const char* OverrideXattrFor(int xattr_permissions) {
+  switch (xattr_permissions) {
+    case 1: return UpperFormat::kPrivilegedOverride;
+    case 2: return UpperFormat::kUserOverride;
+    default: return UpperFormat::kContainersOverride;
+  }
+}
+
+// euid 0 without host admin: root of a user namespace, which may chown to every id it maps
+// and bypasses permission checks on files owned by them (CAP_CHOWN, CAP_DAC_OVERRIDE there).
+OwnerStore OwnerStoreFor(bool host_admin, int xattr_permissions) {
+  if (xattr_permissions != 0) return OwnerStore::kXattr;
+  if (host_admin) return OwnerStore::kHost;
+  return ::geteuid() == 0 ? OwnerStore::kHostOrXattr : OwnerStore::kXattr;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<LayerFs>> LayerFs::Create(MergedIndex index, const LayerFsOptions& options) {
-  std::unique_ptr<LayerFs> fs(new LayerFs(std::move(index), options, UpperFormat(HasHostAdmin())));
+  bool host_admin = HasHostAdmin();
+  std::unique_ptr<LayerFs> fs(new LayerFs(std::move(index), options,
+                                          UpperFormat(host_admin, OverrideXattrFor(options.xattr_permissions))));
+  fs->owner_store_ = OwnerStoreFor(host_admin, options.xattr_permissions);
   for (const auto& dir : options.layer_dirs) {
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return Status::FromErrno("layer tree " + dir);
@@ -167,11 +190,11 @@ int LayerFs::Attr(Node* node, struct stat* st, int fd) {
   }
   int ufd = node->is_dir ? node->dir_fd.load() : node->file_fd.load();
   if (::fstatat(fd >= 0 ? fd : ufd, "", st, AT_EMPTY_PATH) != 0) return -errno;
-  if (!privileged()) {
+  if (owner_store_ != OwnerStore::kHost) {
     if (auto o = format_.Override(ufd, "")) {
       st->st_uid = o->uid;
       st->st_gid = o->gid;
-      st->st_mode = o->mode;
+      st->st_mode = (o->mode & S_IFMT) != 0 ? o->mode : (st->st_mode & S_IFMT) | (o->mode & 07777);
     }
   }
   st->st_ino = node->lower != kNoLower ? LowerIno(node->lower) : InodeTable::UpperKey(st->st_ino);

@@ -76,25 +76,40 @@ LayerFs::UpperRef LayerFs::RefOf(Node* node) {
 
 namespace {
 
-int ApplyMode(const UpperFormat& format, const LayerFs::UpperRef& ref, mode_t mode, const struct stat& cur) {
-  if (format.privileged()) return ::chmod(ref.path().c_str(), mode & 07777) == 0 ? 0 : -errno;
-  // Rootless: keep the host copy usable by us; the true mode lives in the override xattr.
+// Whether the owner and mode live on the upper's file itself: always as host root; as root of a
+// user namespace unless the entry already keeps them in the override xattr (Attr reads it first).
+bool OnHostFile(const UpperFormat& format, OwnerStore store, const LayerFs::UpperRef& ref) {
+  if (store == OwnerStore::kHost) return true;
+  return store == OwnerStore::kHostOrXattr && !format.Override(ref.fd, "").has_value();
+}
+
+int ApplyMode(const UpperFormat& format, OwnerStore store, const LayerFs::UpperRef& ref, mode_t mode,
+              const struct stat& cur) {
+  if (OnHostFile(format, store, ref)) return ::chmod(ref.path().c_str(), mode & 07777) == 0 ? 0 : -errno;
+  // In the xattr: keep the host copy usable by us; the true mode lives in the override xattr.
   mode_t host = (mode & 07777) | (S_ISDIR(cur.st_mode) ? 0700 : 0600);
   if (::chmod(ref.path().c_str(), host) != 0) return -errno;
   return format.SetOverride(ref.fd, "", {cur.st_uid, cur.st_gid, (cur.st_mode & S_IFMT) | (mode & 07777)});
 }
 
-int ApplyOwner(const UpperFormat& format, const LayerFs::UpperRef& ref, int to_set, const struct stat* attr,
-               const struct stat& cur) {
+// As fuse-overlayfs: a chown on the file where that is how this mount keeps owners; as root of a
+// user namespace, an id the namespace does not map (EINVAL) goes to the override xattr instead,
+// except on a symlink, which cannot hold a user.* xattr: there chown's own answer stands, as in
+// fuse-overlayfs. With xattr_permissions=2 a symlink's chown succeeds without changing it
+// (fuse-overlayfs ignores the EPERM of its xattr there).
+int ApplyOwner(const UpperFormat& format, OwnerStore store, const LayerFs::UpperRef& ref, int to_set,
+               const struct stat* attr, const struct stat& cur) {
   uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
   gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-  if (format.privileged()) {
-    return ::fchownat(ref.fd, "", uid, gid, AT_EMPTY_PATH) == 0 ? 0 : -errno;
+  if (OnHostFile(format, store, ref)) {
+    int r = ::fchownat(ref.fd, "", uid, gid, AT_EMPTY_PATH) == 0 ? 0 : -errno;
+    if (r == 0 || store == OwnerStore::kHost || S_ISLNK(cur.st_mode)) return r;
   }
-  if (S_ISLNK(cur.st_mode)) return -EPERM;
   StatOverride o{(to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : cur.st_uid,
                  (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : cur.st_gid, cur.st_mode};
-  return format.SetOverride(ref.fd, "", o);
+  int r = format.SetOverride(ref.fd, "", o);
+  if (r == -EPERM && S_ISLNK(cur.st_mode) && std::string_view(format.override_xattr()) == UpperFormat::kUserOverride) return 0;
+  return r;
 }
 
 int ApplyTimes(const LayerFs::UpperRef& ref, int to_set, const struct stat* attr) {
@@ -134,10 +149,10 @@ void LayerFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_
   int fd = fi != nullptr ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
   struct stat cur;
   r = Attr(node.get(), &cur, fd);
-  if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) r = ApplyOwner(format_, ref, to_set, attr, cur);
+  if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) r = ApplyOwner(format_, owner_store_, ref, to_set, attr, cur);
   if (r == 0 && (to_set & FUSE_SET_ATTR_MODE)) {
-    if (!privileged()) r = Attr(node.get(), &cur, fd);
-    if (r == 0) r = ApplyMode(format_, ref, attr->st_mode, cur);
+    if (owner_store_ != OwnerStore::kHost) r = Attr(node.get(), &cur, fd);
+    if (r == 0) r = ApplyMode(format_, owner_store_, ref, attr->st_mode, cur);
   }
   if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) r = ApplySize(ref, attr->st_size, fd);
   if (r == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))

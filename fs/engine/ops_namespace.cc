@@ -47,30 +47,34 @@ int LayerFs::NewEntryImpl(fuse_req_t req, const std::shared_ptr<Node>& dir, cons
   return *out ? 0 : -EIO;
 }
 
-// As root the daemon creates as itself: hand the entry to the caller (BSD group semantics of a
-// setgid directory included). Rootless the caller is us; only a mode the host copy must not
-// have (no u+rw) goes to the override xattr.
+// The daemon creates as itself: hand the entry to the caller (BSD group semantics of a setgid
+// directory included), on the file where owners live there (OwnerStore). Root of a user
+// namespace falls back to the override xattr for an id it does not map. In the xattr the host
+// copy stays usable by us (u+rw), and the caller and true mode are recorded unless the host
+// copy already shows them (always with force_mask, as fuse-overlayfs records every entry).
 int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   uid_t uid = ctx->uid;
   gid_t gid = ctx->gid;
   ToStoredOwner(&uid, &gid);
   bool link = S_ISLNK(mode);
-  if (privileged()) {
-    struct stat parent;
-    if (int r = Attr(dir, &parent); r != 0) return r;
-    if (parent.st_mode & S_ISGID) gid = parent.st_gid;
-    if (is_dir && (parent.st_mode & S_ISGID)) mode |= S_ISGID;
-    if (::fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
-    if (!link && ::fchmodat(dirfd, name.c_str(), mode & 07777, 0) != 0) return -errno;
-    return 0;
+  struct stat parent;
+  if (int r = Attr(dir, &parent); r != 0) return r;
+  if (parent.st_mode & S_ISGID) gid = parent.st_gid;
+  if (is_dir && (parent.st_mode & S_ISGID)) mode |= S_ISGID;
+  if (owner_store_ != OwnerStore::kXattr) {
+    if (::fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (!link && ::fchmodat(dirfd, name.c_str(), mode & 07777, 0) != 0) return -errno;
+      return 0;
+    }
+    if (owner_store_ == OwnerStore::kHost) return -errno;
   }
-  if (link) return 0;
+  if (link) return 0;  // keeps the daemon's ids: a symlink cannot hold a user.* xattr
   mode_t host = (mode & 07777) | (is_dir ? 0700 : 0600);
   if (::fchmodat(dirfd, name.c_str(), host, 0) != 0) return -errno;
-  if (host != (mode & 07777) || !(S_ISREG(mode) || S_ISDIR(mode)))
-    return format_.SetOverride(dirfd, name, {uid, gid, mode});
-  return 0;
+  bool host_shows_it = host == (mode & 07777) && (S_ISREG(mode) || S_ISDIR(mode)) && uid == ::geteuid() &&
+                       gid == ::getegid() && options_.xattr_permissions == 0;
+  return host_shows_it ? 0 : format_.SetOverride(dirfd, name, {uid, gid, mode});
 }
 
 // With a 0/0 whiteout in place, RENAME_EXCHANGE swaps atomically (a directory cannot replace a

@@ -109,6 +109,7 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.owners = config.owners;
   options.static_nlink = config.static_nlink;
   options.sync_upper = config.sync_upper;
+  options.xattr_permissions = config.xattr_permissions;
   options.upper_dir = config.upper_dir.string();
   options.work_dir = config.work_dir.string();
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));

@@ -30,6 +30,8 @@ namespace layerfs {
 // |                                       |   fdatasync and fsyncdir return at once (LayerFsOptions)|
 // | fsync=1                               | the default: copy-up and the container's syncs reach   |
 // |                                       |   the upper's disk                                      |
+// | xattr_permissions=0|1|2               | force_mask: owners and modes set in the mount live only |
+// |                                       |   in security.|user.fuseoverlayfs.override_stat          |
 // Anything else is an error.
 
 namespace {
@@ -128,6 +130,11 @@ class Parser {
     if (name == "gidmapping") return AssignMap(option, value, &c_.owners.gids);
     if (name == "fsname") return AssignText(option, value, &c_.fsname);
     if (name == "subtype") return AssignText(option, value, &c_.subtype);
+    if (name == "xattr_permissions") {
+      if (value != "0" && value != "1" && value != "2") return Bad(option, "expects 0, 1 or 2");
+      c_.xattr_permissions = value[0] - '0';
+      return Status::Ok();
+    }
     if (name == "fsync") {
       c_.sync_upper = value != "0";
       if (value == "0" || value == "1") return Status::Ok();

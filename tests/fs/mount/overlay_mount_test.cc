@@ -422,5 +422,66 @@ TEST_F(OverlayMount, OwnerMappingSquashAndStaticNlink) {
   Unmount();
 }
 
+std::string GetX(const fs::path& p, const std::string& name) {
+  char buf[256];
+  ssize_t n = lgetxattr(p.c_str(), name.c_str(), buf, sizeof(buf));
+  return n < 0 ? "" : std::string(buf, n);
+}
+
+// containers/storage's force_mask: fuse-overlayfs's xattr_permissions=2 keeps every owner and
+// mode set in the mount in user.fuseoverlayfs.override_stat; the upper's files stay the
+// daemon's with a mode it can use, and an upper fuse-overlayfs wrote (mode without file type
+// bits) reads the same.
+TEST_F(OverlayMount, ForceMaskKeepsOwnersAndModesInTheOverrideXattr) {
+  fs::path lower = Dir("lower"), upper = Dir("upper"), work = Dir("work");
+  WriteFile(lower / "f", "f", 0644);
+  ASSERT_EQ(chown((lower / "f").c_str(), 5, 5), 0);
+  ASSERT_EQ(symlink("f", (lower / "link").c_str()), 0);
+  WriteFile(upper / "by-fuse-overlayfs", "g", 0600);
+  SetX(upper / "by-fuse-overlayfs", "user.fuseoverlayfs.override_stat", "11:12:640");
+  std::string base = "lowerdir=" + lower.string() + ",upperdir=" + upper.string() + ",workdir=" + work.string();
+  MountOverlay(base + ",xattr_permissions=2");
+  struct stat st;
+  ASSERT_EQ(lchown((mnt_ / "f").c_str(), 7, 8), 0);
+  ASSERT_EQ(chmod((mnt_ / "f").c_str(), 0604), 0);
+  ASSERT_EQ(lstat((mnt_ / "f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFREG | 0604u);
+  EXPECT_EQ(st.st_uid, 7u) << "chmod must keep the owner chown set";
+  EXPECT_EQ(st.st_gid, 8u);
+  ASSERT_EQ(mkdir((mnt_ / "d").c_str(), 0750), 0);
+  ASSERT_EQ(lchown((mnt_ / "d").c_str(), 9, 9), 0);
+  ASSERT_EQ(chmod((mnt_ / "d").c_str(), 0500), 0);
+  ASSERT_EQ(lstat((mnt_ / "d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFDIR | 0500u);
+  EXPECT_EQ(st.st_uid, 9u);
+  // A symlink cannot hold a user.* xattr: fuse-overlayfs ignores the refusal, and so does this.
+  EXPECT_EQ(lchown((mnt_ / "link").c_str(), 3, 3), 0);
+  ASSERT_EQ(lstat((mnt_ / "by-fuse-overlayfs").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFREG | 0640u);
+  EXPECT_EQ(st.st_uid, 11u);
+  EXPECT_EQ(st.st_gid, 12u);
+  Unmount();
+  // On disk: the daemon's files, with the forced usable mask; the truth in the xattr.
+  ASSERT_EQ(lstat((upper / "f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0604u | 0600u);
+  EXPECT_EQ(GetX(upper / "f", "user.fuseoverlayfs.override_stat"), "7:8:0100604");
+  ASSERT_EQ(lstat((upper / "d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(GetX(upper / "d", "user.fuseoverlayfs.override_stat"), "9:9:040500");
+  EXPECT_EQ(GetX(upper / "f", "user.containers.override_stat"), "");
+
+  // xattr_permissions=1: the privileged name only, read and written.
+  MountOverlay(base + ",xattr_permissions=1");
+  ASSERT_EQ(lstat((mnt_ / "d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFDIR | 0700u) << "xattr_permissions=1 reads only security.fuseoverlayfs.override_stat, as fuse-overlayfs";
+  EXPECT_EQ(st.st_uid, 0u);
+  ASSERT_EQ(mkdir((mnt_ / "d1").c_str(), 0711), 0);
+  ASSERT_EQ(lchown((mnt_ / "d1").c_str(), 4, 4), 0);
+  Unmount();
+  EXPECT_EQ(GetX(upper / "d1", "security.fuseoverlayfs.override_stat"), "4:4:040711");
+}
+
 }  // namespace
 }  // namespace layerfs::fstest

@@ -89,6 +89,17 @@ TEST(OverlayOptions, Fsync0AndVolatileTurnUpperSyncOff) {
   EXPECT_TRUE(plain->config.sync_upper);
 }
 
+TEST(OverlayOptions, XattrPermissionsIsForceMask) {
+  for (int n : {0, 1, 2}) {
+    auto o = Parse("lowerdir=/a,xattr_permissions=" + std::to_string(n));
+    ASSERT_TRUE(o.ok()) << o.status().message();
+    EXPECT_EQ(o->config.xattr_permissions, n);
+  }
+  auto plain = Parse("lowerdir=/a");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->config.xattr_permissions, 0);
+}
+
 TEST(OverlayOptions, SelinuxContextIgnoredWithoutSelinux) {
   if (access("/sys/fs/selinux/enforce", F_OK) == 0) GTEST_SKIP() << "SELinux is on here";
   // containers/storage quotes the label; the comma inside it does not split the option.
@@ -125,6 +136,8 @@ TEST(OverlayOptions, BadOptionsAreOneClearError) {
       {"lowerdir=/a,gidmapping=0:1:10:5:100:1", "overlaps"},
       {"lowerdir=/a,uidmapping=0:a:1", "\"a\" is not a number"},
       {"lowerdir=/a,fsync=2", "option fsync=2: expects 0 or 1"},
+      {"lowerdir=/a,xattr_permissions=3", "option xattr_permissions=3: expects 0, 1 or 2"},
+      {"lowerdir=/a,xattr_permissions=", "option xattr_permissions=: expects 0, 1 or 2"},
       {"lowerdir=/a,fsname=", "option fsname=: empty"},
   };
   for (const auto& c : cases) {
