@@ -301,7 +301,7 @@ Result<LayerIndex> DirLayer::Walk(const std::filesystem::path& dir) {
 
 namespace {
 
-Result<MergedIndex> WalkAndMerge(const std::vector<std::filesystem::path>& lowers) {
+Result<MergedIndex> WalkAndMerge(const std::vector<std::filesystem::path>& lowers, const DirLayer::EntryFix& fix) {
   std::vector<Result<LayerIndex>> indexes(lowers.size(), Status::Error(EINVAL, "not walked"));
   // The walk waits on the disk more than it computes (cold caches: an inode read per entry),
   // so it runs on more threads than cores to keep many reads in flight.
@@ -312,16 +312,18 @@ Result<MergedIndex> WalkAndMerge(const std::vector<std::filesystem::path>& lower
     tbb::parallel_for(size_t{0}, lowers.size(), [&](size_t i) { indexes[i] = DirLayer::Walk(lowers[i]); });
   });
   std::vector<const LayerIndex*> layers;
-  for (const auto& index : indexes) {
-    if (!index.ok()) return index.status();
-    layers.push_back(&*index);
+  for (size_t i = 0; i < indexes.size(); ++i) {
+    if (!indexes[i].ok()) return indexes[i].status();
+    if (fix)
+      for (LayerEntry& e : indexes[i]->entries()) fix(i, &e);
+    layers.push_back(&*indexes[i]);
   }
   return MergedIndex::Build(layers, DirLayer::ChainId(lowers));
 }
 
 }  // namespace
 
-Result<MergedIndex> DirLayer::BuildMerged(const std::vector<std::filesystem::path>& lowers) {
+Result<MergedIndex> DirLayer::BuildMerged(const std::vector<std::filesystem::path>& lowers, const EntryFix& fix) {
   if (lowers.empty()) return Status::Error(EINVAL, "no lower directory given");
   if (lowers.size() > 65535) return Status::Error(EINVAL, "too many lower directories (at most 65535)");
   // The walk's per-entry strings die once merged; every container runs a daemon of its own, so
@@ -329,7 +331,7 @@ Result<MergedIndex> DirLayer::BuildMerged(const std::vector<std::filesystem::pat
   // with their memory in one free top chunk that only a free() beyond the trim threshold
   // shrinks, and glibc raises that threshold as large blocks come and go: fix it at 1 MiB.
   ::mallopt(M_TRIM_THRESHOLD, 1 << 20);
-  Result<MergedIndex> merged = WalkAndMerge(lowers);
+  Result<MergedIndex> merged = WalkAndMerge(lowers, fix);
   ::malloc_trim(0);
   return merged;
 }

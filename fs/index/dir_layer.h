@@ -18,6 +18,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <vector>
 
 #include "fs/index/merged_index.h"
@@ -31,8 +32,10 @@ class DirLayer {
  public:
   // The index of one lower directory; "<dir>: <why>" when it cannot be read.
   static Result<LayerIndex> Walk(const std::filesystem::path& dir);
+  // Changes an entry of lower `layer` (bottom first) after the walk, before the merge.
+  using EntryFix = std::function<void(size_t layer, LayerEntry* entry)>;
   // Walks the lowers (bottom first) in parallel and merges them.
-  static Result<MergedIndex> BuildMerged(const std::vector<std::filesystem::path>& lowers);
+  static Result<MergedIndex> BuildMerged(const std::vector<std::filesystem::path>& lowers, const EntryFix& fix = {});
   // sha256 of the absolute lower paths (bottom first): the chain id of a directory stack.
   static Digest ChainId(const std::vector<std::filesystem::path>& lowers);
 };

@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "fs/index/dir_layer.h"
@@ -47,6 +50,42 @@ std::string FuseOptions(const MountConfig& c) {
 
 // The merged index and the lower trees of a mount: store layers (cached merged index) or
 // plain directories (walked now).
+// Whether dir lies on an idmapped mount (the kernel lists "idmapped" among the mount's own
+// options in mountinfo): the deepest mount point that contains it decides.
+bool OnIdmappedMount(const std::filesystem::path& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, best_point;
+  bool best_idmapped = false;
+  const std::string path = dir.string() + "/";
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, point, options;
+    if (!(fields >> id >> parent >> devno >> root >> point >> options)) continue;
+    std::string prefix = point == "/" ? "/" : point + "/";
+    if (path.compare(0, prefix.size(), prefix) != 0 || point.size() < best_point.size()) continue;
+    best_point = point;
+    best_idmapped = ("," + options + ",").find(",idmapped,") != std::string::npos;
+  }
+  return best_idmapped;
+}
+
+// podman 4.3 as root, for a --uidmap container, hands the mount program lowers it has already
+// idmapped (containers/storage's overlay/<id>/mapped/N, fixed in later releases) together with
+// uidmapping=/gidmapping=: such a lower shows host ids, which would be mapped a second time
+// (every file 65534). Its ids are taken back to the image's (container) ids through the same
+// mapping, so it reads like any other lower.
+DirLayer::EntryFix UnmapIdmappedLowers(const MountConfig& c, const std::vector<std::filesystem::path>& lowers) {
+  if (c.owners.uids.empty() && c.owners.gids.empty()) return {};
+  std::vector<bool> idmapped;
+  for (const auto& dir : lowers) idmapped.push_back(OnIdmappedMount(dir));
+  if (std::find(idmapped.begin(), idmapped.end(), true) == idmapped.end()) return {};
+  return [idmapped, uids = c.owners.uids, gids = c.owners.gids](size_t layer, LayerEntry* e) {
+    if (!idmapped[layer]) return;
+    e->uid = uids.Stored(e->uid);
+    e->gid = gids.Stored(e->gid);
+  };
+}
+
 Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* layer_dirs) {
   if (!c.lower_dirs.empty()) {
     // Resolved once: containers/storage passes its l/<id> symlinks (often relative to its cwd).
@@ -57,7 +96,7 @@ Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* l
       if (ec) return Status::Error(ec.value(), "lower dir " + d.string() + ": " + ec.message());
       layer_dirs->push_back(resolved.back().string());
     }
-    return DirLayer::BuildMerged(resolved);
+    return DirLayer::BuildMerged(resolved, UnmapIdmappedLowers(c, resolved));
   }
   ASSIGN_OR_RETURN(Store store, Store::Open(c.store_root));
   for (const Digest& d : c.layers) layer_dirs->push_back(store.layer_tree(d).string());
