@@ -2,7 +2,8 @@
 # podman for real on a mount program (issue 7): a private podman store whose overlay driver
 # mounts every container through MOUNT_PROGRAM. Loads a `docker save` archive, runs a container
 # that writes, deletes and renames, commits it, runs the committed image and checks every change,
-# then does it once more on top of the committed layer. Checks that the container roots really are
+# then does it once more on top of the committed layer; a --uidmap container (its ids, chown,
+# commit). Checks that the container roots really are
 # FUSE mounts of type FSTYPE (not kernel overlayfs) and that nothing stays mounted.
 #   Usage: podman_test.sh MOUNT_PROGRAM FSTYPE    e.g. build/tools/layerfs-overlay fuse.layerfs
 # Runs as root, offline (--network=none, local archive). Exit 0 pass, 1 fail, 77 skip (podman or
@@ -187,10 +188,40 @@ readme
 hello2
 app:x:1000:1000::/srv:/bin/sh" "$out"
 
+echo "== --uidmap 0:100000:65536: the image's ids, chown of a file, a dir and a symlink, commit"
+# podman 4.3 on a kernel with idmapped mounts hands the mount program lowers it already
+# idmapped (overlay/<id>/mapped/N) plus uidmapping=: layerfs-overlay must not map them twice.
+out=$(pm run --name mapped "${run_opts[@]}" --uidmap 0:100000:65536 --gidmap 0:100000:65536 localhost/sample:latest /bin/sh -ec '
+  echo x > /root/f
+  chown 1000:1000 /root/f
+  mkdir -p /srv/made
+  chown 7:7 /srv/made
+  ln -s f /root/l
+  chown -h 5:5 /root/l
+  stat -c "%u:%g %n" /etc/passwd /bin/busybox /root/f /srv/made /root/l
+  cat /proc/self/uid_map')
+expect "--uidmap container" "0:0 /etc/passwd
+0:0 /bin/busybox
+1000:1000 /root/f
+7:7 /srv/made
+5:5 /root/l
+         0     100000      65536" "$out"
+pm commit -q mapped localhost/sample:mapped >/dev/null
+mapped_ids='stat -c "%u:%g %n" /etc/passwd /root/f /srv/made /root/l'
+expected_mapped_ids="0:0 /etc/passwd
+1000:1000 /root/f
+7:7 /srv/made
+5:5 /root/l"
+expect "image committed from a --uidmap container" "$expected_mapped_ids" \
+  "$(pm run --rm "${run_opts[@]}" localhost/sample:mapped /bin/sh -c "$mapped_ids")"
+expect "that image under another --uidmap" "$expected_mapped_ids" \
+  "$(pm run --rm "${run_opts[@]}" --uidmap 0:200000:65536 --gidmap 0:200000:65536 localhost/sample:mapped /bin/sh -c "$mapped_ids")"
+if grep -q '/mapped/' "$log"; then echo "   (lowers idmapped by podman, as on this kernel)"; fi
+
 echo "== every mount went through the mount program, and is gone"
 grep -q 'upperdir=' "$log" || fail "the mount program never mounted a container (log: $log)"
 grep -v -q 'upperdir=' "$log" || fail "commit did not mount an image layer read-only through the mount program"
 pm rm -a >/dev/null
 left=$(mounts_under_work | awk '$2 ~ /^fuse/ || $2 == "overlay"')
 [ -z "$left" ] || fail "mounts left after every container was removed: $left"
-echo "PASS: $(wc -l <"$log") mounts by $(basename "$program") ($fstype): run, podman mount, commit, rerun"
+echo "PASS: $(wc -l <"$log") mounts by $(basename "$program") ($fstype): run, podman mount, commit, rerun, --uidmap"
