@@ -8,7 +8,7 @@
 # touched). The same scenario runs once with MOUNT_PROGRAM and once with fuse-overlayfs, each in
 # its own store, and every line the containers print must be the same:
 #   load, run (write, delete, chown of a file, a dir and a symlink), commit, rerun the commit;
-#   --uidmap 0:1:1000 --gidmap 0:1:1000 (ids a container sees, chown of every file type);
+#   --uidmap 0:1:1000 (the ids a container sees, chown of every file type);
 #   --userns=keep-id; a force_mask store (containers/storage passes xattr_permissions=2).
 # Then each program reads the force_mask container the other one wrote (same on-disk format).
 #   Usage: rootless_podman_test.sh MOUNT_PROGRAM FSTYPE   (run as root)
@@ -188,8 +188,8 @@ scenario() {  # scenario STORE
   echo "== commit, rerun"
   pm "$s" commit -q writer localhost/ids:changed >/dev/null
   pm "$s" run --rm "${run_opts[@]}" localhost/ids:changed /bin/sh -c "$report /root/new.txt 2>&1; cat /root/new.txt"
-  echo "== --uidmap 0:1:1000 --gidmap 0:1:1000"
-  pm "$s" run --rm "${run_opts[@]}" --uidmap 0:1:1000 --gidmap 0:1:1000 localhost/ids:latest /bin/sh -c "
+  echo "== --uidmap 0:1:1000"
+  pm "$s" run --rm "${run_opts[@]}" --uidmap 0:1:1000 localhost/ids:latest /bin/sh -c "
     $try
     id
     $report 2>&1; true
