@@ -32,6 +32,7 @@ Options (docs/overlay.md):
   ro rw suid nosuid dev nodev exec noexec sync async dirsync [no]atime [no]diratime relatime ...
   context=/fscontext=/defcontext=/rootcontext=  SELinux labels (ignored when SELinux is off)
   fsync=0, volatile         no fsync at copy-up; the container's fsync calls return at once
+  xattr_permissions=1|2     force_mask: owners/modes set only in security.|user.fuseoverlayfs.override_stat
   noacl                     accepted and ignored (harmless: see docs/overlay.md)
 Anything else is an error.)";
 
