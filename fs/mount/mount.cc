@@ -76,8 +76,8 @@ bool OnIdmappedMount(const std::filesystem::path& dir) {
 // mapping, so it reads like any other lower.
 DirLayer::EntryFix UnmapIdmappedLowers(const MountConfig& c, const std::vector<std::filesystem::path>& lowers) {
   if (c.owners.uids.empty() && c.owners.gids.empty()) return {};
-  std::vector<bool> idmapped;
-  for (const auto& dir : lowers) idmapped.push_back(OnIdmappedMount(dir));
+  std::vector<bool> idmapped(lowers.size());
+  for (size_t i = 0; i < lowers.size(); ++i) idmapped[i] = OnIdmappedMount(lowers[i]);
   if (std::find(idmapped.begin(), idmapped.end(), true) == idmapped.end()) return {};
   return [idmapped, uids = c.owners.uids, gids = c.owners.gids](size_t layer, LayerEntry* e) {
     if (!idmapped[layer]) return;

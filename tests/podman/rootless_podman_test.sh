@@ -245,6 +245,14 @@ write_config layerfs-fm "$program" 0700
 write_config fuse-overlayfs-fm "$(command -v fuse-overlayfs)" 0700
 chown -R "$user:$user" "$work/home"
 
+# This namespace began as a copy of every mount of the host, those of tests running beside this
+# one included (the root podman test's container roots and shm mounts under /tmp). Copies held
+# here, and locked ones in the user namespace rootless podman makes from this one, keep those
+# busy for their owners ("unlinkat .../userdata/shm: device or resource busy" in
+# podman_mount_program): drop them here (propagation is private: the host keeps its own).
+awk '{print $5, $9}' /proc/self/mountinfo | awk 'index($1, "/tmp/") == 1 || index($1, "/var/tmp/") == 1 || $2 ~ /^fuse/ {print $1}' |
+  sort -r | while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
+
 # /dev/fuse as a Debian host has it (mode 0666), in this private namespace only.
 mknod "$work/fuse" c 10 229
 chmod 0666 "$work/fuse"
