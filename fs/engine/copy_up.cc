@@ -151,7 +151,7 @@ class CopyUp {
       if (n_.uid != made.st_uid || n_.gid != made.st_gid || !plain || host_mode != (n_.mode & 07777) ||
           fs_->options_.xattr_permissions != 0) {
         int r = fs_->format_.SetOverride(wfd, tmp_, {n_.uid, n_.gid, n_.mode});
-        if (r != 0) return r;
+        if (r != 0 && !RefusedOnSpecialFile(r, made)) return r;
       }
     }
     if (!link && ::fchmodat(wfd, tmp_.c_str(), host_mode, 0) != 0) return -errno;
@@ -162,7 +162,7 @@ class CopyUp {
     }
     if (!link || fs_->privileged()) {
       int r = fs_->format_.SetOrigin(wfd, tmp_, idx_);
-      if (r != 0 && !link) return r;
+      if (r != 0 && !link && !RefusedOnSpecialFile(r, made)) return r;
     }
     struct timespec times[2] = {{n_.mtime_sec, static_cast<long>(n_.mtime_nsec)},
                                 {n_.mtime_sec, static_cast<long>(n_.mtime_nsec)}};
@@ -172,6 +172,14 @@ class CopyUp {
 
   void Discard() {
     if (::unlinkat(fs_->work_fd_, tmp_.c_str(), 0) != 0) ::unlinkat(fs_->work_fd_, tmp_.c_str(), AT_REMOVEDIR);
+  }
+
+  // The kernel allows user.* xattrs only on regular files and directories: a fifo or socket
+  // copied up without root keeps no origin (its st_ino may change at the next mount) and no
+  // override (it shows the owner chown could give it), as fuse-overlayfs ignores that EPERM;
+  // failing would make the copy-up, and every rename of a directory holding one, fail.
+  bool RefusedOnSpecialFile(int r, const struct stat& made) const {
+    return r == -EPERM && !fs_->privileged() && !S_ISREG(made.st_mode) && !S_ISDIR(made.st_mode);
   }
 
   LayerFs* fs_;
