@@ -3,7 +3,7 @@
 # mounts every container through MOUNT_PROGRAM. Loads a `docker save` archive, runs a container
 # that writes, deletes and renames, commits it, runs the committed image and checks every change,
 # then does it once more on top of the committed layer; a --uidmap container (its ids, chown,
-# commit). Checks that the container roots really are
+# commit); a force_mask store (owners and modes set, commit). Checks that the container roots really are
 # FUSE mounts of type FSTYPE (not kernel overlayfs) and that nothing stays mounted.
 #   Usage: podman_test.sh MOUNT_PROGRAM FSTYPE    e.g. build/tools/layerfs-overlay fuse.layerfs
 # Runs as root, offline (--network=none, local archive). Exit 0 pass, 1 fail, 77 skip (podman or
@@ -64,6 +64,10 @@ export CONTAINERS_REGISTRIES_CONF=$work/registries.conf TMPDIR=$work/tmp
 podman_cmd=(podman --root "$work/root" --runroot "$work/runroot" --runtime runc
   --cgroup-manager=cgroupfs --storage-driver=overlay --storage-opt "overlay.mount_program=$work/mount-program")
 pm() { "${podman_cmd[@]}" "$@"; }
+# A second store with force_mask (containers/storage then passes xattr_permissions=).
+podman_fm_cmd=(podman --root "$work/root-fm" --runroot "$work/runroot-fm" --runtime runc --cgroup-manager=cgroupfs
+  --storage-driver=overlay --storage-opt "overlay.mount_program=$work/mount-program" --storage-opt overlay.force_mask=0700)
+pm_fm() { "${podman_fm_cmd[@]}" "$@"; }
 run_opts=(--network=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 
 mounts_under_work() { awk -v w="$work/" 'index($5, w) == 1 {print $5, $9}' /proc/self/mountinfo; }
@@ -78,6 +82,8 @@ cleanup() {
   fi
   timeout 60 "${podman_cmd[@]}" rm -a -f -t 0 >/dev/null 2>&1 || true
   timeout 60 "${podman_cmd[@]}" rmi -a -f >/dev/null 2>&1 || true
+  timeout 60 "${podman_fm_cmd[@]}" rm -a -f -t 0 >/dev/null 2>&1 || true
+  timeout 60 "${podman_fm_cmd[@]}" rmi -a -f >/dev/null 2>&1 || true
   # Deepest first: container roots, then the private bind mount containers/storage puts on its home.
   mounts_under_work | awk '{print $1}' | sort -r | while read -r mnt; do
     umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
@@ -218,10 +224,27 @@ expect "that image under another --uidmap" "$expected_mapped_ids" \
   "$(pm run --rm "${run_opts[@]}" --uidmap 0:200000:65536 --gidmap 0:200000:65536 localhost/sample:mapped /bin/sh -c "$mapped_ids")"
 if grep -q '/mapped/' "$log"; then echo "   (lowers idmapped by podman, as on this kernel)"; fi
 
+echo "== force_mask store: owners and modes the container sets, commit"
+pm_fm load -q --signature-policy "$work/policy.json" -i "$work/image/sample.tar" >/dev/null
+fm_ids='stat -c "%u:%g %a %n" /etc/passwd /usr/bin/hello /root/f /srv/d'
+expected_fm_ids="0:0 644 /etc/passwd
+0:0 755 /usr/bin/hello
+1000:1000 640 /root/f
+7:7 750 /srv/d"
+expect "force_mask container" "$expected_fm_ids" "$(pm_fm run --name fm "${run_opts[@]}" localhost/sample:latest /bin/sh -ec "
+  echo x > /root/f; chown 1000:1000 /root/f; chmod 640 /root/f
+  mkdir -p /srv/d; chmod 750 /srv/d; chown 7:7 /srv/d
+  $fm_ids")"
+grep -q 'xattr_permissions=' "$log" || fail "containers/storage passed no xattr_permissions= for force_mask"
+pm_fm commit -q fm localhost/sample:fm >/dev/null
+expect "image committed from the force_mask container" "$expected_fm_ids" \
+  "$(pm_fm run --rm "${run_opts[@]}" localhost/sample:fm /bin/sh -c "$fm_ids")"
+pm_fm rm -a >/dev/null
+
 echo "== every mount went through the mount program, and is gone"
 grep -q 'upperdir=' "$log" || fail "the mount program never mounted a container (log: $log)"
 grep -v -q 'upperdir=' "$log" || fail "commit did not mount an image layer read-only through the mount program"
 pm rm -a >/dev/null
 left=$(mounts_under_work | awk '$2 ~ /^fuse/ || $2 == "overlay"')
 [ -z "$left" ] || fail "mounts left after every container was removed: $left"
-echo "PASS: $(wc -l <"$log") mounts by $(basename "$program") ($fstype): run, podman mount, commit, rerun, --uidmap"
+echo "PASS: $(wc -l <"$log") mounts by $(basename "$program") ($fstype): run, podman mount, commit, rerun, --uidmap, force_mask"
