@@ -222,6 +222,7 @@ fifo_scenario() {  # fifo_scenario STORE
 # force_mask: the real owners and modes live in xattrs, files on disk get the mask.
 force_mask_scenario() {  # force_mask_scenario STORE
   local s=$1
+  echo "== force_mask store: run (chmod, chown, mkdir), then the committed image"
   pm "$s" import -q "$work/image/ids-no-fifo.tar" localhost/ids:latest >/dev/null
   # Changes once; a rerun of the container (reread_fm_with) only reports.
   pm "$s" run --name fm "${run_opts[@]}" localhost/ids:latest /bin/sh -ec "
