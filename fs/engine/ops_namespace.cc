@@ -74,7 +74,12 @@ int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string
   if (::fchmodat(dirfd, name.c_str(), host, 0) != 0) return -errno;
   bool host_shows_it = host == (mode & 07777) && (S_ISREG(mode) || S_ISDIR(mode)) && uid == ::geteuid() &&
                        gid == ::getegid() && options_.xattr_permissions == 0;
-  return host_shows_it ? 0 : format_.SetOverride(dirfd, name, {uid, gid, mode});
+  if (host_shows_it) return 0;
+  int r = format_.SetOverride(dirfd, name, {uid, gid, mode});
+  // A fifo or socket cannot hold a user.* xattr: it keeps the daemon's ids (fuse-overlayfs
+  // ignores that refusal too) rather than failing mkfifo.
+  if (r == -EPERM && !privileged() && !S_ISREG(mode) && !S_ISDIR(mode)) return 0;
+  return r;
 }
 
 // With a 0/0 whiteout in place, RENAME_EXCHANGE swaps atomically (a directory cannot replace a
