@@ -15,11 +15,15 @@ struct FileHandle {
   bool lower = false;
   bool passthrough = false;  // bound to the node's backing file: the kernel does the I/O
   std::atomic<int> upper_fd{-1};  // lower handles only: the upper copy, opened on demand
+  // O_DIRECT requests (the open had O_DIRECT, or fcntl(F_SETFL) added it later: each request
+  // says which) use the same file reopened with O_DIRECT, so the backing filesystem applies its
+  // own alignment rules; fd and upper_fd stay buffered for splice and the page cache.
+  std::atomic<int> direct_fd{-1};        // fd reopened with O_DIRECT, on demand
+  std::atomic<int> upper_direct_fd{-1};  // upper_fd reopened with O_DIRECT, on demand
 
   ~FileHandle() {
-    if (fd >= 0) ::close(fd);
-    int u = upper_fd.load();
-    if (u >= 0) ::close(u);
+    for (int f : {fd, upper_fd.load(), direct_fd.load(), upper_direct_fd.load()})
+      if (f >= 0) ::close(f);
   }
   // An fd on the upper copy, or -1 if this handle still reads the lower file.
   int UpperFd() const { return lower ? upper_fd.load(std::memory_order_acquire) : fd; }

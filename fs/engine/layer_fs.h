@@ -161,6 +161,7 @@ class LayerFs {
   int OpenLower(uint32_t idx, int flags) const;                   // fd / -errno
   int OpenUpper(Node* node, int flags);                           // fd / -errno (non-dirs)
   int ReadFd(Node* node, FileHandle* h);
+  int OpenDirect(FileHandle* h, fuse_file_info* fi);  // open/create with O_DIRECT: 0 / -errno
   void Close(fuse_req_t req, Node* node, FileHandle* h);  // release: backing file share, fds
   void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <memory>
 
 #include "fs/engine/file_handle.h"
@@ -30,6 +31,76 @@ void ReadIntoThreadBuffer(fuse_req_t req, int fd, size_t size, off_t off) {
 
 bool WantsWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
 
+// --- O_DIRECT (FileHandle::direct_fd). The kernel sends a request of an O_DIRECT file straight
+// to the daemon (FUSE's direct_IO), and says so in the request's flags. The daemon does that
+// I/O on an O_DIRECT fd of the backing file through a page-aligned buffer, so the backing
+// filesystem itself accepts or refuses the request's offset and length (ext4: EINVAL unless
+// aligned to its logical block size), as it would under kernel overlayfs. Buffered requests
+// never touch any of this.
+
+// fd reopened with O_DIRECT (same access mode and O_APPEND), kept in slot for the handle's
+// life; -errno (EINVAL where the backing filesystem has no O_DIRECT, as its open would say).
+int DirectFd(std::atomic<int>& slot, int fd) {
+  int cached = slot.load(std::memory_order_acquire);
+  if (cached >= 0) return cached;
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return -errno;
+  int dfd = ::open(UpperFormat::FdPath(fd, "").c_str(), (fl & (O_ACCMODE | O_APPEND)) | O_DIRECT | O_CLOEXEC);
+  if (dfd < 0) return -errno;
+  if (!slot.compare_exchange_strong(cached, dfd)) {
+    ::close(dfd);
+    return cached;
+  }
+  return dfd;
+}
+
+// This thread's page-aligned buffer of at least `size` bytes (O_DIRECT wants aligned memory;
+// a page covers every logical block size); nullptr if out of memory.
+char* AlignedBuffer(size_t size) {
+  struct Buffer {
+    void* data = nullptr;
+    size_t capacity = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buf;
+  if (size <= buf.capacity) return static_cast<char*>(buf.data);
+  static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  size_t capacity = (size + page - 1) / page * page;
+  void* data = nullptr;
+  if (::posix_memalign(&data, page, capacity) != 0) return nullptr;
+  std::free(buf.data);
+  buf.data = data;
+  buf.capacity = capacity;
+  return static_cast<char*>(data);
+}
+
+void ReadDirect(fuse_req_t req, std::atomic<int>& slot, int fd, size_t size, off_t off) {
+  int dfd = DirectFd(slot, fd);
+  if (dfd < 0) return (void)fuse_reply_err(req, -dfd);
+  char* buf = AlignedBuffer(size);
+  if (buf == nullptr) return (void)fuse_reply_err(req, ENOMEM);
+  ssize_t n = ::pread(dfd, buf, size, off);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_buf(req, buf, static_cast<size_t>(n));
+}
+
+// The request's data is copied once into the aligned buffer (it arrives at an arbitrary
+// offset of libfuse's request buffer, which O_DIRECT would refuse).
+void WriteDirect(fuse_req_t req, FileHandle* h, fuse_bufvec* in, off_t off) {
+  int dfd = DirectFd(h->direct_fd, h->fd);
+  if (dfd < 0) return (void)fuse_reply_err(req, -dfd);
+  size_t size = fuse_buf_size(in);
+  char* buf = AlignedBuffer(size);
+  if (buf == nullptr) return (void)fuse_reply_err(req, ENOMEM);
+  fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
+  mem.buf[0].mem = buf;
+  ssize_t copied = fuse_buf_copy(&mem, in, static_cast<fuse_buf_copy_flags>(0));
+  if (copied < 0) return (void)fuse_reply_err(req, static_cast<int>(-copied));
+  ssize_t n = ::pwrite(dfd, buf, static_cast<size_t>(copied), off);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
 }  // namespace
 
 int LayerFs::OpenUpper(Node* node, int flags) {
@@ -47,14 +118,16 @@ void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   }
   auto h = std::make_unique<FileHandle>();
+  int backing_flags = fi->flags & ~O_DIRECT;  // O_DIRECT requests use h->direct_fd
   if (node->upper.load(std::memory_order_acquire)) {
-    h->fd = OpenUpper(node.get(), fi->flags);
+    h->fd = OpenUpper(node.get(), backing_flags);
   } else {
-    h->fd = OpenLower(node->lower, fi->flags);
+    h->fd = OpenLower(node->lower, backing_flags);
     h->lower = true;
     fi->keep_cache = 1;
   }
   if (h->fd < 0) return (void)fuse_reply_err(req, -h->fd);
+  if (int r = OpenDirect(h.get(), fi); r != 0) return (void)fuse_reply_err(req, -r);
   if (!passthrough_.Attach(req, node.get(), h.get(), fi)) return RetryOnNewInode(req, node);
   fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_open(req, fi) != 0) Close(req, node.get(), Handle(fi));
@@ -74,6 +147,17 @@ void LayerFs::RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node)
   fuse_reply_err(req, ESTALE);
 }
 
+// An O_DIRECT open fails as the backing filesystem's would (EINVAL without O_DIRECT support).
+// With passthrough, the open still shares the inode's (buffered) backing file, but direct_io
+// routes its reads and writes to the daemon, which does them with O_DIRECT (ReadDirect).
+int LayerFs::OpenDirect(FileHandle* h, fuse_file_info* fi) {
+  if (!(fi->flags & O_DIRECT)) return 0;
+  int dfd = DirectFd(h->direct_fd, h->fd);
+  if (dfd < 0) return dfd;
+  if (passthrough_.enabled()) fi->direct_io = 1;
+  return 0;
+}
+
 void LayerFs::Close(fuse_req_t req, Node* node, FileHandle* h) {
   passthrough_.Detach(req, node, h);
   handles_.Release(h);
@@ -87,11 +171,12 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   int r = NewEntry(req, Shared(parent), name, S_IFREG | (mode & 07777), make, &node);
   if (r != 0) return (void)fuse_reply_err(req, -r);
   auto h = std::make_unique<FileHandle>();
-  h->fd = OpenUpper(node.get(), fi->flags & ~O_TRUNC);
+  h->fd = OpenUpper(node.get(), fi->flags & ~(O_TRUNC | O_DIRECT));
   fuse_entry_param e{};
-  if (h->fd < 0 || Attr(node.get(), &e.attr, h->fd) != 0) {
+  r = h->fd < 0 ? h->fd : OpenDirect(h.get(), fi);
+  if (r != 0 || Attr(node.get(), &e.attr, h->fd) != 0) {
     table_.Forget(node.get(), 1);
-    return (void)fuse_reply_err(req, h->fd < 0 ? -h->fd : EIO);
+    return (void)fuse_reply_err(req, r != 0 ? -r : EIO);
   }
   Show(&e.attr);
   e.ino = reinterpret_cast<fuse_ino_t>(node.get());
@@ -126,7 +211,9 @@ int LayerFs::ReadFd(Node* node, FileHandle* h) {
 // copy, no user buffer, no allocation per request).
 void LayerFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   passthrough_.CountRead();
-  int fd = ReadFd(ToNode(ino), Handle(fi));
+  FileHandle* h = Handle(fi);
+  int fd = ReadFd(ToNode(ino), h);
+  if (fi->flags & O_DIRECT) return ReadDirect(req, fd == h->fd ? h->direct_fd : h->upper_direct_fd, fd, size, off);
   if (size < kSmallRead) return ReadIntoThreadBuffer(req, fd, size, off);
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -136,6 +223,7 @@ void LayerFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 }
 
 void LayerFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  if (fi->flags & O_DIRECT) return WriteDirect(req, Handle(fi), in, off);
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = Handle(fi)->fd;

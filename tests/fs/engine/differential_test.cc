@@ -8,20 +8,28 @@
 // then both uppers are swapped: kernel overlayfs mounts the upper layerfs wrote and layerfs
 // the kernel's, and each must show the reference tree (the format is shared both ways).
 //
+// Fixed scenarios (ScenarioTest below) then cover what random ops do not reach: O_DIRECT, ...
+// Each is one function of the mount root that records every call's result; it runs on kernel
+// overlayfs and on both layerfs faces over the same lowers, and the records must be equal.
+//
 // Env: LAYERFS_DIFF_SEEDS (default 100), LAYERFS_DIFF_OPS (default 60), LAYERFS_DIFF_SEED_BASE
 // (first seed, default 1). LAYERFS_DIFF_SELFCHECK_SEEDS: seeds for the harness self-check that
 // runs fuse-overlayfs against kernel overlayfs (default 0: off, as fuse-overlayfs 1.10 has its
 // own deviations, e.g. no ".." at the mount root and lchown lost when a symlink is copied up).
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "tests/fs/file_helpers.h"
 #include "tests/fs/fs_harness.h"
 #include "tests/fs/tree_snapshot.h"
 
@@ -36,6 +44,7 @@ enum class Candidate { kLayerfs, kLayerfsOverlay, kFuseOverlayfs };
 class SeedSetup {
  public:
   explicit SeedSetup(uint64_t seed) : seed_(seed), tmp_("layerfs-diff"), layers_(RandomLayers(seed)) {}
+  explicit SeedSetup(std::vector<LayerSpec> layers) : seed_(0), tmp_("layerfs-diff"), layers_(std::move(layers)) {}
 
   Status Prepare(Candidate candidate) {
     for (size_t i = 0; i < layers_.size(); ++i) {
@@ -307,6 +316,171 @@ TEST_F(Differential, HarnessSelfCheckFuseOverlayfs) {
   RunSeeds(Candidate::kFuseOverlayfs, seeds, EnvInt("LAYERFS_DIFF_OPS", 60),
            EnvInt("LAYERFS_DIFF_SEED_BASE", 1));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fixed scenarios
+
+// What a scenario saw, one line per call: "what: ok", "what: 4096" (a byte count) or
+// "what: EINVAL". Equal records on overlayfs and layerfs mean the same calls gave the same results.
+class Record {
+ public:
+  void Rc(const std::string& what, long rc) {
+    lines_ += what + ": " + (rc < 0 ? ErrnoName(errno) : rc == 0 ? "ok" : std::to_string(rc)) + "\n";
+  }
+  void Text(const std::string& what, const std::string& value) { lines_ += what + ": " + value + "\n"; }
+  const std::string& lines() const { return lines_; }
+
+ private:
+  static std::string ErrnoName(int err) {
+    const char* name = strerrorname_np(err);
+    return name ? name : "E" + std::to_string(err);
+  }
+  std::string lines_;
+};
+
+// Page-aligned memory, as O_DIRECT users allocate it (the alignment of user memory is not what
+// the scenarios compare: see docs/upper-format.md).
+class AlignedBuffer {
+ public:
+  explicit AlignedBuffer(size_t size) : size_(size) {
+    if (posix_memalign(&data_, 4096, size) != 0) std::abort();
+    for (size_t i = 0; i < size; ++i) bytes()[i] = static_cast<char>('a' + i % 23);
+  }
+  ~AlignedBuffer() { free(data_); }
+  char* bytes() const { return static_cast<char*>(data_); }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_;
+};
+
+std::string ContentDigest(const fs::path& p) {
+  std::string bytes = ReadAll(p);
+  return std::to_string(bytes.size()) + " bytes, hash " + std::to_string(std::hash<std::string>{}(bytes));
+}
+
+// The lowers every scenario starts from (bottom first).
+std::vector<LayerSpec> ScenarioLayers() {
+  std::string image(64 * 1024 + 1000, '\0');  // not a multiple of any block size
+  for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<char>(i * 31 % 251);
+  return {
+      {DirEntry("d"), FileEntry("d/image", image), FileEntry("d/small", "lower small file\n")},
+      {DirEntry("e"), FileEntry("e/notes", "second layer\n", 0640)},
+  };
+}
+
+// O_DIRECT as ext4 under overlayfs answers it: aligned offsets and lengths work on new, lower
+// (read) and copied-up files; misaligned ones fail with EINVAL; reads stop at EOF; O_DIRECT
+// O_DIRECT set and cleared with fcntl(F_SETFL) is DirectIoSetByFcntlScenario.
+std::string DirectIoScenario(const fs::path& root) {
+  Record r;
+  AlignedBuffer buf(64 * 1024);
+  int fd = open((root / "new").c_str(), O_CREAT | O_RDWR | O_DIRECT, 0644);
+  r.Rc("create O_DIRECT", fd < 0 ? -1 : 0);
+  r.Rc("write 4096 at 0", pwrite(fd, buf.bytes(), 4096, 0));
+  r.Rc("write 512 at 4096", pwrite(fd, buf.bytes(), 512, 4096));
+  r.Rc("write 4096 at 100", pwrite(fd, buf.bytes(), 4096, 100));
+  r.Rc("write 100 at 0", pwrite(fd, buf.bytes(), 100, 0));
+  r.Rc("read 8192 at 0", pread(fd, buf.bytes(), 8192, 0));
+  r.Rc("read 512 at 4096", pread(fd, buf.bytes(), 512, 4096));
+  r.Rc("read 512 at 10", pread(fd, buf.bytes(), 512, 10));
+  close(fd);
+  r.Text("new after direct writes", ContentDigest(root / "new"));
+
+  fd = open((root / "d/image").c_str(), O_RDONLY | O_DIRECT);
+  r.Rc("open lower O_DIRECT", fd < 0 ? -1 : 0);
+  r.Rc("lower read 4096 at 0", pread(fd, buf.bytes(), 4096, 0));
+  r.Text("lower bytes", std::to_string(std::hash<std::string>{}(std::string(buf.bytes(), 4096))));
+  r.Rc("lower read 4096 at 1", pread(fd, buf.bytes(), 4096, 1));
+  r.Rc("lower read 8192 at 61440 (past EOF)", pread(fd, buf.bytes(), 8192, 61440));
+  close(fd);
+
+  fd = open((root / "d/image").c_str(), O_RDWR | O_DIRECT);  // copies up
+  r.Rc("open lower O_RDWR|O_DIRECT", fd < 0 ? -1 : 0);
+  for (size_t i = 0; i < 4096; ++i) buf.bytes()[i] = 'Z';
+  r.Rc("copied-up write 4096 at 8192", pwrite(fd, buf.bytes(), 4096, 8192));
+  r.Rc("copied-up write 1000 at 8192", pwrite(fd, buf.bytes(), 1000, 8192));
+  r.Rc("copied-up read 4096 at 8192", pread(fd, buf.bytes(), 4096, 8192));
+  close(fd);
+  r.Text("image after direct writes", ContentDigest(root / "d/image"));
+
+  return r.lines();
+}
+
+// O_DIRECT set and cleared with fcntl(F_SETFL) on an open file takes effect at once.
+std::string DirectIoSetByFcntlScenario(const fs::path& root) {
+  Record r;
+  int fd = open((root / "d/small").c_str(), O_RDWR);
+  r.Rc("buffered write 3 at 1", pwrite(fd, "XYZ", 3, 1));
+  r.Rc("F_SETFL O_DIRECT", fcntl(fd, F_SETFL, O_DIRECT));
+  r.Rc("now-direct write 3 at 1", pwrite(fd, "XYZ", 3, 1));
+  r.Rc("F_SETFL 0", fcntl(fd, F_SETFL, 0));
+  r.Rc("buffered again write 3 at 5", pwrite(fd, "abc", 3, 5));
+  close(fd);
+  r.Text("small after", ContentDigest(root / "d/small"));
+  return r.lines();
+}
+
+struct Scenario {
+  const char* name;
+  std::function<std::string(const fs::path& root)> run;
+  // A known deviation under FUSE passthrough (docs/passthrough.md): the scenario must keep
+  // differing there, so that a fix shows up and the mark goes.
+  bool differs_with_passthrough = false;
+};
+
+void PrintTo(const Scenario& s, std::ostream* os) { *os << s.name; }
+
+const Scenario kScenarios[] = {
+    {"direct_io", DirectIoScenario},
+    // Passthrough: the kernel reads and writes the inode's shared backing file with that file's
+    // own flags; fcntl(F_SETFL) reaches neither it nor the daemon.
+    {"direct_io_set_by_fcntl", DirectIoSetByFcntlScenario, /*differs_with_passthrough=*/true},
+};
+
+// This build serves reads and writes by FUSE passthrough here (fs/engine/passthrough.h: libfuse
+// 3.17, root in the initial user namespace; the kernel of this machine has it).
+bool PassthroughActive() {
+#if LAYERFS_HAVE_PASSTHROUGH
+  const char* off = std::getenv("LAYERFS_PASSTHROUGH");
+  return geteuid() == 0 && !(off && (std::strcmp(off, "off") == 0 || std::strcmp(off, "0") == 0));
+#else
+  return false;
+#endif
+}
+
+class ScenarioTest : public ::testing::TestWithParam<Scenario> {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "kernel overlayfs (the reference) needs root";
+  }
+
+  // The scenario on kernel overlayfs and on `candidate`, each from fresh uppers over the same lowers.
+  void Compare(Candidate candidate) {
+    SeedSetup setup(ScenarioLayers());
+    ASSERT_TRUE(setup.Prepare(candidate).ok());
+    SideDirs ref_dirs(setup.dir(), "overlay"), cand_dirs(setup.dir(), "cand");
+    auto ref = MountKernelOverlay(setup.lowers(), ref_dirs.upper, ref_dirs.work, ref_dirs.mnt);
+    ASSERT_TRUE(ref.ok()) << ref.status().message();
+    auto cand = MountCandidate(candidate, setup, cand_dirs);
+    ASSERT_TRUE(cand.ok()) << cand.status().message();
+    std::string expected = GetParam().run(ref_dirs.mnt);
+    std::string actual = GetParam().run(cand_dirs.mnt);
+    if (GetParam().differs_with_passthrough && PassthroughActive())
+      EXPECT_NE(actual, expected) << "now matches kernel overlayfs with passthrough: drop differs_with_passthrough";
+    else
+      EXPECT_EQ(actual, expected) << CandidateName(candidate) << " differs from kernel overlayfs";
+    EXPECT_TRUE((*cand)->Unmount().ok());
+    EXPECT_TRUE((*ref)->Unmount().ok());
+  }
+};
+
+TEST_P(ScenarioTest, LayerfsMatchesKernelOverlayfs) { Compare(Candidate::kLayerfs); }
+TEST_P(ScenarioTest, LayerfsOverlayMatchesKernelOverlayfs) { Compare(Candidate::kLayerfsOverlay); }
+
+INSTANTIATE_TEST_SUITE_P(Differential, ScenarioTest, ::testing::ValuesIn(kScenarios),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace layerfs::fstest
