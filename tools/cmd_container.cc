@@ -23,7 +23,8 @@ void RegisterMount(CLI::App& app, Cli& cli) {
   cmd->add_option("--name", req->name, "Container name (an existing container is mounted again with its changes)");
   cmd->add_option("-o", req->options,
                   "Mount options: allow_other, default_permissions, debug, threads=N, volatile (no fsync of "
-                  "copy-ups or the container's syncs; after a crash the container is refused, as overlayfs does)")
+                  "copy-ups or the container's syncs; after a crash the container is refused, as overlayfs does), "
+                  "and mount(8)'s own: ro rw nosuid nodev noexec noatime relatime strictatime lazytime sync dirsync ...")
       ->allow_extra_args(false);
   cmd->add_flag("-f,--foreground", req->foreground, "Serve in the foreground until unmounted or interrupted");
   cmd->add_option("args", *args, "IMAGE DIR (DIR alone with --name of an existing container)")->required();

@@ -29,7 +29,8 @@ Options (docs/overlay.md):
   uidmapping=C:H:N[:C:H:N...], gidmapping=...  container:host id ranges for shown/written owners
   static_nlink              directories show st_nlink 1
   allow_other, allow_root, default_permissions, fsname=NAME, subtype=NAME, debug
-  ro rw suid nosuid dev nodev exec noexec sync async dirsync [no]atime [no]diratime relatime ...
+  ro rw suid nosuid dev nodev exec noexec sync async dirsync [no]atime [no]diratime [no]relatime
+  [no]strictatime [no]lazytime: mount(8)'s flags (strictatime, nodiratime, lazytime need root)
   context=/fscontext=/defcontext=/rootcontext=  SELinux labels (ignored when SELinux is off)
   fsync=0, volatile         no fsync at copy-up; the container's fsync calls return at once
   xattr_permissions=1|2     force_mask: owners/modes set only in security.|user.fuseoverlayfs.override_stat

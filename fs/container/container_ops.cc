@@ -52,6 +52,7 @@ Status ApplyOptions(const std::vector<std::string>& options, MountConfig* c) {
       else if (o == "no_default_permissions") c->default_permissions = false;
       else if (o == "debug") c->debug = true;
       else if (o == "volatile") c->sync_upper = false;
+      else if (c->flags.Parse(o)) continue;  // ro, nosuid, noatime, ...: fs/mount/mount_flags.h
       else if (o.rfind("threads=", 0) == 0) c->threads = static_cast<unsigned>(std::atoi(o.c_str() + 8));
       else if (o.rfind("fsname=", 0) == 0) c->fsname = o.substr(7);
       else return Status::Error(EINVAL, "unknown mount option \"" + o + "\"");

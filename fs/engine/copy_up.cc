@@ -67,11 +67,20 @@ std::string LayerFs::NewWorkName() {
   return "#" + std::to_string(::getpid()) + "-" + std::to_string(work_counter_.fetch_add(1));
 }
 
+int OpenatNoAtime(int dirfd, const char* path, int flags) {
+  int fd = ::openat(dirfd, path, flags);
+  if (fd < 0 && errno == EPERM && (flags & O_NOATIME)) fd = ::openat(dirfd, path, flags & ~O_NOATIME);
+  return fd;
+}
+
+// O_NOATIME: a lower file's atime is the image's (the index), whatever reads it; the layer
+// files on the host, shared by every container, need not be written for it either.
 int LayerFs::OpenLower(uint32_t idx, int flags) const {
   const MergedNode& n = index_.node(idx);
   std::string path = index_.Path(idx);
-  int fd = ::openat(layer_fds_[n.layer], path.empty() ? "." : path.c_str(),
-                    (flags & ~(O_CREAT | O_TRUNC | O_APPEND | O_ACCMODE)) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = OpenatNoAtime(layer_fds_[n.layer], path.empty() ? "." : path.c_str(),
+                         (flags & ~(O_CREAT | O_TRUNC | O_APPEND | O_ACCMODE)) | O_RDONLY | O_NOFOLLOW | O_NOATIME |
+                             O_CLOEXEC);
   return fd >= 0 ? fd : -errno;
 }
 

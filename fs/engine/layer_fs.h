@@ -32,6 +32,10 @@ namespace layerfs {
 
 struct FileHandle;
 
+// openat(2); with O_NOATIME in flags where the caller may use it (owner of the file or
+// CAP_FOWNER), without it where not (EPERM), as overlayfs opens its real files.
+int OpenatNoAtime(int dirfd, const char* path, int flags);
+
 struct LayerFsOptions {
   std::vector<std::string> layer_dirs;  // root of each lower layer's tree, bottom first
   std::string upper_dir;                // empty: read-only
@@ -51,6 +55,11 @@ struct LayerFsOptions {
   // fsync/fdatasync/fsyncdir return at once. Faster; a host crash may lose or truncate upper
   // files (as with overlayfs's volatile, which podman passes for every --rm container).
   bool sync_upper = true;
+  // noatime: reads do not move the atime of upper files (overlayfs: touch_atime on the upper
+  // follows the overlay mount's mode). The daemon opens backing files with O_NOATIME then; else
+  // the upper's own filesystem (relatime by default) updates it as the daemon reads.
+  bool noatime = false;
+  bool nodiratime = false;  // noatime or nodiratime: listing an upper directory keeps its atime
   // fuse-overlayfs's xattr_permissions= (containers/storage passes it for force_mask): 0 off;
   // 1 or 2: every owner and mode the container sets lives only in the override xattr
   // (security.fuseoverlayfs.override_stat / user.fuseoverlayfs.override_stat), the upper's

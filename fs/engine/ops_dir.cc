@@ -41,8 +41,10 @@ struct UpperDir {
   std::unordered_set<std::string> whiteouts;
 };
 
-int ReadUpperDir(const UpperFormat& format, int dfd, UpperDir* out) {
-  int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // own offset: readers run in parallel
+// keep_atime: the mount is noatime or nodiratime (LayerFsOptions::nodiratime).
+int ReadUpperDir(const UpperFormat& format, int dfd, bool keep_atime, UpperDir* out) {
+  // own offset: readers run in parallel
+  int fd = OpenatNoAtime(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | (keep_atime ? O_NOATIME : 0));
   if (fd < 0) return -errno;
   DIR* d = ::fdopendir(fd);
   if (d == nullptr) {
@@ -113,7 +115,7 @@ void LayerFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
   UpperDir upper;
   int dfd = node->upper.load(std::memory_order_acquire) ? node->dir_fd.load(std::memory_order_acquire) : -1;
   if (dfd >= 0) {
-    if (int r = ReadUpperDir(format_, dfd, &upper); r != 0) return (void)fuse_reply_err(req, -r);
+    if (int r = ReadUpperDir(format_, dfd, options_.nodiratime, &upper); r != 0) return (void)fuse_reply_err(req, -r);
   }
   DirentBuffer out(req, size);
   auto pos = static_cast<uint64_t>(off);

@@ -38,14 +38,14 @@ bool WantsWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & 
 // aligned to its logical block size), as it would under kernel overlayfs. Buffered requests
 // never touch any of this.
 
-// fd reopened with O_DIRECT (same access mode and O_APPEND), kept in slot for the handle's
+// fd reopened with O_DIRECT (same access mode, O_APPEND and O_NOATIME), kept in slot for the handle's
 // life; -errno (EINVAL where the backing filesystem has no O_DIRECT, as its open would say).
 int DirectFd(std::atomic<int>& slot, int fd) {
   int cached = slot.load(std::memory_order_acquire);
   if (cached >= 0) return cached;
   int fl = ::fcntl(fd, F_GETFL);
   if (fl < 0) return -errno;
-  int dfd = ::open(UpperFormat::FdPath(fd, "").c_str(), (fl & (O_ACCMODE | O_APPEND)) | O_DIRECT | O_CLOEXEC);
+  int dfd = ::open(UpperFormat::FdPath(fd, "").c_str(), (fl & (O_ACCMODE | O_APPEND | O_NOATIME)) | O_DIRECT | O_CLOEXEC);
   if (dfd < 0) return -errno;
   if (!slot.compare_exchange_strong(cached, dfd)) {
     ::close(dfd);
@@ -105,7 +105,9 @@ void WriteDirect(fuse_req_t req, FileHandle* h, fuse_bufvec* in, off_t off) {
 
 int LayerFs::OpenUpper(Node* node, int flags) {
   // O_NOFOLLOW would refuse the /proc magic link itself; the kernel already resolved the name.
-  int fd = ::open(RefOf(node).path().c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC);
+  flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+  if (options_.noatime) flags |= O_NOATIME;  // reads (and exec) keep the atime, as on overlayfs
+  int fd = OpenatNoAtime(AT_FDCWD, RefOf(node).path().c_str(), flags);
   return fd >= 0 ? fd : -errno;
 }
 

@@ -37,19 +37,34 @@ bool IsEmptyDir(const std::filesystem::path& dir) {
 }
 
 // Mount options. As root the mount serves every user with kernel permission checks, and setuid
-// binaries and device nodes work as on overlayfs (suid, dev). max_read matches max_write.
+// binaries and device nodes work as on overlayfs (suid, dev) unless nosuid / nodev say otherwise.
 std::string FuseOptions(const MountConfig& c) {
   std::string o = "fsname=" + c.fsname + ",subtype=" + c.subtype;
   if (c.default_permissions) o += ",default_permissions";
   if (c.allow_other || ::geteuid() == 0) o += ",allow_other";
-  if (::geteuid() == 0) o += ",suid,dev";
-  if (c.upper_dir.empty()) o += ",ro";
+  for (const std::string& flag : c.flags.FuseOptions(::geteuid() == 0)) o += "," + flag;
+  if (c.upper_dir.empty() && !(c.flags.set & MS_RDONLY)) o += ",ro";
   for (const std::string& extra : c.fuse_options) o += "," + extra;
   return o;
 }
 
-// The merged index and the lower trees of a mount: store layers (cached merged index) or
-// plain directories (walked now).
+// Rootless mounts go through fusermount3, which passes only the flags libfuse knows.
+Status CheckFlagsReachKernel(const MountConfig& c) {
+  if (::geteuid() == 0 || c.flags.KernelOnly() == 0) return Status::Ok();
+  return Status::Error(EPERM, "option " + c.flags.KernelOnlyName() +
+                                  " needs root: fusermount3 (rootless mounts) cannot pass it to the kernel");
+}
+
+// strictatime, nodiratime, lazytime: libfuse 3.14 cannot pass them, so root sets them with a
+// remount of the fresh mount (every other flag restated: a remount sets all of them).
+Status SetKernelOnlyFlags(const MountConfig& c, const std::string& mountpoint) {
+  if (c.flags.KernelOnly() == 0) return Status::Ok();
+  unsigned long flags = MS_REMOUNT | c.flags.RemountFlags() | (c.upper_dir.empty() ? MS_RDONLY : 0);
+  if (::mount(nullptr, mountpoint.c_str(), nullptr, flags, nullptr) != 0)
+    return Status::FromErrno("remount " + mountpoint + " with " + c.flags.KernelOnlyName());
+  return Status::Ok();
+}
+
 // Whether dir lies on an idmapped mount (the kernel lists "idmapped" among the mount's own
 // options in mountinfo): the deepest mount point that contains it decides.
 bool OnIdmappedMount(const std::filesystem::path& dir) {
@@ -86,6 +101,8 @@ DirLayer::EntryFix UnmapIdmappedLowers(const MountConfig& c, const std::vector<s
   };
 }
 
+// The merged index and the lower trees of a mount: store layers (cached merged index) or
+// plain directories (walked now).
 Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* layer_dirs) {
   if (!c.lower_dirs.empty()) {
     // Resolved once: containers/storage passes its l/<id> symlinks (often relative to its cwd).
@@ -142,6 +159,7 @@ Result<std::unique_ptr<FuseMount>> FuseMount::Create(const MountConfig& config, 
 
 Status FuseMount::Serve(const MountConfig& config) {
   RETURN_IF_ERROR(CheckMountpoint(config.mountpoint));
+  RETURN_IF_ERROR(CheckFlagsReachKernel(config));
   LayerFsOptions options;
   ASSIGN_OR_RETURN(MergedIndex index, LowerIndex(config, &options.layer_dirs));
   options.rename_copies_subtree = config.rename_copies_subtree;
@@ -149,6 +167,8 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.static_nlink = config.static_nlink;
   options.sync_upper = config.sync_upper;
   options.xattr_permissions = config.xattr_permissions;
+  options.noatime = config.flags.set & MS_NOATIME;
+  options.nodiratime = config.flags.set & (MS_NOATIME | MS_NODIRATIME);
   options.upper_dir = config.upper_dir.string();
   options.work_dir = config.work_dir.string();
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));
@@ -183,6 +203,10 @@ Status FuseMount::Serve(const MountConfig& config) {
     Status err = Status::FromErrno("mount at " + mountpoint_ + " does not answer");
     UnmountLazy();
     return err;
+  }
+  if (Status flags = SetKernelOnlyFlags(config, mountpoint_); !flags.ok()) {
+    UnmountLazy();
+    return flags;
   }
   return Status::Ok();
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fs/engine/id_map.h"
+#include "fs/mount/mount_flags.h"
 #include "layerstore/base/digest.h"
 #include "layerstore/base/status.h"
 
@@ -31,7 +32,8 @@ struct MountConfig {
   // walked at every mount (they may change between mounts), and overlay's behaviour.
   std::vector<std::filesystem::path> lower_dirs;
   std::string subtype = "layerfs";
-  std::vector<std::string> fuse_options;  // more options for libfuse/mount(2): ro, noexec, noatime...
+  MountFlags flags;                       // mount(8)'s generic options: ro, nosuid, noatime, ...
+  std::vector<std::string> fuse_options;  // more options for libfuse (allow_root, SELinux labels)
   bool rename_copies_subtree = false;     // LayerFsOptions
   OwnerPolicy owners;
   bool static_nlink = false;

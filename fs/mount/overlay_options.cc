@@ -20,7 +20,7 @@ namespace layerfs {
 // | allow_other, default_permissions      | as in libfuse (default_permissions is always on)       |
 // | fsname=, subtype=                     | names shown in /proc/mounts                             |
 // | debug (also -d)                       | libfuse traces on stderr, foreground                    |
-// | ro rw suid nosuid dev nodev exec ...  | mount(2) flags, passed to libfuse                       |
+// | ro rw suid nosuid dev nodev exec ...  | mount(8)'s generic flags (fs/mount/mount_flags.h)             |
 // | allow_root                            | passed to libfuse                                       |
 // | context= fscontext= defcontext=       | SELinux labels, passed to the kernel when SELinux is    |
 // |   rootcontext=                        |   on; without SELinux there is nothing to label: ignored |
@@ -38,10 +38,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::set<std::string, std::less<>> kMountFlags = {
-    "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async", "dirsync",
-    "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
-    "nostrictatime", "lazytime", "nolazytime", "allow_root"};
 const std::set<std::string, std::less<>> kSelinuxLabels = {"context", "fscontext", "defcontext", "rootcontext"};
 
 bool SelinuxEnabled() { return ::access("/sys/fs/selinux/enforce", F_OK) == 0; }
@@ -164,7 +160,9 @@ class Parser {
       c_.sync_upper = false;
     } else if (name == "noacl") {
       return Ignore(option);
-    } else if (kMountFlags.count(name)) {
+    } else if (c_.flags.Parse(name)) {
+      // a mount(2) flag: fs/mount/mount_flags.h
+    } else if (name == "allow_root") {
       c_.fuse_options.push_back(name);
     } else {
       return Bad(option, "unknown option (see layerfs overlay --help)");

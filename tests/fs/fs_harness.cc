@@ -497,12 +497,12 @@ std::string LowerList(const std::vector<fs::path>& lowers) {
 
 Result<std::unique_ptr<TestMount>> MountKernelOverlay(const std::vector<fs::path>& lowers, const fs::path& upper,
                                                       const fs::path& work, const fs::path& mnt, bool index,
-                                                      const std::string& redirect_dir) {
+                                                      const std::string& redirect_dir, const MountFlags& flags) {
   // redirect_dir=on: renaming a lower dir works as in layerfs; index: copy-up keeps hard links.
   std::string opts = "lowerdir=" + LowerList(lowers) + ",upperdir=" + upper.string() + ",workdir=" +
                      work.string() + "," + redirect_dir + ",metacopy=off,index=" + (index ? "on" : "off");
   if (upper.empty()) opts = "lowerdir=" + LowerList(lowers);  // read-only: at least two lowers
-  if (mount("overlay", mnt.c_str(), "overlay", 0, opts.c_str()) != 0)
+  if (mount("overlay", mnt.c_str(), "overlay", flags.set, opts.c_str()) != 0)
     return Status::FromErrno("mount overlay at " + mnt.string());
   return std::unique_ptr<TestMount>(new PathMount(mnt));
 }
@@ -548,8 +548,10 @@ class LayerfsTestMount : public TestMount {
 }  // namespace
 
 Result<std::unique_ptr<TestMount>> MountLayerfs(const fs::path& store_root, const std::vector<Digest>& layers,
-                                                const fs::path& upper, const fs::path& work, const fs::path& mnt) {
+                                                const fs::path& upper, const fs::path& work, const fs::path& mnt,
+                                                const MountFlags& flags) {
   MountConfig config;
+  config.flags = flags;
   config.store_root = store_root;
   config.layers = layers;
   config.upper_dir = upper;

@@ -87,7 +87,8 @@ Result<std::unique_ptr<TestMount>> MountKernelOverlay(const std::vector<std::fil
                                                       const std::filesystem::path& upper,
                                                       const std::filesystem::path& work,
                                                       const std::filesystem::path& mnt, bool index = true,
-                                                      const std::string& redirect_dir = "redirect_dir=on");
+                                                      const std::string& redirect_dir = "redirect_dir=on",
+                                                      const MountFlags& flags = {});
 Result<std::unique_ptr<TestMount>> MountFuseOverlayfs(const std::vector<std::filesystem::path>& lowers,
                                                       const std::filesystem::path& upper,
                                                       const std::filesystem::path& work,
@@ -96,7 +97,7 @@ Result<std::unique_ptr<TestMount>> MountLayerfs(const std::filesystem::path& sto
                                                 const std::vector<Digest>& layers,
                                                 const std::filesystem::path& upper,
                                                 const std::filesystem::path& work,
-                                                const std::filesystem::path& mnt);
+                                                const std::filesystem::path& mnt, const MountFlags& flags = {});
 // `layerfs overlay` in this process: the options go through ParseOverlayOptions as the
 // command's do ("lowerdir=TOP:...:BOTTOM,upperdir=,workdir=" built from lowers, bottom first,
 // plus `extra_options`); upper empty: read-only.

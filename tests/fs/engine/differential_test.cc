@@ -17,7 +17,11 @@
 // runs fuse-overlayfs against kernel overlayfs (default 0: off, as fuse-overlayfs 1.10 has its
 // own deviations, e.g. no ".." at the mount root and lchown lost when a symlink is copied up).
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -29,6 +33,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fs/mount/overlay_options.h"
 #include "tests/fs/file_helpers.h"
 #include "tests/fs/fs_harness.h"
 #include "tests/fs/tree_snapshot.h"
@@ -366,7 +371,7 @@ std::vector<LayerSpec> ScenarioLayers() {
   for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<char>(i * 31 % 251);
   return {
       {DirEntry("d"), FileEntry("d/image", image), FileEntry("d/small", "lower small file\n")},
-      {DirEntry("e"), FileEntry("e/notes", "second layer\n", 0640)},
+      {DirEntry("e"), FileEntry("e/notes", "second layer\n", 0640), FileEntry("e/tool", "#!/bin/sh\nexit 0\n", 0755)},
   };
 }
 
@@ -422,12 +427,113 @@ std::string DirectIoSetByFcntlScenario(const fs::path& root) {
   return r.lines();
 }
 
+// The mount's flags as a caller meets them: statvfs, exec permission, PROT_EXEC, creating.
+std::string MountFlagsScenario(const fs::path& root) {
+  Record r;
+  struct statvfs sv {};
+  r.Rc("statvfs", statvfs(root.c_str(), &sv));
+  static const std::pair<unsigned long, const char*> kNames[] = {
+      {ST_RDONLY, "ro"}, {ST_NOSUID, "nosuid"}, {ST_NODEV, "nodev"}, {ST_NOEXEC, "noexec"},
+      {ST_SYNCHRONOUS, "sync"}, {ST_NOATIME, "noatime"}, {ST_NODIRATIME, "nodiratime"}, {ST_RELATIME, "relatime"}};
+  std::string names;
+  for (const auto& [bit, name] : kNames)
+    if (sv.f_flag & bit) names += std::string(" ") + name;
+  r.Text("statvfs flags", names);
+  r.Rc("access X_OK", access((root / "e/tool").c_str(), X_OK));
+  int fd = open((root / "e/tool").c_str(), O_RDONLY);
+  void* map = mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+  r.Rc("mmap PROT_EXEC", map == MAP_FAILED ? -1 : 0);
+  if (map != MAP_FAILED) munmap(map, 4096);
+  close(fd);
+  fd = open((root / "created").c_str(), O_CREAT | O_WRONLY, 0644);
+  r.Rc("create", fd < 0 ? -1 : 0);
+  if (fd >= 0) close(fd);
+  return r.lines();
+}
+
+// "moved" when path's atime is no longer `before`.
+std::string AtimeMoved(const fs::path& path, const struct timespec& before) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "stat failed";
+  return st.st_atim.tv_sec == before.tv_sec && st.st_atim.tv_nsec == before.tv_nsec ? "kept" : "moved";
+}
+
+struct timespec Atime(const fs::path& path) {
+  struct stat st {};
+  stat(path.c_str(), &st);
+  return st.st_atim;
+}
+
+// Sets path's atime to 2001 (older than its mtime: relatime updates it on the next access).
+void AgeAtime(const fs::path& path) {
+  struct timespec times[2] = {{1000000000, 0}, {0, UTIME_OMIT}};
+  utimensat(AT_FDCWD, path.c_str(), times, 0);
+}
+
+int Exec(const fs::path& program) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl(program.c_str(), program.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+// Which accesses move atime: reads and an exec of upper files (new, copied up), a second read
+// at once (relatime: only the first moves it), a read of a lower file (never: overlayfs opens
+// its real files O_NOATIME and touches only upper atimes).
+std::string AtimeScenario(const fs::path& root) {
+  Record r;
+  WriteAll(root / "new", "new file\n");
+  WriteAll(root / "true", ReadAll("/bin/true"));
+  chmod((root / "true").c_str(), 0755);
+  for (const char* name : {"new", "d/small", "true"}) AgeAtime(root / name);  // d/small: copied up
+  for (const char* name : {"new", "d/small"}) {
+    struct timespec before = Atime(root / name);
+    ReadAll(root / name);
+    r.Text(std::string("read ") + name, AtimeMoved(root / name, before));
+    before = Atime(root / name);
+    usleep(20000);  // past the kernel's coarse clock tick: strictatime would move it again
+    ReadAll(root / name);
+    r.Text(std::string("read again ") + name, AtimeMoved(root / name, before));
+  }
+  struct timespec before = Atime(root / "true");
+  r.Rc("exec", Exec(root / "true"));
+  r.Text("exec true", AtimeMoved(root / "true", before));
+  before = Atime(root / "e/notes");
+  ReadAll(root / "e/notes");
+  r.Text("read lower e/notes", AtimeMoved(root / "e/notes", before));
+  return r.lines();
+}
+
+// mount(2) MS_REMOUNT to read-only and back, as `mount -o remount,ro` does.
+std::string RemountScenario(const fs::path& root) {
+  Record r;
+  WriteAll(root / "before", "x");
+  r.Rc("remount ro", mount(nullptr, root.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr));
+  r.Rc("create on ro", open((root / "created").c_str(), O_CREAT | O_WRONLY, 0644) < 0 ? -1 : 0);
+  r.Rc("open for write on ro", open((root / "before").c_str(), O_WRONLY) < 0 ? -1 : 0);
+  r.Rc("chmod lower on ro", chmod((root / "d/small").c_str(), 0600));
+  r.Text("read on ro", ReadAll(root / "before"));
+  r.Rc("remount rw", mount(nullptr, root.c_str(), nullptr, MS_REMOUNT, nullptr));
+  int fd = open((root / "created").c_str(), O_CREAT | O_WRONLY, 0644);
+  r.Rc("create on rw", fd < 0 ? -1 : 0);
+  if (fd >= 0) close(fd);
+  r.Rc("chmod lower on rw", chmod((root / "d/small").c_str(), 0600));
+  return r.lines();
+}
+
+// Where a scenario is known to differ from kernel overlayfs (docs/upper-format.md): there it
+// must keep differing, so that a fix shows up and the mark goes.
+enum class Known { kMatches, kDiffersWithPassthrough, kDiffers };
+
 struct Scenario {
   const char* name;
   std::function<std::string(const fs::path& root)> run;
-  // A known deviation under FUSE passthrough (docs/passthrough.md): the scenario must keep
-  // differing there, so that a fix shows up and the mark goes.
-  bool differs_with_passthrough = false;
+  Known known = Known::kMatches;
+  const char* options = "";  // mount(8) options for every mount of the scenario
 };
 
 void PrintTo(const Scenario& s, std::ostream* os) { *os << s.name; }
@@ -436,7 +542,18 @@ const Scenario kScenarios[] = {
     {"direct_io", DirectIoScenario},
     // Passthrough: the kernel reads and writes the inode's shared backing file with that file's
     // own flags; fcntl(F_SETFL) reaches neither it nor the daemon.
-    {"direct_io_set_by_fcntl", DirectIoSetByFcntlScenario, /*differs_with_passthrough=*/true},
+    {"direct_io_set_by_fcntl", DirectIoSetByFcntlScenario, Known::kDiffersWithPassthrough},
+    {"mount_flags_default", MountFlagsScenario},
+    {"mount_flags_nosuid_nodev_noexec", MountFlagsScenario, Known::kMatches, "nosuid,nodev,noexec"},
+    {"mount_flags_ro", MountFlagsScenario, Known::kMatches, "ro"},
+    {"mount_flags_sync_nodiratime", MountFlagsScenario, Known::kMatches, "sync,dirsync,nodiratime,lazytime"},
+    {"mount_flags_strictatime", MountFlagsScenario, Known::kMatches, "noatime,strictatime"},
+    {"atime_relatime", AtimeScenario, Known::kMatches, "relatime"},
+    {"atime_noatime", AtimeScenario, Known::kMatches, "noatime"},
+    // The daemon's reads leave atime to the upper's filesystem (relatime here): a second read
+    // does not move it again as strictatime would.
+    {"atime_strictatime", AtimeScenario, Known::kDiffers, "strictatime"},
+    {"remount_ro_rw", RemountScenario},
 };
 
 // This build serves reads and writes by FUSE passthrough here (fs/engine/passthrough.h: libfuse
@@ -461,14 +578,23 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
     SeedSetup setup(ScenarioLayers());
     ASSERT_TRUE(setup.Prepare(candidate).ok());
     SideDirs ref_dirs(setup.dir(), "overlay"), cand_dirs(setup.dir(), "cand");
-    auto ref = MountKernelOverlay(setup.lowers(), ref_dirs.upper, ref_dirs.work, ref_dirs.mnt);
+    MountFlags flags;
+    for (const std::string& option : SplitOverlayOptions(GetParam().options))
+      ASSERT_TRUE(option.empty() || flags.Parse(option)) << option;
+    auto ref = MountKernelOverlay(setup.lowers(), ref_dirs.upper, ref_dirs.work, ref_dirs.mnt, /*index=*/true,
+                                  "redirect_dir=on", flags);
     ASSERT_TRUE(ref.ok()) << ref.status().message();
-    auto cand = MountCandidate(candidate, setup, cand_dirs);
+    auto cand = candidate == Candidate::kLayerfs
+                    ? MountLayerfs(setup.store_root(), setup.diff_ids(), cand_dirs.upper, cand_dirs.work,
+                                   cand_dirs.mnt, flags)
+                    : MountLayerfsOverlay(setup.lowers(), cand_dirs.upper, cand_dirs.work, cand_dirs.mnt,
+                                          GetParam().options);
     ASSERT_TRUE(cand.ok()) << cand.status().message();
     std::string expected = GetParam().run(ref_dirs.mnt);
     std::string actual = GetParam().run(cand_dirs.mnt);
-    if (GetParam().differs_with_passthrough && PassthroughActive())
-      EXPECT_NE(actual, expected) << "now matches kernel overlayfs with passthrough: drop differs_with_passthrough";
+    Known known = GetParam().known;
+    if (known == Known::kDiffers || (known == Known::kDiffersWithPassthrough && PassthroughActive()))
+      EXPECT_NE(actual, expected) << "now matches kernel overlayfs: drop its Known mark";
     else
       EXPECT_EQ(actual, expected) << CandidateName(candidate) << " differs from kernel overlayfs";
     EXPECT_TRUE((*cand)->Unmount().ok());

@@ -1,4 +1,6 @@
 // `layerfs overlay` option parsing (fuse-overlayfs's syntax) and the id mappings it builds.
+#include <sys/mount.h>
+
 #include <gtest/gtest.h>
 
 #include "fs/engine/id_map.h"
@@ -68,7 +70,9 @@ TEST(OverlayOptions, MountFlagsPassToFuseAndIgnoredOnesAreListed) {
                  "static_nlink,noacl,fsync=0,volatile,fsync=1,debug");
   ASSERT_TRUE(o.ok()) << o.status().message();
   const auto& c = o->config;
-  EXPECT_EQ(c.fuse_options, (std::vector<std::string>{"ro", "nosuid", "nodev", "noexec", "noatime"}));
+  EXPECT_EQ(c.flags.set, static_cast<unsigned long>(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME));
+  EXPECT_EQ(c.flags.FuseOptions(/*privileged=*/true), (std::vector<std::string>{"ro", "nosuid", "nodev", "noexec", "noatime"}));
+  EXPECT_TRUE(c.fuse_options.empty());
   EXPECT_TRUE(c.allow_other);
   EXPECT_TRUE(c.static_nlink);
   EXPECT_EQ(c.fsname, "ctr");
@@ -154,6 +158,30 @@ TEST(OverlayOptions, SplitKeepsEscapesAndSkipsEmpty) {
   EXPECT_EQ(SplitOverlayOptions(R"(a,b\,c,,d)"), (std::vector<std::string>{"a", R"(b\,c)", "", "d"}));
   auto o = Parse("lowerdir=/a,,");
   EXPECT_TRUE(o.ok());
+}
+
+}  // namespace
+}  // namespace layerfs
+
+namespace layerfs {
+namespace {
+
+// mount(8)'s generic options in order, as libmount applies them; what libfuse 3.14 cannot pass
+// (strictatime, nodiratime, lazytime) is left to a remount as root.
+TEST(MountFlags, ParsedInOrderAndSplitBetweenLibfuseAndRemount) {
+  MountFlags f;
+  for (const char* o : {"noatime", "atime", "relatime", "nosuid", "suid", "nodev", "sync", "dirsync", "lazytime"})
+    EXPECT_TRUE(f.Parse(o)) << o;
+  EXPECT_FALSE(f.Parse("user_xattr"));
+  EXPECT_EQ(f.set, static_cast<unsigned long>(MS_RELATIME | MS_NODEV | MS_SYNCHRONOUS | MS_DIRSYNC | MS_LAZYTIME));
+  EXPECT_EQ(f.FuseOptions(/*privileged=*/true), (std::vector<std::string>{"nodev", "sync", "dirsync", "suid"}));
+  EXPECT_EQ(f.FuseOptions(/*privileged=*/false), (std::vector<std::string>{"nodev", "sync", "dirsync"}));
+  EXPECT_EQ(f.KernelOnly(), static_cast<unsigned long>(MS_LAZYTIME));
+  EXPECT_EQ(f.KernelOnlyName(), "lazytime");
+  MountFlags strict;
+  EXPECT_TRUE(strict.Parse("strictatime"));
+  EXPECT_TRUE(strict.Parse("nodiratime"));
+  EXPECT_EQ(strict.KernelOnly(), static_cast<unsigned long>(MS_STRICTATIME | MS_NODIRATIME));
 }
 
 }  // namespace
