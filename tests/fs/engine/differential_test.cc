@@ -13,7 +13,8 @@
 // overlayfs and on both layerfs faces over the same lowers, and the records must be equal.
 //
 // Env: LAYERFS_DIFF_SEEDS (default 100), LAYERFS_DIFF_OPS (default 60), LAYERFS_DIFF_SEED_BASE
-// (first seed, default 1). LAYERFS_DIFF_SELFCHECK_SEEDS: seeds for the harness self-check that
+// (first seed, default 1). LAYERFS_SCENARIO_PRINT: print each scenario's record on kernel overlayfs.
+// LAYERFS_DIFF_SELFCHECK_SEEDS: seeds for the harness self-check that
 // runs fuse-overlayfs against kernel overlayfs (default 0: off, as fuse-overlayfs 1.10 has its
 // own deviations, e.g. no ".." at the mount root and lchown lost when a symlink is copied up).
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -365,13 +367,25 @@ std::string ContentDigest(const fs::path& p) {
   return std::to_string(bytes.size()) + " bytes, hash " + std::to_string(std::hash<std::string>{}(bytes));
 }
 
+// A user and a group it is not in, for the permission scenarios.
+constexpr uid_t kUser = 1000;
+constexpr gid_t kOtherGroup = 2000;
+
+// A directory of group kOtherGroup with S_ISGID, writable by all (new entries inherit the group).
+SpecEntry SetgidDir(const std::string& path) {
+  SpecEntry e = DirEntry(path, 02777);
+  e.gid = kOtherGroup;
+  return e;
+}
+
 // The lowers every scenario starts from (bottom first).
 std::vector<LayerSpec> ScenarioLayers() {
   std::string image(64 * 1024 + 1000, '\0');  // not a multiple of any block size
   for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<char>(i * 31 % 251);
   return {
       {DirEntry("d"), FileEntry("d/image", image), FileEntry("d/small", "lower small file\n")},
-      {DirEntry("e"), FileEntry("e/notes", "second layer\n", 0640), FileEntry("e/tool", "#!/bin/sh\nexit 0\n", 0755)},
+      {DirEntry("e"), FileEntry("e/notes", "second layer\n", 0640), FileEntry("e/tool", "#!/bin/sh\nexit 0\n", 0755),
+       FileEntry("e/setgid", "setgid file\n", 02775, kUser, kOtherGroup), SetgidDir("e/shared")},
   };
 }
 
@@ -525,6 +539,64 @@ std::string RemountScenario(const fs::path& root) {
   return r.lines();
 }
 
+// Runs fn as kUser (group kUser only) in a child; "ok" or the errno name of its failure.
+std::string AsUser(const std::function<int()>& fn) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(kUser, kUser, kUser) != 0 || setresuid(kUser, kUser, kUser) != 0) _exit(255);
+    umask(022);
+    _exit(fn() == 0 ? 0 : errno);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 254;
+  if (code == 0) return "ok";
+  const char* name = strerrorname_np(code);
+  return name ? name : "exit " + std::to_string(code);
+}
+
+std::string ModeOwner(const fs::path& path) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return "missing";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04o %u:%u", st.st_mode & 07777, st.st_uid, st.st_gid);
+  return buf;
+}
+
+// The kernel's S_ISGID rules: a chmod by the owner who is not in the file's group drops it, a
+// write or truncate by a non-root user drops it (with group exec), a file created with it in a
+// setgid directory of a group the creator is not in drops it, a directory made there keeps the
+// directory's S_ISGID. On a lower file (copied up by the change) and on an upper one.
+std::string SetgidScenario(const fs::path& root) {
+  Record r;
+  WriteAll(root / "upper-sgid", "x\n");
+  chown((root / "upper-sgid").c_str(), kUser, kOtherGroup);
+  chmod((root / "upper-sgid").c_str(), 02775);
+  for (const char* name : {"e/setgid", "upper-sgid"}) {
+    fs::path p = root / name;
+    r.Text(std::string("chmod 02775 by owner ") + name, AsUser([&] { return chmod(p.c_str(), 02775); }));
+    r.Text(std::string("mode ") + name, ModeOwner(p));
+    chmod(p.c_str(), 02775);
+    r.Text(std::string("append by owner ") + name, AsUser([&] {
+             int fd = open(p.c_str(), O_WRONLY | O_APPEND);
+             return fd >= 0 && write(fd, "y", 1) == 1 ? close(fd) : -1;
+           }));
+    r.Text(std::string("mode after write ") + name, ModeOwner(p));
+    chmod(p.c_str(), 02775);
+    r.Text(std::string("truncate by owner ") + name, AsUser([&] { return truncate(p.c_str(), 1); }));
+    r.Text(std::string("mode after truncate ") + name, ModeOwner(p));
+  }
+  fs::path file = root / "e/shared/file", dir = root / "e/shared/dir";
+  r.Text("create 02755 in setgid dir", AsUser([&] {
+           int fd = open(file.c_str(), O_CREAT | O_WRONLY, 02755);
+           return fd >= 0 ? close(fd) : -1;
+         }));
+  r.Text("new file", ModeOwner(file));
+  r.Text("mkdir 0755 in setgid dir", AsUser([&] { return mkdir(dir.c_str(), 0755); }));
+  r.Text("new dir", ModeOwner(dir));
+  return r.lines();
+}
+
 // Where a scenario is known to differ from kernel overlayfs (docs/upper-format.md): there it
 // must keep differing, so that a fix shows up and the mark goes.
 enum class Known { kMatches, kDiffersWithPassthrough, kDiffers };
@@ -554,6 +626,7 @@ const Scenario kScenarios[] = {
     // does not move it again as strictatime would.
     {"atime_strictatime", AtimeScenario, Known::kDiffers, "strictatime"},
     {"remount_ro_rw", RemountScenario},
+    {"setgid", SetgidScenario},
 };
 
 // This build serves reads and writes by FUSE passthrough here (fs/engine/passthrough.h: libfuse
@@ -592,6 +665,7 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
     ASSERT_TRUE(cand.ok()) << cand.status().message();
     std::string expected = GetParam().run(ref_dirs.mnt);
     std::string actual = GetParam().run(cand_dirs.mnt);
+    if (std::getenv("LAYERFS_SCENARIO_PRINT") != nullptr) std::printf("kernel overlayfs:\n%s", expected.c_str());
     Known known = GetParam().known;
     if (known == Known::kDiffers || (known == Known::kDiffersWithPassthrough && PassthroughActive()))
       EXPECT_NE(actual, expected) << "now matches kernel overlayfs: drop its Known mark";
