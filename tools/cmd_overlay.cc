@@ -34,7 +34,7 @@ Options (docs/overlay.md):
   context=/fscontext=/defcontext=/rootcontext=  SELinux labels (ignored when SELinux is off)
   fsync=0, volatile         no fsync at copy-up; the container's fsync calls return at once
   xattr_permissions=1|2     force_mask: owners/modes set only in security.|user.fuseoverlayfs.override_stat
-  noacl                     accepted and ignored (harmless: see docs/overlay.md)
+  noacl                     no POSIX ACLs (as root they are on, as on overlayfs)
 Anything else is an error.)";
 
 struct OverlayArgs {

@@ -65,6 +65,7 @@ struct LayerFsOptions {
   // (security.fuseoverlayfs.override_stat / user.fuseoverlayfs.override_stat), the upper's
   // files keep the daemon as owner and a mode it can use, as fuse-overlayfs does.
   int xattr_permissions = 0;
+  bool posix_acl = true;    // POSIX ACLs where the mount is privileged (Init); off: `noacl`
 };
 
 // Where the owners and modes a container sets are kept in the upper (fuse-overlayfs's rules).
@@ -175,6 +176,13 @@ class LayerFs {
   void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
   int SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir);
+  // POSIX ACLs of a new entry under dir: its mode, access ACL and (directories) default ACL.
+  mode_t NewEntryAcl(fuse_req_t req, Node* dir, mode_t mode, std::string* access_acl, std::string* default_acl);
+  int SetNewEntryAcls(int dirfd, const std::string& name, const std::string& access_acl, const std::string& default_acl);
+  // The value of xattr `name` of node (lower: the index; upper: the host): 0, -ENODATA, -errno.
+  int ReadXattr(Node* node, const char* name, std::string* value);
+  // After an access ACL was set on node by the caller of req: the kernel's S_ISGID rule.
+  void DropSetgidAfterAcl(fuse_req_t req, Node* node);
   // Places a fully prepared entry (in work/) at dir/name, replacing a whiteout atomically.
   int InstallFromWork(int dirfd, const std::string& name, const std::string& work_name, bool replace_whiteout);
   std::string NewWorkName();
@@ -216,6 +224,7 @@ class LayerFs {
   Passthrough passthrough_;
   OpenHandles handles_;
   bool no_opendir_ = false;  // the kernel lists directories without opendir (set in Init)
+  bool posix_acl_ = false;   // FUSE_CAP_POSIX_ACL: the kernel enforces ACLs, we inherit them (Init)
   std::atomic<uint64_t> work_counter_{0};
   static constexpr size_t kGroupLocks = 64;  // striped: copy-up of one hard-link group at a time
   std::mutex group_locks_[kGroupLocks];

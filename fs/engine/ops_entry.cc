@@ -28,6 +28,15 @@ void LayerFs::Init(fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   passthrough_.Negotiate(conn);
+  // POSIX ACLs, as root: the kernel enforces them and applies no umask (DONT_MASK); the
+  // daemon stores them on the upper's host filesystem (which keeps the mode in sync when one
+  // is set) and does default-ACL inheritance and the umask (SetNewOwner). Rootless the upper's
+  // ACLs would name host ids and the override xattr cannot hold them: no ACLs (docs/upper-format.md).
+  const uint64_t acl_caps = FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  if (options_.posix_acl && privileged() && (conn->capable & acl_caps) == acl_caps) {
+    conn->want |= acl_caps;
+    posix_acl_ = true;
+  }
   // Zero-message opendir: listings need no handle (ops_dir.cc), and without one the kernel
   // also caches every listing (cache_readdir + keep_cache) until the directory changes.
   if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {

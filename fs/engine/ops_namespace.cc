@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <sys/xattr.h>
+
 #include "fs/engine/layer_fs.h"
+#include "fs/engine/posix_acl.h"
 
 namespace layerfs {
 
@@ -62,9 +65,13 @@ int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string
   if (int r = Attr(dir, &parent); r != 0) return r;
   if (parent.st_mode & S_ISGID) gid = parent.st_gid;
   if (is_dir && (parent.st_mode & S_ISGID)) mode |= S_ISGID;
+  // With ACLs on, the kernel leaves the umask to us (DONT_MASK), wherever the owner goes.
+  std::string access_acl, default_acl;
+  if (posix_acl_ && !link) mode = NewEntryAcl(req, dir, mode, &access_acl, &default_acl);
   if (owner_store_ != OwnerStore::kXattr) {
     if (::fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) == 0) {
       if (!link && ::fchmodat(dirfd, name.c_str(), mode & 07777, 0) != 0) return -errno;
+      if (posix_acl_ && !link) return SetNewEntryAcls(dirfd, name, access_acl, is_dir ? default_acl : "");
       return 0;
     }
     if (owner_store_ == OwnerStore::kHost) return -errno;
@@ -80,6 +87,33 @@ int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string
   // ignores that refusal too) rather than failing mkfifo.
   if (r == -EPERM && !privileged() && !S_ISREG(mode) && !S_ISDIR(mode)) return 0;
   return r;
+}
+
+// FUSE_CAP_POSIX_ACL with DONT_MASK: the kernel sends the creator's mode unmasked and leaves
+// the rest to us, as a local filesystem does it: under a directory with a default ACL the new
+// inode's ACL and mode come from that ACL (a directory also inherits it as its own default);
+// elsewhere the creator's umask applies.
+mode_t LayerFs::NewEntryAcl(fuse_req_t req, Node* dir, mode_t mode, std::string* access_acl, std::string* default_acl) {
+  mode_t umask = fuse_req_ctx(req)->umask;
+  if (ReadXattr(dir, kAclDefaultXattr, default_acl) != 0 || default_acl->empty()) return mode & ~umask;
+  if (!InheritDefaultAcl(*default_acl, &mode, access_acl)) {
+    default_acl->clear();
+    return mode & ~umask;
+  }
+  return mode;
+}
+
+// Set after the mode (a chmod rewrites the ACL's mask). The host may have given the entry its
+// own copy of the upper directory's default ACL already (entries made in place); it is replaced
+// or removed so the entry holds exactly what NewEntryAcl computed.
+int LayerFs::SetNewEntryAcls(int dirfd, const std::string& name, const std::string& access_acl,
+                             const std::string& default_acl) {
+  std::string path = UpperFormat::FdPath(dirfd, name);
+  for (const auto& [xattr, value] : {std::pair{kAclAccessXattr, &access_acl}, std::pair{kAclDefaultXattr, &default_acl}}) {
+    int r = value->empty() ? ::removexattr(path.c_str(), xattr) : ::setxattr(path.c_str(), xattr, value->data(), value->size(), 0);
+    if (r != 0 && !(value->empty() && (errno == ENODATA || errno == EACCES))) return -errno;
+  }
+  return 0;
 }
 
 // With a 0/0 whiteout in place, RENAME_EXCHANGE swaps atomically (a directory cannot replace a

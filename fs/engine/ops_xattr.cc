@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "fs/engine/layer_fs.h"
+#include "fs/engine/posix_acl.h"
 
 namespace layerfs {
 
@@ -19,6 +20,39 @@ void ReplySized(fuse_req_t req, const char* data, size_t len, size_t size) {
 }
 
 }  // namespace
+
+int LayerFs::ReadXattr(Node* node, const char* name, std::string* value) {
+  if (!node->upper.load(std::memory_order_acquire)) {
+    for (const auto& [k, v] : index_.Xattrs(node->lower))
+      if (k == name) {
+        *value = v;
+        return 0;
+      }
+    return -ENODATA;
+  }
+  std::string path = RefOf(node).path();
+  ssize_t n = ::getxattr(path.c_str(), name, nullptr, 0);
+  if (n < 0) return -errno;
+  value->resize(static_cast<size_t>(n));
+  n = ::getxattr(path.c_str(), name, value->data(), value->size());
+  if (n < 0) return -errno;
+  value->resize(static_cast<size_t>(n));
+  return 0;
+}
+
+// The kernel (setattr_should_drop_sgid, overlayfs's set_acl) drops S_ISGID when an access ACL
+// is set by someone outside the file's group without CAP_FSETID; the host setxattr ran as
+// root, which keeps it. A caller other than uid 0 counts as without CAP_FSETID.
+void LayerFs::DropSetgidAfterAcl(fuse_req_t req, Node* node) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  struct stat st;
+  if (ctx->uid == 0 || Attr(node, &st) != 0 || !(st.st_mode & S_ISGID) || S_ISDIR(st.st_mode)) return;
+  bool in_group = ctx->gid == st.st_gid;
+  gid_t groups[256];
+  int n = in_group ? 0 : fuse_req_getgroups(req, 256, groups);
+  for (int i = 0; i < n && i < 256; ++i) in_group = in_group || groups[i] == st.st_gid;
+  if (!in_group) ::chmod(RefOf(node).path().c_str(), st.st_mode & 07777 & ~S_ISGID);
+}
 
 void LayerFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   if (UpperFormat::IsPrivateXattr(name)) return (void)fuse_reply_err(req, ENODATA);
@@ -65,6 +99,7 @@ void LayerFs::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const c
   if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
   int r = ::setxattr(ref.path().c_str(), name, value, size, flags);
+  if (r == 0 && posix_acl_ && std::strcmp(name, kAclAccessXattr) == 0) DropSetgidAfterAcl(req, node.get());
   if (r == 0) Invalidate(node.get(), false);  // a POSIX ACL also changes the mode
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }

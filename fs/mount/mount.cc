@@ -167,6 +167,7 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.static_nlink = config.static_nlink;
   options.sync_upper = config.sync_upper;
   options.xattr_permissions = config.xattr_permissions;
+  options.posix_acl = config.posix_acl;
   options.noatime = config.flags.set & MS_NOATIME;
   options.nodiratime = config.flags.set & (MS_NOATIME | MS_NODIRATIME);
   options.upper_dir = config.upper_dir.string();

@@ -24,8 +24,7 @@ namespace layerfs {
 // | allow_root                            | passed to libfuse                                       |
 // | context= fscontext= defcontext=       | SELinux labels, passed to the kernel when SELinux is    |
 // |   rootcontext=                        |   on; without SELinux there is nothing to label: ignored |
-// | noacl                                 | ignored: layerfs never enforces POSIX ACLs (the FUSE   |
-// |                                       |   connection does not ask for them), as with noacl     |
+// | noacl                                 | no POSIX ACLs (as root they are on: FUSE_CAP_POSIX_ACL)  |
 // | fsync=0, volatile                     | no fsync of copied-up files; the container's fsync,     |
 // |                                       |   fdatasync and fsyncdir return at once (LayerFsOptions)|
 // | fsync=1                               | the default: copy-up and the container's syncs reach   |
@@ -159,7 +158,7 @@ class Parser {
     } else if (name == "volatile") {
       c_.sync_upper = false;
     } else if (name == "noacl") {
-      return Ignore(option);
+      c_.posix_acl = false;
     } else if (c_.flags.Parse(name)) {
       // a mount(2) flag: fs/mount/mount_flags.h
     } else if (name == "allow_root") {

@@ -597,6 +597,44 @@ std::string SetgidScenario(const fs::path& root) {
   return r.lines();
 }
 
+// Runs a shell script with the mount root as $R (and the harness's user as $U); its output and
+// exit status, with the root's path taken out of the output.
+std::string Shell(const fs::path& root, const std::string& script) {
+  std::string cmd = "R='" + root.string() + "' U=" + std::to_string(kUser) + " G=" + std::to_string(kOtherGroup) +
+                    " sh -c '" + script + "' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return "popen failed";
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  int status = pclose(p);
+  for (size_t at; (at = out.find(root.string())) != std::string::npos;) out.replace(at, root.string().size(), "$R");
+  return out + "exit " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+// POSIX ACLs with the acl tools: default ACLs set with setfacl -d are inherited by new files
+// and directories (mode from the ACL, not the umask; with a setgid directory too), the umask
+// applies where there is none, named entries are enforced, chmod rewrites the mask, an access
+// ACL set on a lower file copies it up, and one set by an owner outside the file's group drops
+// S_ISGID.
+std::string PosixAclScenario(const fs::path& root) {
+  Record r;
+  r.Text("default acl", Shell(root, R"(mkdir $R/acl && setfacl -d -m u::rwx,g::r-x,o::---,u:$U:rwx $R/acl &&
+    umask 022 && touch $R/acl/file && mkdir $R/acl/sub && mkdir -m 0700 $R/acl/private &&
+    stat -c "%n %a %u:%g" $R/acl/file $R/acl/sub $R/acl/private && getfacl -cnp $R/acl/file $R/acl/sub)"));
+  r.Text("umask without acl", Shell(root, R"(mkdir $R/plain && umask 027 && touch $R/plain/file && mkdir $R/plain/sub &&
+    stat -c "%n %a" $R/plain/file $R/plain/sub && getfacl -cnp $R/plain/file)"));
+  r.Text("setgid dir", Shell(root, R"(mkdir $R/sg && chown 0:$G $R/sg && chmod 2777 $R/sg && setfacl -d -m g::rwx,o::r-x $R/sg &&
+    setpriv --reuid $U --regid $U --clear-groups sh -c "umask 077; touch $R/sg/file; mkdir $R/sg/sub" &&
+    stat -c "%n %a %u:%g" $R/sg/file $R/sg/sub && getfacl -cnp $R/sg/sub)"));
+  r.Text("enforced", Shell(root, R"(echo x > $R/guarded && chmod 644 $R/guarded && setfacl -m u:$U:--- $R/guarded &&
+    setpriv --reuid $U --regid $U --clear-groups cat $R/guarded; chmod 604 $R/guarded && getfacl -cnp $R/guarded)"));
+  r.Text("lower file", Shell(root, R"(setfacl -m u:$U:rw $R/d/small && getfacl -cnp $R/d/small && stat -c "%a" $R/d/small)"));
+  r.Text("setgid dropped", Shell(root, R"(echo x > $R/sgfile && chown $U:$G $R/sgfile && chmod 2775 $R/sgfile &&
+    setpriv --reuid $U --regid $U --clear-groups setfacl -m u:0:r $R/sgfile; stat -c "%a" $R/sgfile)"));
+  return r.lines();
+}
+
 // Where a scenario is known to differ from kernel overlayfs (docs/upper-format.md): there it
 // must keep differing, so that a fix shows up and the mark goes.
 enum class Known { kMatches, kDiffersWithPassthrough, kDiffers };
@@ -627,6 +665,7 @@ const Scenario kScenarios[] = {
     {"atime_strictatime", AtimeScenario, Known::kDiffers, "strictatime"},
     {"remount_ro_rw", RemountScenario},
     {"setgid", SetgidScenario},
+    {"posix_acl", PosixAclScenario},
 };
 
 // This build serves reads and writes by FUSE passthrough here (fs/engine/passthrough.h: libfuse

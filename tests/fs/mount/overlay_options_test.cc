@@ -78,7 +78,8 @@ TEST(OverlayOptions, MountFlagsPassToFuseAndIgnoredOnesAreListed) {
   EXPECT_EQ(c.fsname, "ctr");
   EXPECT_TRUE(o->debug);
   EXPECT_TRUE(c.debug);
-  EXPECT_EQ(o->ignored, (std::vector<std::string>{"noacl"}));
+  EXPECT_TRUE(o->ignored.empty());
+  EXPECT_FALSE(c.posix_acl);  // noacl
   EXPECT_TRUE(c.sync_upper);  // the last of fsync=0, volatile, fsync=1 wins
 }
 
