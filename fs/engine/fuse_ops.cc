@@ -57,6 +57,8 @@ const fuse_lowlevel_ops& LayerFs::Operations() {
     o.fallocate = [](fuse_req_t r, fuse_ino_t i, int m, off_t o2, off_t l, fuse_file_info* fi) {
       Fs(r)->FAllocate(r, i, m, o2, l, fi);
     };
+    o.ioctl = [](fuse_req_t r, fuse_ino_t i, unsigned cmd, void*, fuse_file_info*, unsigned, const void* in, size_t in_size,
+                 size_t out_size) { Fs(r)->Ioctl(r, i, cmd, in, in_size, out_size); };
     o.lseek = [](fuse_req_t r, fuse_ino_t i, off_t o2, int w, fuse_file_info* fi) { Fs(r)->LSeek(r, i, o2, w, fi); };
     return o;
   }();

@@ -117,6 +117,8 @@ class LayerFs {
   void FSyncDir(fuse_req_t req, fuse_ino_t ino, int datasync);
   void FAllocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi);
   void LSeek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
+  // --- ops_ioctl.cc (chattr flags)
+  void Ioctl(fuse_req_t req, fuse_ino_t ino, unsigned cmd, const void* in_buf, size_t in_bufsz, size_t out_bufsz);
   // --- ops_xattr.cc
   void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);
   void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
@@ -170,6 +172,7 @@ class LayerFs {
   std::shared_ptr<Node> ResolveLowerDir(uint32_t idx);
   int OpenLower(uint32_t idx, int flags) const;                   // fd / -errno
   int OpenUpper(Node* node, int flags);                           // fd / -errno (non-dirs)
+  int OpenForFlags(Node* node);                                   // ops_ioctl.cc: fd / -errno
   int ReadFd(Node* node, FileHandle* h);
   int OpenDirect(FileHandle* h, fuse_file_info* fi);  // open/create with O_DIRECT: 0 / -errno
   void Close(fuse_req_t req, Node* node, FileHandle* h);  // release: backing file share, fds

@@ -132,8 +132,9 @@ int LayerFs::InstallFromWork(int dirfd, const std::string& name, const std::stri
 int LayerFs::RemoveUpperTree(int dirfd, const std::string& name) {
   if (::unlinkat(dirfd, name.c_str(), 0) == 0) return 0;
   if (errno != EISDIR && errno != EPERM) return errno == ENOENT ? 0 : -errno;
+  int unlink_err = errno;  // EPERM: a directory, or an immutable / append-only file
   int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return -errno;
+  if (fd < 0) return errno == ENOTDIR ? -unlink_err : -errno;
   DIR* d = ::fdopendir(fd);
   if (d == nullptr) {
     ::close(fd);

@@ -635,6 +635,24 @@ std::string PosixAclScenario(const fs::path& root) {
   return r.lines();
 }
 
+// chattr / lsattr (FS_IOC_GETFLAGS / SETFLAGS): flags of lower and new files, immutable and
+// append-only enforced (write, append, unlink, rename), flags on a lower file copy it up,
+// nodump and noatime on a directory, immutable refused to a non-root caller.
+std::string ChattrScenario(const fs::path& root) {
+  Record r;
+  r.Text("lower flags", Shell(root, R"(lsattr $R/d/small; lsattr -d $R/d)"));
+  r.Text("immutable", Shell(root, R"(echo x > $R/frozen && chattr +i $R/frozen && lsattr $R/frozen;
+    echo y > $R/frozen; echo y >> $R/frozen; rm -f $R/frozen; mv $R/frozen $R/moved; ln $R/frozen $R/linked;
+    chmod 600 $R/frozen; chattr -i $R/frozen && rm $R/frozen && echo removed)"));
+  r.Text("append-only lower", Shell(root, R"(chattr +a $R/d/small && lsattr $R/d/small; echo y > $R/d/small;
+    echo y >> $R/d/small && cat $R/d/small; chattr -a $R/d/small)"));
+  r.Text("directory", Shell(root, R"(mkdir $R/nodump && chattr +dA $R/nodump && lsattr -d $R/nodump; chattr +i $R/e &&
+    touch $R/e/new; rm -f $R/e/notes; chattr -i $R/e; lsattr -d $R/e)"));
+  r.Text("non-root", Shell(root, R"(echo x > $R/mine && chown $U $R/mine &&
+    setpriv --reuid $U --regid $U --clear-groups sh -c "chattr +i $R/mine; chattr +d $R/mine"; lsattr $R/mine)"));
+  return r.lines();
+}
+
 // Where a scenario is known to differ from kernel overlayfs (docs/upper-format.md): there it
 // must keep differing, so that a fix shows up and the mark goes.
 enum class Known { kMatches, kDiffersWithPassthrough, kDiffers };
@@ -666,6 +684,7 @@ const Scenario kScenarios[] = {
     {"remount_ro_rw", RemountScenario},
     {"setgid", SetgidScenario},
     {"posix_acl", PosixAclScenario},
+    {"chattr", ChattrScenario},
 };
 
 // This build serves reads and writes by FUSE passthrough here (fs/engine/passthrough.h: libfuse
