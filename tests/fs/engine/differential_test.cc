@@ -653,6 +653,29 @@ std::string ChattrScenario(const fs::path& root) {
   return r.lines();
 }
 
+// name_to_handle_at / open_by_handle_at of a live file. Kernel overlayfs without nfs_export
+// refuses the first (EOPNOTSUPP); a FUSE mount always offers it (docs/upper-format.md).
+std::string FileHandleScenario(const fs::path& root) {
+  Record r;
+  WriteAll(root / "handled", "x");
+  std::vector<char> storage(sizeof(file_handle) + MAX_HANDLE_SZ);
+  auto* handle = reinterpret_cast<file_handle*>(storage.data());
+  handle->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  for (const char* name : {"handled", "d/small"}) {
+    handle->handle_bytes = MAX_HANDLE_SZ;
+    int rc = name_to_handle_at(AT_FDCWD, (root / name).c_str(), handle, &mount_id, 0);
+    r.Rc(std::string("name_to_handle_at ") + name, rc);
+    if (rc != 0) continue;
+    int mount_fd = open(root.c_str(), O_RDONLY | O_DIRECTORY);
+    int fd = open_by_handle_at(mount_fd, handle, O_RDONLY);
+    r.Rc(std::string("open_by_handle_at ") + name, fd < 0 ? -1 : 0);
+    if (fd >= 0) close(fd);
+    close(mount_fd);
+  }
+  return r.lines();
+}
+
 // Where a scenario is known to differ from kernel overlayfs (docs/upper-format.md): there it
 // must keep differing, so that a fix shows up and the mark goes.
 enum class Known { kMatches, kDiffersWithPassthrough, kDiffers };
@@ -685,6 +708,9 @@ const Scenario kScenarios[] = {
     {"setgid", SetgidScenario},
     {"posix_acl", PosixAclScenario},
     {"chattr", ChattrScenario},
+    // FUSE encodes handles whatever the daemon asks; they open while the kernel keeps the
+    // inode, and give ESTALE once it has forgotten it (layerfs node ids do not outlive that).
+    {"file_handles", FileHandleScenario, Known::kDiffers},
 };
 
 // This build serves reads and writes by FUSE passthrough here (fs/engine/passthrough.h: libfuse
