@@ -18,7 +18,7 @@ set -euo pipefail
 layerfs=$(realpath "${1:?usage: rootless_test.sh LAYERFS_BINARY}")
 src=$(cd "$(dirname "$0")/../.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "skip: needs root to prepare the stage"; exit 77; }
-for tool in setpriv unshare getfattr fusermount3; do
+for tool in setpriv unshare getfattr fusermount3 chattr lsattr; do
   command -v "$tool" >/dev/null || { echo "skip: $tool is not installed"; exit 77; }
 done
 
@@ -72,6 +72,18 @@ if rm "$work/mnt/etc/passwd" 2>/dev/null; then fail "a user removed a root-owned
 [ "$($L diff plain)" = "$(printf 'C /tmp\nA /tmp/note')" ] || fail "diff: $($L diff plain)"
 $L umount "$work/mnt"
 if grep -q " $work/mnt " /proc/mounts; then fail "still mounted after umount"; fi
+# Mount flags, O_DIRECT and chattr without root (issue 19): what fusermount3 can pass works,
+# what it cannot is refused by name.
+$L mount --name flags -o nosuid,noatime,relatime sample "$work/mnt" >/dev/null
+grep " $work/mnt fuse.layerfs " /proc/mounts | grep -q noatime || fail "noatime missing from the mount"
+dd if=/dev/zero of="$work/mnt/tmp/direct" bs=4k count=4 oflag=direct 2>/dev/null || fail "O_DIRECT write"
+dd if="$work/mnt/tmp/direct" of=/dev/null bs=512 iflag=direct 2>/dev/null || fail "O_DIRECT read"
+dd if="$work/mnt/etc/passwd" of=/dev/null bs=4k iflag=direct 2>/dev/null || fail "O_DIRECT read of an image file"
+chattr +d "$work/mnt/tmp/direct" || fail "chattr +d by the owner"
+lsattr "$work/mnt/tmp/direct" | awk '{print $1}' | grep -q d || fail "nodump flag not shown"
+$L umount "$work/mnt"
+if $L mount --name strict -o strictatime sample "$work/mnt" 2>"$work/home/err" >/dev/null; then fail "strictatime accepted rootless"; fi
+grep -q "strictatime needs root" "$work/home/err" || fail "strictatime refused without naming it: $(cat "$work/home/err")"
 echo "ok: plain user"
 USER
 
