@@ -43,10 +43,38 @@ std::vector<char*> OverlayArgv(int argc, char** argv) {
   return out;
 }
 
+// Installed as /sbin/mount.fuse.layerfs, the binary is the helper mount(8) runs for a
+// fuse.layerfs mount: `mount.fuse.layerfs SOURCE TARGET [-o OPTIONS]`. A remount (`mount -o
+// remount,ro TARGET`) is the kernel's alone: mount(8) again without helpers (-i), which merges
+// the options with the mount's own and calls mount(2). New mounts are made by `layerfs mount` /
+// `layerfs overlay`. Returns -1 when argv[0] is not the helper.
+int MountHelper(int argc, char** argv) {
+  const char* base = std::strrchr(argv[0], '/');
+  base = base ? base + 1 : argv[0];
+  if (std::strcmp(base, "mount.fuse.layerfs") != 0) return -1;
+  const char* target = nullptr;
+  const char* options = nullptr;
+  for (int i = 1, positional = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "-o") == 0 && i + 1 < argc) options = argv[++i];
+    else if (argv[i][0] != '-' && positional++ == 1) target = argv[i];
+  }
+  std::string opts = options ? options : "";
+  bool remount = ("," + opts + ",").find(",remount,") != std::string::npos;
+  if (target == nullptr || !remount) {
+    std::fprintf(stderr, "mount.fuse.layerfs: only remounts go through mount(8); mount with `layerfs mount` or "
+                         "`layerfs overlay`\n");
+    return 32;  // mount(8)'s "mount failure"
+  }
+  execlp("mount", "mount", "-i", "-o", opts.c_str(), target, static_cast<char*>(nullptr));
+  std::perror("mount.fuse.layerfs: mount");
+  return 32;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace layerfs::cli;
+  if (int helper = MountHelper(argc, argv); helper >= 0) return helper;
   std::vector<char*> args = OverlayArgv(argc, argv);
   CLI::App app{"layerfs: copy-on-write union filesystem and image store for container images"};
   app.name("layerfs");
