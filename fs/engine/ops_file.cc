@@ -150,13 +150,12 @@ void LayerFs::RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node)
 }
 
 // An O_DIRECT open fails as the backing filesystem's would (EINVAL without O_DIRECT support).
-// With passthrough, the open still shares the inode's (buffered) backing file, but direct_io
-// routes its reads and writes to the daemon, which does them with O_DIRECT (ReadDirect).
+// With passthrough the kernel opens each open's own backing file with the caller's flags, so
+// O_DIRECT I/O goes straight to the backing filesystem and never reaches ReadDirect.
 int LayerFs::OpenDirect(FileHandle* h, fuse_file_info* fi) {
   if (!(fi->flags & O_DIRECT)) return 0;
   int dfd = DirectFd(h->direct_fd, h->fd);
   if (dfd < 0) return dfd;
-  if (passthrough_.enabled()) fi->direct_io = 1;
   return 0;
 }
 
