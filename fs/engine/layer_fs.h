@@ -180,7 +180,7 @@ class LayerFs {
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
   int SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir);
   // POSIX ACLs of a new entry under dir: its mode, access ACL and (directories) default ACL.
-  mode_t NewEntryAcl(fuse_req_t req, Node* dir, mode_t mode, std::string* access_acl, std::string* default_acl);
+  bool InheritAcl(fuse_req_t req, Node* dir, mode_t* mode, std::string* access_acl, std::string* default_acl);
   int SetNewEntryAcls(int dirfd, const std::string& name, const std::string& access_acl, const std::string& default_acl);
   // The value of xattr `name` of node (lower: the index; upper: the host): 0, -ENODATA, -errno.
   int ReadXattr(Node* node, const char* name, std::string* value);

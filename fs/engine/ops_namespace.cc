@@ -67,11 +67,11 @@ int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string
   if (is_dir && (parent.st_mode & S_ISGID)) mode |= S_ISGID;
   // With ACLs on, the kernel leaves the umask to us (DONT_MASK), wherever the owner goes.
   std::string access_acl, default_acl;
-  if (posix_acl_ && !link) mode = NewEntryAcl(req, dir, mode, &access_acl, &default_acl);
+  bool inherits = posix_acl_ && !link && InheritAcl(req, dir, &mode, &access_acl, &default_acl);
   if (owner_store_ != OwnerStore::kXattr) {
     if (::fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) == 0) {
       if (!link && ::fchmodat(dirfd, name.c_str(), mode & 07777, 0) != 0) return -errno;
-      if (posix_acl_ && !link) return SetNewEntryAcls(dirfd, name, access_acl, is_dir ? default_acl : "");
+      if (inherits) return SetNewEntryAcls(dirfd, name, access_acl, is_dir ? default_acl : "");
       return 0;
     }
     if (owner_store_ == OwnerStore::kHost) return -errno;
@@ -91,21 +91,20 @@ int LayerFs::SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string
 
 // FUSE_CAP_POSIX_ACL with DONT_MASK: the kernel sends the creator's mode unmasked and leaves
 // the rest to us, as a local filesystem does it: under a directory with a default ACL the new
-// inode's ACL and mode come from that ACL (a directory also inherits it as its own default);
-// elsewhere the creator's umask applies.
-mode_t LayerFs::NewEntryAcl(fuse_req_t req, Node* dir, mode_t mode, std::string* access_acl, std::string* default_acl) {
-  mode_t umask = fuse_req_ctx(req)->umask;
-  if (ReadXattr(dir, kAclDefaultXattr, default_acl) != 0 || default_acl->empty()) return mode & ~umask;
-  if (!InheritDefaultAcl(*default_acl, &mode, access_acl)) {
-    default_acl->clear();
-    return mode & ~umask;
-  }
-  return mode;
+// inode's ACL and mode come from that ACL (a directory also inherits it as its own default),
+// and true says so; elsewhere the creator's umask applies (false: no ACL to set, and none the
+// host could have given the entry, as the upper directory has no default ACL either).
+bool LayerFs::InheritAcl(fuse_req_t req, Node* dir, mode_t* mode, std::string* access_acl, std::string* default_acl) {
+  if (ReadXattr(dir, kAclDefaultXattr, default_acl) == 0 && !default_acl->empty() &&
+      InheritDefaultAcl(*default_acl, mode, access_acl))
+    return true;
+  *mode &= ~fuse_req_ctx(req)->umask;
+  return false;
 }
 
 // Set after the mode (a chmod rewrites the ACL's mask). The host may have given the entry its
 // own copy of the upper directory's default ACL already (entries made in place); it is replaced
-// or removed so the entry holds exactly what NewEntryAcl computed.
+// or removed so the entry holds exactly what InheritAcl computed.
 int LayerFs::SetNewEntryAcls(int dirfd, const std::string& name, const std::string& access_acl,
                              const std::string& default_acl) {
   std::string path = UpperFormat::FdPath(dirfd, name);
