@@ -168,8 +168,8 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.sync_upper = config.sync_upper;
   options.xattr_permissions = config.xattr_permissions;
   options.posix_acl = config.posix_acl;
-  options.noatime = config.flags.set & MS_NOATIME;
-  options.nodiratime = config.flags.set & (MS_NOATIME | MS_NODIRATIME);
+  options.noatime = config.flags.noatime();
+  options.nodiratime = config.flags.nodiratime();
   options.upper_dir = config.upper_dir.string();
   options.work_dir = config.work_dir.string();
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));

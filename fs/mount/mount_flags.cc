@@ -63,6 +63,10 @@ unsigned long MountFlags::KernelOnly() const { return set & kKernelOnly; }
 
 unsigned long MountFlags::RemountFlags() const { return set; }
 
+bool MountFlags::noatime() const { return (set & MS_NOATIME) && !(set & MS_STRICTATIME); }
+
+bool MountFlags::nodiratime() const { return noatime() || (set & MS_NODIRATIME); }
+
 std::string MountFlags::KernelOnlyName() const {
   for (const FlagOption& f : kFlags)
     if (f.on && (f.flag & KernelOnly())) return f.name;

@@ -26,6 +26,10 @@ struct MountFlags {
   unsigned long KernelOnly() const;
   // The mount(2) flags of a root's MS_REMOUNT that leaves the mount as these options describe.
   unsigned long RemountFlags() const;
+  // Whether reads keep atime (noatime) and directory reads keep it (noatime or nodiratime), as
+  // the kernel resolves the flags: strictatime overrides noatime.
+  bool noatime() const;
+  bool nodiratime() const;
   // The first option of KernelOnly() by name, for an error message.
   std::string KernelOnlyName() const;
 };

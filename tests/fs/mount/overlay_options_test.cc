@@ -183,6 +183,14 @@ TEST(MountFlags, ParsedInOrderAndSplitBetweenLibfuseAndRemount) {
   EXPECT_TRUE(strict.Parse("strictatime"));
   EXPECT_TRUE(strict.Parse("nodiratime"));
   EXPECT_EQ(strict.KernelOnly(), static_cast<unsigned long>(MS_STRICTATIME | MS_NODIRATIME));
+  EXPECT_FALSE(strict.noatime());
+  EXPECT_TRUE(strict.nodiratime());
+  EXPECT_TRUE(strict.Parse("noatime"));
+  EXPECT_FALSE(strict.noatime()) << "strictatime overrides noatime (mount(2))";
+  MountFlags no;
+  EXPECT_TRUE(no.Parse("noatime"));
+  EXPECT_TRUE(no.noatime());
+  EXPECT_TRUE(no.nodiratime());
 }
 
 }  // namespace
