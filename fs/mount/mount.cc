@@ -167,7 +167,8 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.static_nlink = config.static_nlink;
   options.sync_upper = config.sync_upper;
   options.xattr_permissions = config.xattr_permissions;
-  options.posix_acl = config.posix_acl;
+  // FUSE_CAP_POSIX_ACL turns the kernel's permission checks on: not behind no_default_permissions.
+  options.posix_acl = config.posix_acl && config.default_permissions;
   options.noatime = config.flags.noatime();
   options.nodiratime = config.flags.nodiratime();
   options.upper_dir = config.upper_dir.string();
