@@ -38,14 +38,15 @@ bool WantsWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & 
 // aligned to its logical block size), as it would under kernel overlayfs. Buffered requests
 // never touch any of this.
 
-// fd reopened with O_DIRECT (same access mode, O_APPEND and O_NOATIME), kept in slot for the handle's
-// life; -errno (EINVAL where the backing filesystem has no O_DIRECT, as its open would say).
+// fd reopened with O_DIRECT (same access mode, O_APPEND and O_NOATIME), kept in slot for the
+// handle's life; -errno (EINVAL where the backing filesystem has no O_DIRECT, as its open says).
 int DirectFd(std::atomic<int>& slot, int fd) {
   int cached = slot.load(std::memory_order_acquire);
   if (cached >= 0) return cached;
   int fl = ::fcntl(fd, F_GETFL);
   if (fl < 0) return -errno;
-  int dfd = ::open(UpperFormat::FdPath(fd, "").c_str(), (fl & (O_ACCMODE | O_APPEND | O_NOATIME)) | O_DIRECT | O_CLOEXEC);
+  int flags = (fl & (O_ACCMODE | O_APPEND | O_NOATIME)) | O_DIRECT | O_CLOEXEC;
+  int dfd = ::open(UpperFormat::FdPath(fd, "").c_str(), flags);
   if (dfd < 0) return -errno;
   if (!slot.compare_exchange_strong(cached, dfd)) {
     ::close(dfd);
@@ -155,8 +156,7 @@ void LayerFs::RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node)
 int LayerFs::OpenDirect(FileHandle* h, fuse_file_info* fi) {
   if (!(fi->flags & O_DIRECT)) return 0;
   int dfd = DirectFd(h->direct_fd, h->fd);
-  if (dfd < 0) return dfd;
-  return 0;
+  return dfd < 0 ? dfd : 0;
 }
 
 void LayerFs::Close(fuse_req_t req, Node* node, FileHandle* h) {

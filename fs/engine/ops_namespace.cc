@@ -109,8 +109,12 @@ int LayerFs::SetNewEntryAcls(int dirfd, const std::string& name, const std::stri
                              const std::string& default_acl) {
   std::string path = UpperFormat::FdPath(dirfd, name);
   for (const auto& [xattr, value] : {std::pair{kAclAccessXattr, &access_acl}, std::pair{kAclDefaultXattr, &default_acl}}) {
-    int r = value->empty() ? ::removexattr(path.c_str(), xattr) : ::setxattr(path.c_str(), xattr, value->data(), value->size(), 0);
-    if (r != 0 && !(value->empty() && (errno == ENODATA || errno == EACCES))) return -errno;
+    if (value->empty()) {
+      // ENODATA: nothing inherited; EACCES: a file cannot hold a default ACL.
+      if (::removexattr(path.c_str(), xattr) != 0 && errno != ENODATA && errno != EACCES) return -errno;
+    } else if (::setxattr(path.c_str(), xattr, value->data(), value->size(), 0) != 0) {
+      return -errno;
+    }
   }
   return 0;
 }
