@@ -66,6 +66,9 @@ struct LayerFsOptions {
   // files keep the daemon as owner and a mode it can use, as fuse-overlayfs does.
   int xattr_permissions = 0;
   bool posix_acl = true;    // POSIX ACLs where the mount is privileged (Init); off: `noacl`
+  // dirsync (or sync): a change to an upper directory (create, delete, rename) is on disk
+  // before the call returns, as on a dirsync ext4; the FUSE kernel leaves it to the daemon.
+  bool dirsync = false;
 };
 
 // Where the owners and modes a container sets are kept in the upper (fuse-overlayfs's rules).
@@ -189,6 +192,7 @@ class LayerFs {
   // Places a fully prepared entry (in work/) at dir/name, replacing a whiteout atomically.
   int InstallFromWork(int dirfd, const std::string& name, const std::string& work_name, bool replace_whiteout);
   std::string NewWorkName();
+  int SyncDirChange(int dirfd);  // LayerFsOptions::dirsync: fsync of a changed upper dir; 0 / -errno
   int RemoveUpperTree(int dirfd, const std::string& name);        // rm -r of a dir of whiteouts
   int IsMergedDirEmpty(const std::shared_ptr<Node>& dir);         // 0, -ENOTEMPTY, -errno
   int DeleteEntry(const std::shared_ptr<Node>& dir, const std::string& name, bool is_dir);

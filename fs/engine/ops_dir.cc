@@ -171,6 +171,7 @@ void LayerFs::RmDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (!child->is_dir) r = -ENOTDIR;
   if (r == 0) r = IsMergedDirEmpty(child);
   if (r == 0) r = DeleteEntry(dir, name, true);
+  if (r == 0) r = SyncDirChange(dir->dir_fd.load());
   if (r == 0) Invalidate(dir.get(), false);  // a GETATTR in flight must not re-cache the old attributes
   if (r == 0) table_.Detach(child.get());
   table_.Forget(child.get(), 1);

@@ -44,6 +44,7 @@ int LayerFs::NewEntryImpl(fuse_req_t req, const std::shared_ptr<Node>& dir, cons
     if (r == 0 && mode != 0) r = SetNewOwner(req, dir.get(), dfd, name, mode, S_ISDIR(mode));
     if (r != 0) return r;
   }
+  if (int synced = SyncDirChange(dfd); synced != 0) return synced;
   Invalidate(dir.get(), false);  // a GETATTR in flight must not re-cache the old attributes
   if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
   *out = NodeForUpper(dir, name, st);
@@ -154,6 +155,11 @@ int LayerFs::RemoveUpperTree(int dirfd, const std::string& name) {
   return r;
 }
 
+int LayerFs::SyncDirChange(int dirfd) {
+  if (!options_.dirsync || !options_.sync_upper) return 0;  // volatile: no syncs at all
+  return ::fsync(dirfd) == 0 ? 0 : -errno;
+}
+
 // Removes dir/name from the merged view: the upper copy goes, and if a lower entry of that
 // name would show through, a whiteout takes its place (atomically where mknod is allowed).
 int LayerFs::DeleteEntry(const std::shared_ptr<Node>& dir, const std::string& name, bool is_dir) {
@@ -232,6 +238,7 @@ void LayerFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
     if (::fstatat(dir->dir_fd.load(), name, &st, AT_SYMLINK_NOFOLLOW) == 0) last_link = st.st_nlink <= 1;
   }
   if (r == 0) r = DeleteEntry(dir, name, false);
+  if (r == 0) r = SyncDirChange(dir->dir_fd.load());
   if (r == 0) Invalidate(dir.get(), false);  // a GETATTR in flight must not re-cache the old attributes
   if (r == 0 && last_link) table_.Detach(child.get());
   table_.Forget(child.get(), 1);

@@ -104,6 +104,9 @@ int LayerFs::RenameChecked(const std::shared_ptr<Node>& sdir, const std::string&
   if (dnode && !exchange && dst_last_link) table_.Detach(dnode.get());
   snode->SetLocation(ddir, dname);
   if (exchange) dnode->SetLocation(sdir, sname);
+  if (int r = SyncDirChange(sfd); r != 0) return r;
+  if (dfd != sfd)
+    if (int r = SyncDirChange(dfd); r != 0) return r;
   Invalidate(sdir.get(), false);  // a GETATTR in flight must not re-cache the old attributes
   if (ddir != sdir) Invalidate(ddir.get(), false);
   return 0;

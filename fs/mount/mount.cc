@@ -171,6 +171,7 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.posix_acl = config.posix_acl && config.default_permissions;
   options.noatime = config.flags.noatime();
   options.nodiratime = config.flags.nodiratime();
+  options.dirsync = config.flags.set & (MS_DIRSYNC | MS_SYNCHRONOUS);
   options.upper_dir = config.upper_dir.string();
   options.work_dir = config.work_dir.string();
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));
