@@ -140,6 +140,7 @@ class LayerFs {
   size_t inode_count() const { return table_.size(); }
 
  private:
+  static void RefuseFileHandles(fuse_conn_info* conn);  // Init
   friend class CopyUp;
   LayerFs(MergedIndex index, const LayerFsOptions& options, UpperFormat format);
 

@@ -43,6 +43,17 @@ void LayerFs::Init(fuse_conn_info* conn) {
     conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
     no_opendir_ = true;
   }
+  RefuseFileHandles(conn);
+}
+
+// Node ids are Node addresses, meaningless once the kernel forgets the inode, so a file handle
+// could not be decoded later: none are offered (name_to_handle_at says EOPNOTSUPP), as kernel
+// overlayfs without nfs_export. Needs libfuse >= 3.17 and Linux >= 6.9; older ones encode
+// handles without asking us (docs/upper-format.md).
+void LayerFs::RefuseFileHandles(fuse_conn_info* conn) {
+#ifdef FUSE_CAP_NO_EXPORT_SUPPORT
+  if (conn->capable & FUSE_CAP_NO_EXPORT_SUPPORT) conn->want |= FUSE_CAP_NO_EXPORT_SUPPORT;
+#endif
 }
 
 void LayerFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
