@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "layerstore/store/layer_store.h"
 #include "layerstore/layer/layer_unpack.h"
+#include "layerstore/store/layer_store.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "fs/container/run_step.h"
-#include "layerstore/store/build_cache.h"
 #include "layerstore/build/image_builder.h"
+#include "layerstore/store/build_cache.h"
 #include "tools/cli.h"
 
 namespace layerfs::cli {

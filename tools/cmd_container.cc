@@ -83,17 +83,17 @@ void RegisterPs(CLI::App& app, Cli& cli) {
       }
       uint64_t size = TreeContentSize(containers.upper_dir(c.id));
       if (*format == "json") {
-        rows.push_back({{"Id", c.id}, {"Name", c.name}, {"Image", c.image_ref}, {"ImageID", c.image_id.str()},
-                        {"Mountpoint", c.mountpoint}, {"Status", ContainerStateName(state)}, {"Size", size},
-                        {"DaemonPid", c.daemon_pid}, {"Created", c.created_unix}});
+        rows.push_back({{"Id", c.id}, {"Name", c.name}, {"Image", c.image_ref}, {"ImageID", c.image_id.str()}, {"Mountpoint", c.mountpoint}, {"Status", ContainerStateName(state)}, {"Size", size}, {"DaemonPid", c.daemon_pid}, {"Created", c.created_unix}});
       } else {
         table.AddRow({c.id.substr(0, 12), c.name, c.image_ref, c.mountpoint, ContainerStateName(state), HumanSize(size)});
       }
     }
     if (*quiet) return;
     if (*format == "json") std::printf("%s\n", rows.dump().c_str());
-    else if (!format->empty()) cli.Fail("unknown --format \"" + *format + "\" (supported: json)");
-    else std::fputs(table.Render().c_str(), stdout);
+    else if (!format->empty())
+      cli.Fail("unknown --format \"" + *format + "\" (supported: json)");
+    else
+      std::fputs(table.Render().c_str(), stdout);
   });
 }
 
@@ -109,7 +109,8 @@ void RegisterRm(CLI::App& app, Cli& cli) {
     for (const auto& n : *names) {
       Status st = RemoveContainer(*store, n, *force);
       if (!st.ok()) cli.Fail(st);
-      else std::printf("%s\n", n.c_str());
+      else
+        std::printf("%s\n", n.c_str());
     }
   });
 }

@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "layerstore/store/disk_usage.h"
-#include "layerstore/store/image_gc.h"
 #include "layerstore/archive/image_import.h"
 #include "layerstore/archive/image_load.h"
 #include "layerstore/archive/image_save.h"
-#include "layerstore/store/image_store.h"
 #include "layerstore/oci/reference.h"
+#include "layerstore/store/disk_usage.h"
+#include "layerstore/store/image_gc.h"
+#include "layerstore/store/image_store.h"
 #include "tools/cli.h"
 #include "tools/progress.h"
 #include "tools/prune_output.h"
@@ -160,9 +160,7 @@ void PrintImages(const std::vector<ImageRow>& rows, const ImagesOpts& o) {
   }
   if (o.format == "json") {
     for (const auto& r : rows)
-      PrintLine(Json{{"Containers", "N/A"}, {"CreatedAt", r.created_at}, {"CreatedSince", r.created_since},
-                     {"Digest", r.digest}, {"ID", r.id}, {"Repository", r.repo}, {"SharedSize", "N/A"},
-                     {"Size", r.size}, {"Tag", r.tag}, {"UniqueSize", "N/A"}, {"VirtualSize", r.size}}
+      PrintLine(Json{{"Containers", "N/A"}, {"CreatedAt", r.created_at}, {"CreatedSince", r.created_since}, {"Digest", r.digest}, {"ID", r.id}, {"Repository", r.repo}, {"SharedSize", "N/A"}, {"Size", r.size}, {"Tag", r.tag}, {"UniqueSize", "N/A"}, {"VirtualSize", r.size}}
                     .dump());
     return;
   }
@@ -225,8 +223,7 @@ void PrintHistory(const Image& image, LayerSizes& sizes, bool no_trunc, bool qui
     if (quiet) {
       PrintLine(id);
     } else if (json) {
-      PrintLine(Json{{"Comment", h.comment}, {"CreatedAt", h.created}, {"CreatedBy", created_by},
-                     {"CreatedSince", since}, {"ID", id}, {"Size", HumanSize(size, 3)}}.dump());
+      PrintLine(Json{{"Comment", h.comment}, {"CreatedAt", h.created}, {"CreatedBy", created_by}, {"CreatedSince", since}, {"ID", id}, {"Size", HumanSize(size, 3)}}.dump());
     } else {
       table.AddRow({id, since, created_by, HumanSize(size, 3), h.comment});
     }

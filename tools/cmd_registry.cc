@@ -57,8 +57,7 @@ struct PullArgs {
 int RunPull(Cli& cli, const PullArgs& a) {
   auto platform = ParsePlatform(a.platform);
   if (!platform.ok()) return cli.Fail(platform.status());
-  return RunTransfer(cli, a.name, a.quiet, [&](const Reference& ref, const Store& store, ProgressPrinter& printer,
-                                               const TransferCallback& progress) {
+  return RunTransfer(cli, a.name, a.quiet, [&](const Reference& ref, const Store& store, ProgressPrinter& printer, const TransferCallback& progress) {
     if (!a.quiet) printer.Message((ref.digest.empty() ? ref.tag : ref.digest) + ": Pulling from " + ref.path);
     PullOptions options;
     options.platform = *platform;
@@ -85,8 +84,7 @@ struct PushArgs {
 };
 
 int RunPush(Cli& cli, const PushArgs& a) {
-  return RunTransfer(cli, a.name, a.quiet, [&](const Reference& ref, const Store& store, ProgressPrinter& printer,
-                                               const TransferCallback& progress) {
+  return RunTransfer(cli, a.name, a.quiet, [&](const Reference& ref, const Store& store, ProgressPrinter& printer, const TransferCallback& progress) {
     if (!a.quiet) printer.Message("The push refers to repository [" + ref.Name() + "]");
     PushOptions options;
     options.max_concurrent_uploads = a.max_concurrent;
@@ -94,7 +92,8 @@ int RunPush(Cli& cli, const PushArgs& a) {
     auto result = PushImage(store, ref, options, progress);
     if (!result.ok()) return cli.Fail(result.status());
     if (a.quiet) printer.Message(ref.String());
-    else printer.Message(ref.tag + ": digest: " + result->manifest_digest.str() + " size: " + std::to_string(result->manifest_size));
+    else
+      printer.Message(ref.tag + ": digest: " + result->manifest_digest.str() + " size: " + std::to_string(result->manifest_size));
     return 0;
   });
 }
@@ -133,7 +132,8 @@ int RunLogout(Cli& cli, const std::string& raw_server) {
   auto removed = RemoveCredentials(server);
   if (!removed.ok()) return cli.Fail(removed.status().WithContext("logout " + server));
   if (*removed) std::printf("Removing login credentials for %s\n", server.c_str());
-  else std::printf("Not logged in to %s\n", server.c_str());
+  else
+    std::printf("Not logged in to %s\n", server.c_str());
   return 0;
 }
 

@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "layerstore/store/disk_usage.h"
 #include "layerstore/oci/reference.h"
+#include "layerstore/store/disk_usage.h"
 #include "layerstore/store/system_prune.h"
 #include "tools/cli.h"
 #include "tools/prune_output.h"
@@ -49,8 +49,7 @@ void PrintSummary(const DiskUsageReport& r, bool json) {
   Table table({"TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"});
   for (const auto& s : Summary(r)) {
     if (json) {
-      PrintLine(Json{{"Active", std::to_string(s.active)}, {"Reclaimable", s.reclaimable}, {"Size", HumanSize(s.size)},
-                     {"TotalCount", std::to_string(s.total)}, {"Type", s.type}}.dump());
+      PrintLine(Json{{"Active", std::to_string(s.active)}, {"Reclaimable", s.reclaimable}, {"Size", HumanSize(s.size)}, {"TotalCount", std::to_string(s.total)}, {"Type", s.type}}.dump());
     } else {
       table.AddRow({s.type, std::to_string(s.total), std::to_string(s.active), HumanSize(s.size), s.reclaimable});
     }
@@ -64,10 +63,7 @@ std::vector<Json> ImageRows(const DiskUsageReport& r) {
   std::time_t now = std::time(nullptr);
   for (const auto& u : r.images) {
     std::string created = u.image.config.value("created", std::string());
-    Json base = {{"Repository", "<none>"}, {"Tag", "<none>"}, {"ID", u.image.id().short_id()},
-                 {"CreatedSince", CreatedSince(created, now)}, {"Size", HumanSize(u.size, 3)},
-                 {"SharedSize", HumanSize(u.shared_size)}, {"UniqueSize", HumanSize(u.unique_size)},
-                 {"Containers", std::to_string(u.containers)}};
+    Json base = {{"Repository", "<none>"}, {"Tag", "<none>"}, {"ID", u.image.id().short_id()}, {"CreatedSince", CreatedSince(created, now)}, {"Size", HumanSize(u.size, 3)}, {"SharedSize", HumanSize(u.shared_size)}, {"UniqueSize", HumanSize(u.unique_size)}, {"Containers", std::to_string(u.containers)}};
     if (u.image.tags.empty()) rows.push_back(base);
     for (const auto& t : u.image.tags) {
       auto ref = ParseReference(t);
@@ -84,9 +80,7 @@ std::vector<Json> ImageRows(const DiskUsageReport& r) {
 std::vector<Json> LayerRows(const DiskUsageReport& r) {
   std::vector<Json> rows;
   for (const auto& l : r.layers)
-    rows.push_back({{"ID", l.diff_id.short_id()}, {"Images", std::to_string(l.images)},
-                    {"ContentSize", HumanSize(l.content_size)}, {"BlobSize", HumanSize(l.blob_size)},
-                    {"UnpackedSize", HumanSize(l.unpacked_size)}, {"Size", HumanSize(l.blob_size + l.unpacked_size)}});
+    rows.push_back({{"ID", l.diff_id.short_id()}, {"Images", std::to_string(l.images)}, {"ContentSize", HumanSize(l.content_size)}, {"BlobSize", HumanSize(l.blob_size)}, {"UnpackedSize", HumanSize(l.unpacked_size)}, {"Size", HumanSize(l.blob_size + l.unpacked_size)}});
   return rows;
 }
 
@@ -95,11 +89,7 @@ std::vector<Json> ContainerRows(const DiskUsageReport& r) {
   std::time_t now = std::time(nullptr);
   for (const auto& c : r.containers) {
     int64_t age = now - c.record.created_unix;
-    rows.push_back({{"ID", c.record.id.substr(0, 12)}, {"Image", FamiliarString(c.record.image_ref)},
-                    {"Command", "\"\""}, {"LocalVolumes", "0"}, {"Size", HumanSize(c.size)},
-                    {"RunningFor", HumanDuration(age) + " ago"},
-                    {"Status", c.active ? "Mounted on " + c.record.mountpoint : "Unmounted"},
-                    {"Names", c.record.name}});
+    rows.push_back({{"ID", c.record.id.substr(0, 12)}, {"Image", FamiliarString(c.record.image_ref)}, {"Command", "\"\""}, {"LocalVolumes", "0"}, {"Size", HumanSize(c.size)}, {"RunningFor", HumanDuration(age) + " ago"}, {"Status", c.active ? "Mounted on " + c.record.mountpoint : "Unmounted"}, {"Names", c.record.name}});
   }
   return rows;
 }
@@ -110,8 +100,7 @@ void PrintVerbose(const DiskUsageReport& r, bool json) {
   auto containers = ContainerRows(r);
   std::string total = HumanSize(r.store_total);
   if (json) {
-    PrintLine(Json{{"Images", images}, {"Layers", layers}, {"Containers", containers}, {"Volumes", Json::array()},
-                   {"BuildCache", Json::array()}, {"StoreTotal", total}}.dump());
+    PrintLine(Json{{"Images", images}, {"Layers", layers}, {"Containers", containers}, {"Volumes", Json::array()}, {"BuildCache", Json::array()}, {"StoreTotal", total}}.dump());
     return;
   }
   Table it({"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"});

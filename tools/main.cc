@@ -1,7 +1,7 @@
+#include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -56,13 +56,15 @@ int MountHelper(int argc, char** argv) {
   const char* options = nullptr;
   for (int i = 1, positional = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "-o") == 0 && i + 1 < argc) options = argv[++i];
-    else if (argv[i][0] != '-' && positional++ == 1) target = argv[i];
+    else if (argv[i][0] != '-' && positional++ == 1)
+      target = argv[i];
   }
   std::string opts = options ? options : "";
   bool remount = ("," + opts + ",").find(",remount,") != std::string::npos;
   if (target == nullptr || !remount) {
-    std::fprintf(stderr, "mount.fuse.layerfs: only remounts go through mount(8); mount with `layerfs mount` or "
-                         "`layerfs overlay`\n");
+    std::fprintf(stderr,
+                 "mount.fuse.layerfs: only remounts go through mount(8); mount with `layerfs mount` or "
+                 "`layerfs overlay`\n");
     return 32;  // mount(8)'s "mount failure"
   }
   execlp("mount", "mount", "-i", "-o", opts.c_str(), target, static_cast<char*>(nullptr));
@@ -81,8 +83,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   Cli cli;
-  app.add_option("--root", cli.root, "Store root (default: $LAYERFS_ROOT, /var/lib/layerfs as root, "
-                                     "$XDG_DATA_HOME/layerfs otherwise)")
+  app.add_option("--root", cli.root,
+                 "Store root (default: $LAYERFS_ROOT, /var/lib/layerfs as root, "
+                 "$XDG_DATA_HOME/layerfs otherwise)")
       ->envname("LAYERFS_ROOT");
   app.add_flag("--debug", cli.debug, "Print debugging detail");
   app.set_version_flag("--version", std::string("layerfs ") + LAYERFS_VERSION);

@@ -7,7 +7,7 @@ namespace layerfs::cli {
 namespace {
 constexpr int kBarWidth = 50;
 constexpr std::chrono::milliseconds kBarInterval(100);
-}
+}  // namespace
 
 std::string HumanSize(double bytes) {
   static const char* const kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB"};

@@ -15,9 +15,9 @@
 #include <set>
 #include <utility>
 
+#include "fs/container/upper_listing.h"
 #include "fs/engine/host_admin.h"
 #include "fs/index/upper_format.h"
-#include "fs/container/upper_listing.h"
 #include "layerstore/base/unique_fd.h"
 
 namespace layerfs {
@@ -84,7 +84,7 @@ class HashingTar {
     archive_write_set_format_pax_restricted(a_);
     archive_write_set_bytes_in_last_block(a_, 1);
     return archive_write_open(a_, this, nullptr, &HashingTar::OnWrite, nullptr) == ARCHIVE_OK ? Status::Ok()
-                                                                                                : Error("open tar");
+                                                                                              : Error("open tar");
   }
   Status Header(archive_entry* entry) {
     ++entries_;
@@ -179,7 +179,8 @@ class CommitWalker {
       if (lower_only.count(name)) RETURN_IF_ERROR(EmitLower(*lower_only[name], path));
       else if (std::binary_search(listing.entries.begin(), listing.entries.end(), name))
         RETURN_IF_ERROR(EmitUpper(dirfd, name, path, source, full));
-      else RETURN_IF_ERROR(EmitMarker(Join(rel, ".wh." + name)));
+      else
+        RETURN_IF_ERROR(EmitMarker(Join(rel, ".wh." + name)));
     }
     return Status::Ok();
   }

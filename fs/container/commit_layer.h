@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "fs/index/merged_index.h"
-#include "layerstore/store/blob_store.h"
 #include "layerstore/base/digest.h"
+#include "layerstore/store/blob_store.h"
 
 namespace layerfs {
 

@@ -7,10 +7,10 @@
 
 #include "fs/container/commit_layer.h"
 #include "fs/index/merged_index.h"
+#include "layerstore/base/unique_fd.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
-#include "layerstore/base/unique_fd.h"
 
 namespace layerfs {
 
@@ -86,10 +86,14 @@ Result<nlohmann::json> ConfigChanges(const nlohmann::json& base_config, const st
     std::string word = text.substr(0, sp), arg = sp == std::string::npos ? "" : Trim(text.substr(sp));
     for (auto& c : word) c = static_cast<char>(toupper(c));
     if (word == "CMD") set("Cmd", CommandForm(arg));
-    else if (word == "ENTRYPOINT") set("Entrypoint", CommandForm(arg));
-    else if (word == "WORKDIR") set("WorkingDir", arg);
-    else if (word == "USER") set("User", arg);
-    else if (word == "STOPSIGNAL") set("StopSignal", arg);
+    else if (word == "ENTRYPOINT")
+      set("Entrypoint", CommandForm(arg));
+    else if (word == "WORKDIR")
+      set("WorkingDir", arg);
+    else if (word == "USER")
+      set("User", arg);
+    else if (word == "STOPSIGNAL")
+      set("StopSignal", arg);
     else if (word == "ENV") {
       nlohmann::json env = current["Env"];
       for (const auto& [k, v] : KeyValues(arg)) env = WithEnv(env, k, v);
@@ -111,11 +115,13 @@ Result<nlohmann::json> ConfigChanges(const nlohmann::json& base_config, const st
         std::istringstream in(arg);
         for (std::string v; in >> v;) list.push_back(v);
       }
-      for (const auto& v : list) if (v.is_string()) volumes[v.get<std::string>()] = nlohmann::json::object();
+      for (const auto& v : list)
+        if (v.is_string()) volumes[v.get<std::string>()] = nlohmann::json::object();
       set("Volumes", volumes);
     } else {
-      return Status::Error(EINVAL, "unsupported --change \"" + change + "\" (CMD, ENTRYPOINT, ENV, LABEL, EXPOSE, "
-                                   "VOLUME, WORKDIR, USER, STOPSIGNAL)");
+      return Status::Error(EINVAL, "unsupported --change \"" + change +
+                                       "\" (CMD, ENTRYPOINT, ENV, LABEL, EXPOSE, "
+                                       "VOLUME, WORKDIR, USER, STOPSIGNAL)");
     }
   }
   return out;

@@ -11,16 +11,16 @@
 #include <nlohmann/json.hpp>
 
 #include "fs/container/upper_changes.h"
-#include "layerstore/store/container_store.h"
 #include "layerstore/oci/image.h"
+#include "layerstore/store/container_store.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {
 
 struct CommitOptions {
-  std::string ref;      // tag for the new image; empty: dangling
-  std::string comment;  // -m
-  std::string author;   // -a
+  std::string ref;                   // tag for the new image; empty: dangling
+  std::string comment;               // -m
+  std::string author;                // -a
   std::vector<std::string> changes;  // -c: Dockerfile instructions (CMD, ENTRYPOINT, ENV, ...)
 };
 

@@ -4,8 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fs/mount/fuse_mount.h"
 #include "fs/index/merged_index.h"
+#include "fs/mount/fuse_mount.h"
 #include "fs/mount/mount.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
@@ -48,14 +48,22 @@ Status ApplyOptions(const std::vector<std::string>& options, MountConfig* c) {
       start = comma == std::string::npos ? opts.size() + 1 : comma + 1;
       if (o.empty()) continue;
       if (o == "allow_other") c->allow_other = true;
-      else if (o == "default_permissions") c->default_permissions = true;
-      else if (o == "no_default_permissions") c->default_permissions = false;
-      else if (o == "debug") c->debug = true;
-      else if (o == "volatile") c->sync_upper = false;
-      else if (c->flags.Parse(o)) continue;  // ro, nosuid, noatime, ...: fs/mount/mount_flags.h
-      else if (o.rfind("threads=", 0) == 0) c->threads = static_cast<unsigned>(std::atoi(o.c_str() + 8));
-      else if (o.rfind("fsname=", 0) == 0) c->fsname = o.substr(7);
-      else return Status::Error(EINVAL, "unknown mount option \"" + o + "\"");
+      else if (o == "default_permissions")
+        c->default_permissions = true;
+      else if (o == "no_default_permissions")
+        c->default_permissions = false;
+      else if (o == "debug")
+        c->debug = true;
+      else if (o == "volatile")
+        c->sync_upper = false;
+      else if (c->flags.Parse(o))
+        continue;  // ro, nosuid, noatime, ...: fs/mount/mount_flags.h
+      else if (o.rfind("threads=", 0) == 0)
+        c->threads = static_cast<unsigned>(std::atoi(o.c_str() + 8));
+      else if (o.rfind("fsname=", 0) == 0)
+        c->fsname = o.substr(7);
+      else
+        return Status::Error(EINVAL, "unknown mount option \"" + o + "\"");
     }
   }
   return Status::Ok();
@@ -109,10 +117,12 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
   // cleanly may have lost writes without a trace, so it is not served again.
   std::error_code exists_ec;
   if (existing && std::filesystem::exists(VolatileMarker(containers, existing->id), exists_ec))
-    return Status::Error(EUCLEAN, "container " + existing->name + " was mounted with -o volatile and not unmounted "
-                                  "cleanly, so its changes may be incomplete: remove it (layerfs rm " + existing->name +
-                                  "), or delete " + VolatileMarker(containers, existing->id).string() +
-                                  " if the host did not crash");
+    return Status::Error(EUCLEAN, "container " + existing->name +
+                                      " was mounted with -o volatile and not unmounted "
+                                      "cleanly, so its changes may be incomplete: remove it (layerfs rm " +
+                                      existing->name +
+                                      "), or delete " + VolatileMarker(containers, existing->id).string() +
+                                      " if the host did not crash");
   std::error_code ec;
   std::filesystem::path dir = std::filesystem::absolute(req.dir, ec);
   RETURN_IF_ERROR(CheckMountpoint(dir));

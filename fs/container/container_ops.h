@@ -27,7 +27,9 @@ struct MountContainerRequest {
 Result<ContainerRecord> MountContainer(const Store& store, const MountContainerRequest& request);
 Status UnmountContainer(const Store& store, const std::string& dir_or_name);
 
-enum class ContainerState { kMounted, kUnmounted, kStale };
+enum class ContainerState { kMounted,
+                            kUnmounted,
+                            kStale };
 const char* ContainerStateName(ContainerState s);
 ContainerState StateOf(const ContainerRecord& record);
 

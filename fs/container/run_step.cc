@@ -19,9 +19,9 @@
 #include "fs/container/commit_layer.h"
 #include "fs/index/merged_index.h"
 #include "fs/mount/mount.h"
+#include "layerstore/base/remove_tree.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/container_store.h"
-#include "layerstore/base/remove_tree.h"
 
 namespace layerfs {
 
@@ -32,10 +32,10 @@ namespace {
 struct ChildPlan {
   std::string root;
   std::string proc, dev;
-  std::vector<std::pair<std::string, dev_t>> devices;  // path below root, device number
-  std::vector<std::string> host_devices;               // bind sources when mknod is refused
+  std::vector<std::pair<std::string, dev_t>> devices;      // path below root, device number
+  std::vector<std::string> host_devices;                   // bind sources when mknod is refused
   std::vector<std::pair<std::string, std::string>> links;  // target, path below root
-  std::vector<std::string> workdir_parents;            // "/a", "/a/b" (inside the chroot)
+  std::vector<std::string> workdir_parents;                // "/a", "/a/b" (inside the chroot)
   std::string workdir;
   std::vector<std::string> exec_candidates;
   std::vector<char*> argv, envp;
@@ -127,10 +127,9 @@ ChildPlan MakePlan(const RunExecutor::Request& req, const std::string& root, std
     p.devices.emplace_back(p.dev + "/" + d.name, makedev(d.major, d.minor));
     p.host_devices.push_back(std::string("/dev/") + d.name);
   }
-  p.links = {{"/proc/self/fd", p.dev + "/fd"}, {"/proc/self/fd/0", p.dev + "/stdin"},
-             {"/proc/self/fd/1", p.dev + "/stdout"}, {"/proc/self/fd/2", p.dev + "/stderr"}};
+  p.links = {{"/proc/self/fd", p.dev + "/fd"}, {"/proc/self/fd/0", p.dev + "/stdin"}, {"/proc/self/fd/1", p.dev + "/stdout"}, {"/proc/self/fd/2", p.dev + "/stderr"}};
   p.workdir = req.workdir;
-  for (size_t slash = req.workdir.find('/', 1); ; slash = req.workdir.find('/', slash + 1)) {
+  for (size_t slash = req.workdir.find('/', 1);; slash = req.workdir.find('/', slash + 1)) {
     p.workdir_parents.push_back(req.workdir.substr(0, slash));
     if (slash == std::string::npos) break;
   }

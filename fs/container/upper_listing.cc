@@ -32,7 +32,8 @@ Result<UpperListing> ListUpperDir(int dirfd, const UpperFormat& format, const st
     bool whiteout = false;
     if (format.StatChild(dirfd, name, &st, &whiteout) != 0) continue;  // vanished meanwhile
     if (whiteout) out.whiteouts.insert(name);
-    else out.entries.push_back(name);
+    else
+      out.entries.push_back(name);
   }
   closedir(dir);
   std::sort(out.entries.begin(), out.entries.end());

@@ -337,7 +337,8 @@ void FindRedirects(const MergedIndex& index, const UpperFormat& format, int dirf
     std::optional<uint32_t> lower;
     auto redirect = format.Redirect(fd);
     if (redirect) lower = redirect->starts_with('/') ? index.LookupPath(*redirect) : in_source(*redirect);
-    else if (!format.IsOpaque(fd)) lower = in_source(name);
+    else if (!format.IsOpaque(fd))
+      lower = in_source(name);
     if (lower && !index.is_dir(*lower)) lower.reset();
     if (redirect && lower) out->emplace(*lower, path);
     FindRedirects(index, format, fd, path, lower.value_or(kNoLower), out);

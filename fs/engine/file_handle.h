@@ -11,9 +11,9 @@
 namespace layerfs {
 
 struct FileHandle {
-  int fd = -1;          // as opened: lower file (read-only) or upper file
+  int fd = -1;  // as opened: lower file (read-only) or upper file
   bool lower = false;
-  bool passthrough = false;  // bound to the node's backing file: the kernel does the I/O
+  bool passthrough = false;       // bound to the node's backing file: the kernel does the I/O
   std::atomic<int> upper_fd{-1};  // lower handles only: the upper copy, opened on demand
   // O_DIRECT requests (the open had O_DIRECT, or fcntl(F_SETFL) added it later: each request
   // says which) use the same file reopened with O_DIRECT, so the backing filesystem applies its

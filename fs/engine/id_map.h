@@ -28,8 +28,8 @@ class IdMap {
   bool empty() const { return ranges_.empty(); }
   const std::vector<Range>& ranges() const { return ranges_; }
 
-  uint32_t Shown(uint32_t stored) const;                  // container id -> host id
-  uint32_t Stored(uint32_t shown) const;                  // host id -> container id
+  uint32_t Shown(uint32_t stored) const;  // container id -> host id
+  uint32_t Stored(uint32_t shown) const;  // host id -> container id
 
  private:
   std::vector<Range> ranges_;

@@ -36,7 +36,7 @@ struct Node : std::enable_shared_from_this<Node> {
   // Non-directories with an upper: O_PATH fd of the upper inode, so attributes, opens and
   // xattrs reach the file whatever happens to the name it was found under (hard links).
   std::atomic<int> file_fd{-1};
-  std::shared_ptr<Node> parent;    // where this node was last seen (null for the root)
+  std::shared_ptr<Node> parent;  // where this node was last seen (null for the root)
   std::string name;
 
   // FUSE passthrough (fs/engine/passthrough.h), guarded by backing_mu: the backing id the kernel

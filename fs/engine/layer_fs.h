@@ -16,15 +16,15 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fs/engine/id_map.h"
 #include "fs/engine/inode_table.h"
-#include "fs/index/merged_index.h"
 #include "fs/engine/open_handles.h"
 #include "fs/engine/passthrough.h"
+#include "fs/index/merged_index.h"
 #include "fs/index/upper_format.h"
 #include "layerstore/base/status.h"
 
@@ -49,7 +49,7 @@ struct LayerFsOptions {
   // opaque (fuse-overlayfs's way), so the upper is a self-contained overlay layer that any
   // overlay implementation reads as upper or lower. Off (mount mode): a redirect xattr.
   bool rename_copies_subtree = false;
-  OwnerPolicy owners;   // ids shown/written (uidmapping=, squash_to_*): applied at the FUSE boundary
+  OwnerPolicy owners;         // ids shown/written (uidmapping=, squash_to_*): applied at the FUSE boundary
   bool static_nlink = false;  // directories show st_nlink 1 (fuse-overlayfs's static_nlink)
   // false (`volatile`, `fsync=0`): copy-up does not fsync its copy and the container's
   // fsync/fdatasync/fsyncdir return at once. Faster; a host crash may lose or truncate upper
@@ -65,7 +65,7 @@ struct LayerFsOptions {
   // (security.fuseoverlayfs.override_stat / user.fuseoverlayfs.override_stat), the upper's
   // files keep the daemon as owner and a mode it can use, as fuse-overlayfs does.
   int xattr_permissions = 0;
-  bool posix_acl = true;    // POSIX ACLs where the mount is privileged (Init); off: `noacl`
+  bool posix_acl = true;  // POSIX ACLs where the mount is privileged (Init); off: `noacl`
   // dirsync (or sync): a change to an upper directory (create, delete, rename) is on disk
   // before the call returns, as on a dirsync ext4; the FUSE kernel leaves it to the daemon.
   bool dirsync = false;
@@ -168,17 +168,17 @@ class LayerFs {
   OwnerStore owner_store() const { return owner_store_; }
 
   // --- upper side (copy_up.cc, whiteout handling in ops_*)
-  int EnsureUpper(const std::shared_ptr<Node>& node);           // copy-up; 0 / -errno
+  int EnsureUpper(const std::shared_ptr<Node>& node);  // copy-up; 0 / -errno
   void LinkGroupMembers(uint32_t copied, int copy_dirfd, const std::string& copy_name);
   // Marks a non-directory node as upper, holding an O_PATH fd of dirfd/name.
   int AttachUpperFile(Node* node, int dirfd, const std::string& name);
-  const std::vector<uint32_t>& GroupOf(uint32_t ino_node);      // lower hard-link members
+  const std::vector<uint32_t>& GroupOf(uint32_t ino_node);  // lower hard-link members
   std::shared_ptr<Node> ResolveLowerDir(uint32_t idx);
-  int OpenLower(uint32_t idx, int flags) const;                   // fd / -errno
-  int OpenUpper(Node* node, int flags);                           // fd / -errno (non-dirs)
-  int OpenForFlags(Node* node);                                   // ops_ioctl.cc: fd / -errno
+  int OpenLower(uint32_t idx, int flags) const;  // fd / -errno
+  int OpenUpper(Node* node, int flags);          // fd / -errno (non-dirs)
+  int OpenForFlags(Node* node);                  // ops_ioctl.cc: fd / -errno
   int ReadFd(Node* node, FileHandle* h);
-  int OpenDirect(FileHandle* h, fuse_file_info* fi);  // open/create with O_DIRECT: 0 / -errno
+  int OpenDirect(FileHandle* h, fuse_file_info* fi);      // open/create with O_DIRECT: 0 / -errno
   void Close(fuse_req_t req, Node* node, FileHandle* h);  // release: backing file share, fds
   void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
@@ -193,9 +193,9 @@ class LayerFs {
   // Places a fully prepared entry (in work/) at dir/name, replacing a whiteout atomically.
   int InstallFromWork(int dirfd, const std::string& name, const std::string& work_name, bool replace_whiteout);
   std::string NewWorkName();
-  int SyncDirChange(int dirfd);  // LayerFsOptions::dirsync: fsync of a changed upper dir; 0 / -errno
-  int RemoveUpperTree(int dirfd, const std::string& name);        // rm -r of a dir of whiteouts
-  int IsMergedDirEmpty(const std::shared_ptr<Node>& dir);         // 0, -ENOTEMPTY, -errno
+  int SyncDirChange(int dirfd);                             // LayerFsOptions::dirsync: fsync of a changed upper dir; 0 / -errno
+  int RemoveUpperTree(int dirfd, const std::string& name);  // rm -r of a dir of whiteouts
+  int IsMergedDirEmpty(const std::shared_ptr<Node>& dir);   // 0, -ENOTEMPTY, -errno
   int DeleteEntry(const std::shared_ptr<Node>& dir, const std::string& name, bool is_dir);
   // Creates dir/name with make(dirfd, name) (0 / -errno); over a whiteout it is built in work/
   // (directories made opaque) and swapped in. mode 0: keep the owner (link). *out: the new node, one kernel reference.

@@ -3,7 +3,6 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-
 #include "fs/engine/host_admin.h"
 #include "fs/engine/layer_fs.h"
 
@@ -269,7 +268,6 @@ void LayerFs::ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& node) {
   e.entry_timeout = EntryTimeout(node.get());
   if (fuse_reply_entry(req, &e) != 0) table_.Forget(node.get(), 1);
 }
-
 
 void LayerFs::Show(struct stat* st) const {
   const OwnerPolicy& owners = options_.owners;

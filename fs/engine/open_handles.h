@@ -30,6 +30,7 @@ class OpenHandles {
       handles_.erase(it);
     }
   }
+
  private:
   std::mutex mu_;
   std::unordered_map<FileHandle*, std::unique_ptr<FileHandle>> handles_;

@@ -84,7 +84,7 @@ class DirentBuffer {
  public:
   DirentBuffer(fuse_req_t req, size_t size) : req_(req), buf_(size) {}
   bool Add(const std::string& name, uint64_t ino, mode_t type, uint64_t next) {
-    struct stat st{};
+    struct stat st {};
     st.st_ino = ino;
     st.st_mode = type;
     size_t need = fuse_add_direntry(req_, buf_.data() + pos_, buf_.size() - pos_, name.c_str(), &st,

@@ -135,9 +135,11 @@ int ApplyOwner(const UpperFormat& format, OwnerStore store, const LayerFs::Upper
 int ApplyTimes(const LayerFs::UpperRef& ref, int to_set, const struct stat* attr) {
   struct timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
   if (to_set & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
-  else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = attr->st_atim;
+  else if (to_set & FUSE_SET_ATTR_ATIME)
+    tv[0] = attr->st_atim;
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
-  else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = attr->st_mtim;
+  else if (to_set & FUSE_SET_ATTR_MTIME)
+    tv[1] = attr->st_mtim;
   return ::utimensat(AT_FDCWD, ref.path().c_str(), tv, 0) == 0 ? 0 : -errno;
 }
 

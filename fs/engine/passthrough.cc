@@ -89,8 +89,10 @@ void Passthrough::Detach(fuse_req_t req, Node* node, FileHandle* h) {
 
 void Passthrough::Disable(int err) {
   if (enabled_.exchange(false))
-    std::fprintf(stderr, "layerfs: FUSE passthrough off for this mount: cannot register a backing file (%s); "
-                 "reads go through the daemon\n", std::strerror(err));
+    std::fprintf(stderr,
+                 "layerfs: FUSE passthrough off for this mount: cannot register a backing file (%s); "
+                 "reads go through the daemon\n",
+                 std::strerror(err));
 }
 
 }  // namespace layerfs

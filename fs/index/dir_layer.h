@@ -23,8 +23,8 @@
 
 #include "fs/index/merged_index.h"
 #include "layerstore/base/digest.h"
-#include "layerstore/layer/layer_index.h"
 #include "layerstore/base/status.h"
+#include "layerstore/layer/layer_index.h"
 
 namespace layerfs {
 

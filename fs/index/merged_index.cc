@@ -413,7 +413,8 @@ std::optional<uint32_t> MergedIndex::Lookup(uint32_t dir, std::string_view name)
     int c = this->name(mid).compare(name);
     if (c == 0) return mid;
     if (c < 0) lo = mid + 1;
-    else hi = mid;
+    else
+      hi = mid;
   }
   return std::nullopt;
 }
@@ -432,7 +433,8 @@ std::optional<uint32_t> MergedIndex::LowerDirOf(std::optional<uint32_t> parent, 
                                                 const std::optional<std::string>& redirect) const {
   std::optional<uint32_t> found;
   if (redirect) found = LookupPath(*redirect);
-  else if (parent) found = Lookup(*parent, name);
+  else if (parent)
+    found = Lookup(*parent, name);
   if (found && is_dir(*found)) return found;
   return std::nullopt;
 }

@@ -20,35 +20,35 @@
 #include <vector>
 
 #include "layerstore/base/digest.h"
-#include "layerstore/layer/layer_index.h"
 #include "layerstore/base/status.h"
+#include "layerstore/layer/layer_index.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {
 
 // One merged entry, 80 bytes, stored as-is in the cache file (little-endian hosts only).
 struct MergedNode {
-  uint32_t name_off;    // into the name table
+  uint32_t name_off;  // into the name table
   uint16_t name_len;
-  uint8_t type;         // EntryType (never kWhiteout)
+  uint8_t type;  // EntryType (never kWhiteout)
   uint8_t reserved0;
-  uint16_t layer;       // index (bottom = 0) of the layer that provides this entry
+  uint16_t layer;         // index (bottom = 0) of the layer that provides this entry
   uint16_t hidden_links;  // links of this inode in its layer that the merge hides
-  uint32_t parent;      // root: 0
-  uint32_t first_child; // directories: children are [first_child, first_child + child_count)
+  uint32_t parent;        // root: 0
+  uint32_t first_child;   // directories: children are [first_child, first_child + child_count)
   uint32_t child_count;
-  uint32_t mode;        // st_mode incl. S_IFMT
+  uint32_t mode;  // st_mode incl. S_IFMT
   uint32_t uid;
   uint32_t gid;
-  uint32_t nlink;       // as overlayfs shows it: files, the links in the layer's tree; dirs,
-                        // 2 + subdirs, or 1 when merged from several layers
+  uint32_t nlink;  // as overlayfs shows it: files, the links in the layer's tree; dirs,
+                   // 2 + subdirs, or 1 when merged from several layers
   uint64_t size;
   int64_t mtime_sec;
   uint32_t mtime_nsec;
-  uint32_t ino_node;    // first member of its hard-link group (itself when not linked)
+  uint32_t ino_node;  // first member of its hard-link group (itself when not linked)
   uint64_t rdev;
-  uint32_t link_off;    // symlink target in the extra table, kNone if none
-  uint32_t xattr_off;   // xattr block in the extra table, kNone if none
+  uint32_t link_off;   // symlink target in the extra table, kNone if none
+  uint32_t xattr_off;  // xattr block in the extra table, kNone if none
 };
 static_assert(sizeof(MergedNode) == 80);
 

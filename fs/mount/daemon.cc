@@ -1,8 +1,8 @@
 // RunMountDaemon: the body of `layerfs mount`'s daemon process.
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -147,7 +147,8 @@ int RunFusermount(const std::filesystem::path& dir, bool lazy) {
     int null = ::open("/dev/null", O_WRONLY);
     if (null >= 0) ::dup2(null, STDERR_FILENO);
     if (lazy) ::execlp("fusermount3", "fusermount3", "-u", "-z", "--", dir.c_str(), nullptr);
-    else ::execlp("fusermount3", "fusermount3", "-u", "--", dir.c_str(), nullptr);
+    else
+      ::execlp("fusermount3", "fusermount3", "-u", "--", dir.c_str(), nullptr);
     ::_exit(127);
   }
   int status = 0;

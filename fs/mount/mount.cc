@@ -230,7 +230,8 @@ void FuseMount::UnmountLazy() {
   if (!mounted_) return;
   fuse_session_exit(se_);
   if (::geteuid() == 0) ::umount2(mountpoint_.c_str(), MNT_DETACH);
-  else fuse_session_unmount(se_);
+  else
+    fuse_session_unmount(se_);
   Join();
 }
 

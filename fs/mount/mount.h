@@ -19,14 +19,14 @@ namespace layerfs {
 
 struct MountConfig {
   std::filesystem::path store_root;
-  std::vector<Digest> layers;  // diff_ids, bottom first; all present in the store
+  std::vector<Digest> layers;       // diff_ids, bottom first; all present in the store
   std::filesystem::path upper_dir;  // empty together with work_dir: read-only mount
   std::filesystem::path work_dir;   // same filesystem as upper_dir
   std::filesystem::path mountpoint;
   std::string fsname = "layerfs";
-  bool allow_other = false;        // default true when the mounting process is root
-  bool default_permissions = true; // kernel permission checks against the merged attributes
-  unsigned threads = 0;            // FUSE worker threads; 0 = libfuse default
+  bool allow_other = false;         // default true when the mounting process is root
+  bool default_permissions = true;  // kernel permission checks against the merged attributes
+  unsigned threads = 0;             // FUSE worker threads; 0 = libfuse default
   bool debug = false;
   // `layerfs overlay`: plain lower directories (bottom first) instead of store_root/layers,
   // walked at every mount (they may change between mounts), and overlay's behaviour.
@@ -37,9 +37,9 @@ struct MountConfig {
   bool rename_copies_subtree = false;     // LayerFsOptions
   OwnerPolicy owners;
   bool static_nlink = false;
-  bool sync_upper = true;                 // LayerFsOptions
-  int xattr_permissions = 0;              // LayerFsOptions (fuse-overlayfs's force_mask support)
-  bool posix_acl = true;                  // LayerFsOptions (`noacl`: off)
+  bool sync_upper = true;     // LayerFsOptions
+  int xattr_permissions = 0;  // LayerFsOptions (fuse-overlayfs's force_mask support)
+  bool posix_acl = true;      // LayerFsOptions (`noacl`: off)
   // With sync_upper off: a file that exists while the upper may hold writes not yet on disk
   // (RunMountDaemon); empty: none (layerfs overlay, as fuse-overlayfs).
   std::filesystem::path volatile_marker;

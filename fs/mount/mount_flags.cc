@@ -15,23 +15,37 @@ struct FlagOption {
 // mount(8)'s filesystem-independent flags (libmount's table). relatime is the kernel's default
 // whenever neither noatime nor strictatime is given, so it needs no flag of its own to work.
 constexpr FlagOption kFlags[] = {
-    {"ro", MS_RDONLY, true},          {"rw", MS_RDONLY, false},
-    {"nosuid", MS_NOSUID, true},      {"suid", MS_NOSUID, false},
-    {"nodev", MS_NODEV, true},        {"dev", MS_NODEV, false},
-    {"noexec", MS_NOEXEC, true},      {"exec", MS_NOEXEC, false},
-    {"sync", MS_SYNCHRONOUS, true},   {"async", MS_SYNCHRONOUS, false},
+    {"ro", MS_RDONLY, true},
+    {"rw", MS_RDONLY, false},
+    {"nosuid", MS_NOSUID, true},
+    {"suid", MS_NOSUID, false},
+    {"nodev", MS_NODEV, true},
+    {"dev", MS_NODEV, false},
+    {"noexec", MS_NOEXEC, true},
+    {"exec", MS_NOEXEC, false},
+    {"sync", MS_SYNCHRONOUS, true},
+    {"async", MS_SYNCHRONOUS, false},
     {"dirsync", MS_DIRSYNC, true},
-    {"noatime", MS_NOATIME, true},    {"atime", MS_NOATIME, false},
-    {"nodiratime", MS_NODIRATIME, true}, {"diratime", MS_NODIRATIME, false},
-    {"relatime", MS_RELATIME, true},  {"norelatime", MS_RELATIME, false},
-    {"strictatime", MS_STRICTATIME, true}, {"nostrictatime", MS_STRICTATIME, false},
-    {"lazytime", MS_LAZYTIME, true},  {"nolazytime", MS_LAZYTIME, false},
+    {"noatime", MS_NOATIME, true},
+    {"atime", MS_NOATIME, false},
+    {"nodiratime", MS_NODIRATIME, true},
+    {"diratime", MS_NODIRATIME, false},
+    {"relatime", MS_RELATIME, true},
+    {"norelatime", MS_RELATIME, false},
+    {"strictatime", MS_STRICTATIME, true},
+    {"nostrictatime", MS_STRICTATIME, false},
+    {"lazytime", MS_LAZYTIME, true},
+    {"nolazytime", MS_LAZYTIME, false},
 };
 
 // What libfuse 3.14's mount code and fusermount3 know (their mount_flags tables).
 constexpr FlagOption kFuseKnows[] = {
-    {"ro", MS_RDONLY, true}, {"nosuid", MS_NOSUID, true}, {"nodev", MS_NODEV, true},
-    {"noexec", MS_NOEXEC, true}, {"sync", MS_SYNCHRONOUS, true}, {"dirsync", MS_DIRSYNC, true},
+    {"ro", MS_RDONLY, true},
+    {"nosuid", MS_NOSUID, true},
+    {"nodev", MS_NODEV, true},
+    {"noexec", MS_NOEXEC, true},
+    {"sync", MS_SYNCHRONOUS, true},
+    {"dirsync", MS_DIRSYNC, true},
     {"noatime", MS_NOATIME, true},
 };
 
@@ -43,7 +57,8 @@ bool MountFlags::Parse(std::string_view option) {
   for (const FlagOption& f : kFlags) {
     if (option != f.name) continue;
     if (f.on) set |= f.flag;
-    else set &= ~f.flag;
+    else
+      set &= ~f.flag;
     return true;
   }
   return false;

@@ -14,8 +14,8 @@
 namespace layerfs {
 
 struct OverlayOptions {
-  MountConfig config;       // lower_dirs bottom first, upper/work, FUSE options, owner policy
-  bool debug = false;       // `debug` (also -d): libfuse traces, stays in the foreground
+  MountConfig config;                // lower_dirs bottom first, upper/work, FUSE options, owner policy
+  bool debug = false;                // `debug` (also -d): libfuse traces, stays in the foreground
   std::vector<std::string> ignored;  // accepted options that change nothing here (for -d)
 };
 

@@ -2,12 +2,12 @@
 
 #include <fstream>
 
+#include "layerstore/base/remove_tree.h"
+#include "layerstore/layer/layer_index.h"
+#include "layerstore/layer/layer_unpack.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/image_store.h"
-#include "layerstore/layer/layer_index.h"
 #include "layerstore/store/layer_store.h"
-#include "layerstore/layer/layer_unpack.h"
-#include "layerstore/base/remove_tree.h"
 
 namespace layerfs {
 

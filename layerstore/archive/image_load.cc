@@ -14,17 +14,17 @@
 
 #include <tbb/parallel_for_each.h>
 
-#include "layerstore/store/blob_store.h"
 #include "layerstore/base/failpoint.h"
-#include "layerstore/store/image_store.h"
+#include "layerstore/base/remove_tree.h"
+#include "layerstore/base/unique_fd.h"
 #include "layerstore/layer/layer_index.h"
-#include "layerstore/store/layer_store.h"
 #include "layerstore/layer/layer_unpack.h"
 #include "layerstore/oci/oci_conversion.h"
 #include "layerstore/oci/reference.h"
-#include "layerstore/base/remove_tree.h"
+#include "layerstore/store/blob_store.h"
+#include "layerstore/store/image_store.h"
+#include "layerstore/store/layer_store.h"
 #include "layerstore/store/store_gc.h"
-#include "layerstore/base/unique_fd.h"
 
 namespace layerfs {
 
@@ -184,10 +184,10 @@ std::optional<SourceFile> Source::Get(const std::string& rel) const {
 // What one image of the input consists of before verification.
 struct Candidate {
   Descriptor manifest;
-  std::string synthesized;                  // docker-archive old layout: the manifest we write
-  std::map<Digest, std::string> rel_of;     // blob -> path in the input (default blobs/sha256/<hex>)
-  std::vector<std::string> refs;            // normalized
-  std::vector<std::string> names;           // names as written in the input (for only_ref)
+  std::string synthesized;               // docker-archive old layout: the manifest we write
+  std::map<Digest, std::string> rel_of;  // blob -> path in the input (default blobs/sha256/<hex>)
+  std::vector<std::string> refs;         // normalized
+  std::vector<std::string> names;        // names as written in the input (for only_ref)
 };
 
 std::string BlobRel(const Digest& d) { return "blobs/sha256/" + d.hex(); }
@@ -317,8 +317,7 @@ Result<std::vector<Candidate>> DockerCandidates(const nlohmann::json& entries, S
       layers.push_back(DescriptorJson(layer));
     }
     c.rel_of[config.digest] = config_rel;
-    nlohmann::json manifest = {{"schemaVersion", 2}, {"mediaType", kOciManifestType},
-                               {"config", DescriptorJson(config)}, {"layers", layers}};
+    nlohmann::json manifest = {{"schemaVersion", 2}, {"mediaType", kOciManifestType}, {"config", DescriptorJson(config)}, {"layers", layers}};
     c.synthesized = manifest.dump();
     c.manifest = {kOciManifestType, Sha256Of(c.synthesized), c.synthesized.size(), nlohmann::json(), nlohmann::json()};
     if (e.contains("RepoTags") && e["RepoTags"].is_array())
@@ -510,7 +509,8 @@ Result<std::map<Digest, fs::path>> UnpackMissing(const Store& store, const std::
   for (const auto& image : images)
     for (size_t i = 0; i < image.layers.size(); ++i) {
       if (!layers.Has(image.diff_ids[i])) todo.emplace(image.diff_ids[i], image.layers[i].digest);
-      else report(image.diff_ids[i], "Already exists", 0, 0, false);
+      else
+        report(image.diff_ids[i], "Already exists", 0, 0, false);
     }
   std::vector<std::pair<Digest, Digest>> work(todo.begin(), todo.end());
   std::vector<Status> results(work.size());

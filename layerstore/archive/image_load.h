@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "layerstore/base/transfer_progress.h"
 #include "layerstore/oci/image.h"
 #include "layerstore/store/store.h"
-#include "layerstore/base/transfer_progress.h"
 
 namespace layerfs {
 

@@ -10,10 +10,10 @@
 #include <memory>
 #include <set>
 
+#include "layerstore/base/unique_fd.h"
+#include "layerstore/oci/reference.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/image_store.h"
-#include "layerstore/oci/reference.h"
-#include "layerstore/base/unique_fd.h"
 
 namespace layerfs {
 

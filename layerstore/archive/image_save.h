@@ -17,7 +17,8 @@
 
 namespace layerfs {
 
-enum class SaveFormat { kDockerArchive, kOciArchive };
+enum class SaveFormat { kDockerArchive,
+                        kOciArchive };
 
 Result<SaveFormat> ParseSaveFormat(std::string_view name);  // "docker-archive" | "oci-archive"
 // names: references or image IDs; a reference saves under that tag, an ID untagged.

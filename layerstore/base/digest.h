@@ -20,7 +20,7 @@ class Digest {
   static Digest FromHex(std::string hex);  // hex must be 64 lowercase hex digits
 
   const std::string& hex() const { return hex_; }
-  std::string str() const { return "sha256:" + hex_; }  // "sha256:<hex>"
+  std::string str() const { return "sha256:" + hex_; }         // "sha256:<hex>"
   std::string short_id() const { return hex_.substr(0, 12); }  // Docker's 12-char IMAGE ID
   bool empty() const { return hex_.empty(); }
   auto operator<=>(const Digest&) const = default;

@@ -35,8 +35,8 @@ class Status {
 template <class T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {}    // NOLINT: must not be OK
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT: must not be OK
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   const Status& status() const {
@@ -61,10 +61,10 @@ class Result {
 #define LAYERFS_CONCAT(a, b) LAYERFS_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function if expr (a Status) is not OK.
-#define RETURN_IF_ERROR(expr)                        \
-  do {                                               \
-    ::layerfs::Status _lfs_st = (expr);              \
-    if (!_lfs_st.ok()) return _lfs_st;               \
+#define RETURN_IF_ERROR(expr)           \
+  do {                                  \
+    ::layerfs::Status _lfs_st = (expr); \
+    if (!_lfs_st.ok()) return _lfs_st;  \
   } while (0)
 
 // ASSIGN_OR_RETURN(auto x, MakeX()): binds the value or returns the error Status.

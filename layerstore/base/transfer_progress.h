@@ -11,11 +11,11 @@
 namespace layerfs {
 
 struct TransferEvent {
-  std::string id;      // the layer's 12-hex short id
+  std::string id;  // the layer's 12-hex short id
   std::string status;
   uint64_t current = 0;  // bytes so far, for statuses with a bar (Downloading, Pushing)
   uint64_t total = 0;
-  bool bar = false;      // true: current/total are meaningful
+  bool bar = false;  // true: current/total are meaningful
 };
 
 using TransferCallback = std::function<void(const TransferEvent&)>;

@@ -109,7 +109,8 @@ class Planner {
       std::string rel = Join(dir, name);
       if (!Visible(rel)) continue;
       if (slash == std::string_view::npos) out->push_back(rel);
-      else if (stdfs::is_directory(req_.context / rel, ec)) Glob(rel, pattern.substr(slash + 1), out);
+      else if (stdfs::is_directory(req_.context / rel, ec))
+        Glob(rel, pattern.substr(slash + 1), out);
     }
   }
 

@@ -18,8 +18,8 @@
 
 #include "layerstore/build/chain_view.h"
 #include "layerstore/build/dockerignore.h"
-#include "layerstore/layer/layer_index.h"
 #include "layerstore/build/layer_tar_writer.h"
+#include "layerstore/layer/layer_index.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {
@@ -28,7 +28,7 @@ struct CopyRequest {
   std::filesystem::path context;
   const DockerIgnore* ignore = nullptr;
   std::vector<std::string> sources;
-  std::string dest;  // absolute in the image (WORKDIR already applied); trailing '/' = directory
+  std::string dest;                  // absolute in the image (WORKDIR already applied); trailing '/' = directory
   std::optional<uint32_t> uid, gid;  // --chown, resolved; unset: 0:0
   std::optional<uint32_t> chmod;     // --chmod
   bool add = false;                  // ADD: unpack local archives, refuse URLs

@@ -116,7 +116,8 @@ Result<DockerfileInstruction> ParseInstruction(std::string_view text, int line, 
       std::string_view flag = rest.substr(2, stop - 2);
       size_t eq = flag.find('=');
       if (eq == std::string_view::npos) ins.flags.emplace_back(std::string(flag), "");
-      else ins.flags.emplace_back(std::string(flag.substr(0, eq)), std::string(flag.substr(eq + 1)));
+      else
+        ins.flags.emplace_back(std::string(flag.substr(0, eq)), std::string(flag.substr(eq + 1)));
       rest = TrimLeft(rest.substr(stop));
     }
   }
@@ -195,7 +196,8 @@ class WordLexer {
       if (c == escape_) {
         ++i_;
         if (i_ < s_.size()) cur += s_[i_++];
-        else cur += escape_;
+        else
+          cur += escape_;
       } else if (c == '\'') {
         RETURN_IF_ERROR(SingleQuoted(&cur));
       } else if (c == '"') {
@@ -205,7 +207,8 @@ class WordLexer {
         std::string value;
         RETURN_IF_ERROR(Dollar(&value));
         if (split) SplitInto(value, &words, &cur, &in_word);
-        else cur += value;
+        else
+          cur += value;
       } else {
         cur += c;
         ++i_;

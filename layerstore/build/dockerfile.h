@@ -25,13 +25,13 @@
 namespace layerfs {
 
 struct DockerfileInstruction {
-  int line = 0;                 // 1-based line on which the instruction starts
-  std::string keyword;          // upper case: "RUN", "COPY"
-  std::string original;         // the whole instruction as joined, for messages
+  int line = 0;                                            // 1-based line on which the instruction starts
+  std::string keyword;                                     // upper case: "RUN", "COPY"
+  std::string original;                                    // the whole instruction as joined, for messages
   std::vector<std::pair<std::string, std::string>> flags;  // "--chown=a:b" -> {"chown","a:b"}
-  std::string args;             // argument text after the flags (shell form)
-  bool exec_form = false;       // args was a JSON string array
-  std::vector<std::string> exec_args;  // the array, when exec_form
+  std::string args;                                        // argument text after the flags (shell form)
+  bool exec_form = false;                                  // args was a JSON string array
+  std::vector<std::string> exec_args;                      // the array, when exec_form
 };
 
 struct Dockerfile {

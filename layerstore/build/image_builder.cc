@@ -9,18 +9,18 @@
 #include <optional>
 #include <set>
 
-#include "layerstore/store/blob_store.h"
-#include "layerstore/store/build_cache.h"
+#include "layerstore/base/remove_tree.h"
 #include "layerstore/build/chain_view.h"
 #include "layerstore/build/copy_plan.h"
 #include "layerstore/build/dockerfile.h"
 #include "layerstore/build/dockerignore.h"
-#include "layerstore/store/image_store.h"
-#include "layerstore/store/layer_store.h"
+#include "layerstore/build/user_db.h"
 #include "layerstore/oci/oci_conversion.h"
 #include "layerstore/oci/reference.h"
-#include "layerstore/base/remove_tree.h"
-#include "layerstore/build/user_db.h"
+#include "layerstore/store/blob_store.h"
+#include "layerstore/store/build_cache.h"
+#include "layerstore/store/image_store.h"
+#include "layerstore/store/layer_store.h"
 
 namespace layerfs {
 
@@ -29,8 +29,8 @@ namespace {
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr const char* kHistoryComment = "buildkit.dockerfile.v0";
 
-const std::set<std::string> kSupported = {"FROM", "RUN",    "COPY",  "ADD",    "ENV",        "ARG",  "WORKDIR",
-                                          "USER", "LABEL",  "EXPOSE", "VOLUME", "CMD", "ENTRYPOINT", "SHELL"};
+const std::set<std::string> kSupported = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR",
+                                          "USER", "LABEL", "EXPOSE", "VOLUME", "CMD", "ENTRYPOINT", "SHELL"};
 
 std::string NowRfc3339() {
   auto now = std::chrono::system_clock::now();
@@ -109,8 +109,7 @@ std::string ExecFormText(const std::vector<std::string>& args) {
 
 struct ImageBuilder::Impl {
   Impl(ImageBuilder* owner, const BuildOptions& options)
-      : b(*owner), opts(options), blobs(*owner->store_), layers(*owner->store_), cache(*owner->store_),
-        images(*owner->store_) {}
+      : b(*owner), opts(options), blobs(*owner->store_), layers(*owner->store_), cache(*owner->store_), images(*owner->store_) {}
 
   ImageBuilder& b;
   const BuildOptions& opts;
@@ -353,8 +352,7 @@ struct ImageBuilder::Impl {
       }
     if (layer) manifest_layers.push_back(DescriptorJson(layer->blob));
     Descriptor config_desc{kOciConfigType, config_digest, next.dump().size(), nlohmann::json(), nlohmann::json()};
-    nlohmann::json manifest = {{"schemaVersion", 2}, {"mediaType", kOciManifestType},
-                               {"config", DescriptorJson(config_desc)}, {"layers", manifest_layers}};
+    nlohmann::json manifest = {{"schemaVersion", 2}, {"mediaType", kOciManifestType}, {"config", DescriptorJson(config_desc)}, {"layers", manifest_layers}};
     ASSIGN_OR_RETURN(Digest manifest_digest, PutJson(manifest));
     Descriptor manifest_desc{kOciManifestType, manifest_digest, manifest.dump().size(), nlohmann::json(), nlohmann::json()};
     ASSIGN_OR_RETURN(Image next_image, images.LoadImage(manifest_desc));
@@ -471,7 +469,8 @@ struct ImageBuilder::Impl {
       value = Shell();
       value.push_back(ins.args);
     }
-    std::string field = k == "CMD" ? "Cmd" : k == "ENTRYPOINT" ? "Entrypoint" : "Shell";
+    std::string field = k == "CMD" ? "Cmd" : k == "ENTRYPOINT" ? "Entrypoint"
+                                                               : "Shell";
     bool reset_cmd = k == "ENTRYPOINT" && !cmd_set;
     if (k == "CMD") cmd_set = true;
     return MetaStep(k + " " + ExecFormText(value), [&](nlohmann::json& c) {

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "layerstore/oci/image.h"
 #include "layerstore/build/layer_tar_writer.h"
+#include "layerstore/oci/image.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {
@@ -35,7 +35,7 @@ class RunExecutor {
     std::string workdir;            // absolute; created when missing
     uint32_t uid = 0;
     uint32_t gid = 0;
-    std::vector<uint32_t> groups;   // supplementary groups
+    std::vector<uint32_t> groups;  // supplementary groups
   };
   struct Outcome {
     int exit_code = 0;  // 128+N when killed by signal N

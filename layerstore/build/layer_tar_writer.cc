@@ -8,8 +8,8 @@
 
 #include <optional>
 
-#include "layerstore/store/blob_store.h"
 #include "layerstore/base/unique_fd.h"
+#include "layerstore/store/blob_store.h"
 
 namespace layerfs {
 

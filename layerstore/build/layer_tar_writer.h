@@ -11,8 +11,8 @@
 #include <memory>
 #include <string>
 
-#include "layerstore/oci/image.h"
 #include "layerstore/base/status.h"
+#include "layerstore/oci/image.h"
 #include "layerstore/store/store.h"
 
 struct archive;

@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "layerstore/build/chain_view.h"
 #include "layerstore/base/status.h"
+#include "layerstore/build/chain_view.h"
 
 namespace layerfs {
 

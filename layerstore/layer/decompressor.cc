@@ -71,7 +71,8 @@ Status Pump(archive* a, ChunkPipe* pipe) {
     }
     bool last = c->size < c->capacity;
     if (c->size > 0) pipe->Push(c);
-    else pipe->Release(c);
+    else
+      pipe->Release(c);
     if (last) return Status::Ok();
   }
 }

@@ -43,12 +43,12 @@ struct LayerEntry {
   uint64_t size = 0;  // regular files: bytes; symlinks: length of target
   int64_t mtime_sec = 0;
   uint32_t mtime_nsec = 0;
-  uint64_t rdev = 0;          // devices: makedev(major, minor)
-  std::string link_target;    // symlinks
+  uint64_t rdev = 0;        // devices: makedev(major, minor)
+  std::string link_target;  // symlinks
   // Entries with the same non-zero group are hard links of one inode; in the tree they are
   // real hard links, so any member's path reaches the data.
   uint32_t hardlink_group = 0;
-  bool opaque = false;  // directories: hides everything below this path in lower layers
+  bool opaque = false;                                      // directories: hides everything below this path in lower layers
   std::vector<std::pair<std::string, std::string>> xattrs;  // name -> raw value, sorted by name
 
   bool operator==(const LayerEntry&) const = default;

@@ -10,11 +10,11 @@
 
 #include <thread>
 
+#include "layerstore/base/remove_tree.h"
+#include "layerstore/base/unique_fd.h"
 #include "layerstore/layer/chunk_pipe.h"
 #include "layerstore/layer/decompressor.h"
-#include "layerstore/base/remove_tree.h"
 #include "layerstore/layer/tree_writer.h"
-#include "layerstore/base/unique_fd.h"
 
 namespace layerfs {
 

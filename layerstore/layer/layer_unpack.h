@@ -7,8 +7,8 @@
 #include <functional>
 
 #include "layerstore/base/digest.h"
-#include "layerstore/layer/layer_index.h"
 #include "layerstore/base/status.h"
+#include "layerstore/layer/layer_index.h"
 
 namespace layerfs {
 

@@ -228,7 +228,8 @@ Status TreeWriter::AddSpecial(int dir_fd, const std::string& name, LayerEntry en
   bool created = false;
   if (kind != 0) {
     if (::mknodat(dir_fd, name.c_str(), kind | 0600, static_cast<dev_t>(entry.rdev)) == 0) created = true;
-    else if (errno != EPERM) return Status::FromErrno("mknod");
+    else if (errno != EPERM)
+      return Status::FromErrno("mknod");
   }
   if (created) RETURN_IF_ERROR(ApplyMetadataAt(dir_fd, name, entry));
   Record(std::move(entry));

@@ -25,9 +25,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "layerstore/layer/layer_index.h"
 #include "layerstore/base/status.h"
 #include "layerstore/base/unique_fd.h"
+#include "layerstore/layer/layer_index.h"
 
 namespace layerfs {
 

@@ -60,8 +60,8 @@ struct Image {
   std::vector<Descriptor> layers;  // blobs, bottom first
   std::vector<Digest> diff_ids;    // from the config, bottom first
   std::vector<HistoryEntry> history;
-  nlohmann::json config;           // the whole config document
-  std::vector<std::string> tags;   // normalized references ("docker.io/library/redis:latest")
+  nlohmann::json config;          // the whole config document
+  std::vector<std::string> tags;  // normalized references ("docker.io/library/redis:latest")
 
   const Digest& id() const { return config_descriptor.digest; }
   Digest chain_id() const;  // chain ID of all layers (empty Digest for zero layers)

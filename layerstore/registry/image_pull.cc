@@ -5,11 +5,11 @@
 #include <mutex>
 #include <set>
 
+#include "layerstore/base/parallel_jobs.h"
+#include "layerstore/registry/layer_fetch.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/image_store.h"
-#include "layerstore/registry/layer_fetch.h"
 #include "layerstore/store/layer_store.h"
-#include "layerstore/base/parallel_jobs.h"
 
 namespace layerfs {
 
@@ -35,9 +35,10 @@ Result<std::string> FetchConfig(RegistryClient& client, const std::string& repo,
   if (d.size > kMaxConfigSize) return Status::Error(EFBIG, "config " + d.digest.str() + " is too large");
   std::string bytes;
   RETURN_IF_ERROR(client.GetBlob(repo, d.digest, d.size, [&](const char* data, size_t len) {
-    bytes.append(data, len);
-    return Status::Ok();
-  }).WithContext("config " + d.digest.str()));
+                          bytes.append(data, len);
+                          return Status::Ok();
+                        })
+                      .WithContext("config " + d.digest.str()));
   Digest got = Sha256Of(bytes);
   if (got != d.digest) return Status::Error(EINVAL, "config " + d.digest.str() + ": digest mismatch (got " + got.str() + ")");
   return bytes;

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "layerstore/base/transfer_progress.h"
 #include "layerstore/oci/image.h"
 #include "layerstore/oci/reference.h"
 #include "layerstore/registry/registry_client.h"
 #include "layerstore/store/store.h"
-#include "layerstore/base/transfer_progress.h"
 
 namespace layerfs {
 
@@ -29,9 +29,9 @@ struct PullOptions {
 };
 
 struct PullResult {
-  Digest digest;           // what the reference resolved to (an index's digest for multi-platform)
-  Digest manifest_digest;  // the platform's manifest, as recorded in the store
-  bool up_to_date = false; // the tag already named this image and nothing was fetched
+  Digest digest;            // what the reference resolved to (an index's digest for multi-platform)
+  Digest manifest_digest;   // the platform's manifest, as recorded in the store
+  bool up_to_date = false;  // the tag already named this image and nothing was fetched
 };
 
 // Client options for `registry`: credentials from the Docker config, insecure flag from the list.

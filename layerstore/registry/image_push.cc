@@ -4,11 +4,11 @@
 #include <mutex>
 #include <set>
 
-#include "layerstore/store/blob_store.h"
-#include "layerstore/registry/image_pull.h"
-#include "layerstore/store/image_store.h"
 #include "layerstore/base/parallel_jobs.h"
+#include "layerstore/registry/image_pull.h"
 #include "layerstore/registry/registry_client.h"
+#include "layerstore/store/blob_store.h"
+#include "layerstore/store/image_store.h"
 
 namespace layerfs {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "layerstore/base/transfer_progress.h"
 #include "layerstore/oci/reference.h"
 #include "layerstore/store/store.h"
-#include "layerstore/base/transfer_progress.h"
 
 namespace layerfs {
 

@@ -9,12 +9,12 @@
 #include <chrono>
 #include <thread>
 
-#include "layerstore/store/blob_store.h"
-#include "layerstore/layer/layer_index.h"
-#include "layerstore/store/layer_store.h"
-#include "layerstore/layer/layer_unpack.h"
 #include "layerstore/base/remove_tree.h"
 #include "layerstore/base/unique_fd.h"
+#include "layerstore/layer/layer_index.h"
+#include "layerstore/layer/layer_unpack.h"
+#include "layerstore/store/blob_store.h"
+#include "layerstore/store/layer_store.h"
 
 namespace layerfs {
 

@@ -13,10 +13,10 @@
 #include <atomic>
 #include <string>
 
+#include "layerstore/base/transfer_progress.h"
 #include "layerstore/oci/image.h"
 #include "layerstore/registry/registry_client.h"
 #include "layerstore/store/store.h"
-#include "layerstore/base/transfer_progress.h"
 
 namespace layerfs {
 

@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "layerstore/registry/curl_library.h"
 #include "layerstore/base/unique_fd.h"
+#include "layerstore/registry/curl_library.h"
 
 namespace layerfs {
 
@@ -157,7 +157,8 @@ std::string RegistryMessage(const RegistryClient::Response& resp) {
 }
 
 Status HttpError(const RegistryClient::Request& req, const RegistryClient::Response& resp) {
-  int code = resp.status == 404 ? ENOENT : (resp.status == 401 || resp.status == 403) ? EACCES : EPROTO;
+  int code = resp.status == 404 ? ENOENT : (resp.status == 401 || resp.status == 403) ? EACCES
+                                                                                      : EPROTO;
   return Status::Error(code, RegistryMessage(resp) + " (HTTP " + std::to_string(resp.status) + " from " +
                                  req.method + " " + req.url + ")");
 }
@@ -230,7 +231,9 @@ Result<RegistryClient::Response> RegistryClient::Perform(Request& req) {
   lib->easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
   lib->easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);  // a stalled connection counts as cut
   lib->easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
-  lib->easy_setopt(c, CURLOPT_USERAGENT, "layerfs/" "0.1");
+  lib->easy_setopt(c, CURLOPT_USERAGENT,
+                   "layerfs/"
+                   "0.1");
   lib->easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
   lib->easy_setopt(c, CURLOPT_HEADERDATA, &t);
   lib->easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);

@@ -27,15 +27,15 @@
 #include <string_view>
 
 #include "layerstore/base/digest.h"
-#include "layerstore/registry/registry_auth.h"
 #include "layerstore/base/status.h"
+#include "layerstore/registry/registry_auth.h"
 
 namespace layerfs {
 
 struct RegistryOptions {
-  std::string registry;         // host[:port] as in a reference
-  bool insecure = false;        // allow plain http for this registry
-  Credentials credentials;      // empty: anonymous
+  std::string registry;     // host[:port] as in a reference
+  bool insecure = false;    // allow plain http for this registry
+  Credentials credentials;  // empty: anonymous
   int max_attempts = 5;
   std::chrono::milliseconds backoff{200};  // doubles after each failed attempt
   uint64_t chunk_size = 16u << 20;         // uploads above this size go as PATCH chunks
@@ -86,8 +86,8 @@ class RegistryClient {
 
  private:
   Result<Response> Perform(Request& req);
-  Result<Response> Send(Request& req);             // + auth and retries
-  Result<Response> SendOnce(Request& req);         // + auth
+  Result<Response> Send(Request& req);      // + auth and retries
+  Result<Response> SendOnce(Request& req);  // + auth
   Status Authenticate(const Request& req, const Response& challenge_resp);
   Result<std::string> FetchToken(const std::map<std::string, std::string>& params, const std::string& scope);
   std::string AuthHeaderFor(const std::string& scope);
@@ -102,8 +102,8 @@ class RegistryClient {
   std::string host_;  // the host actually contacted
   bool plain_http_;
   std::mutex mu_;
-  std::string basic_header_;                   // set once a registry asked for Basic
-  std::map<std::string, std::string> tokens_;  // scope -> "Bearer ..."
+  std::string basic_header_;                                         // set once a registry asked for Basic
+  std::map<std::string, std::string> tokens_;                        // scope -> "Bearer ..."
   std::optional<std::map<std::string, std::string>> bearer_params_;  // realm, service
 };
 

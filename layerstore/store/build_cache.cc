@@ -5,11 +5,11 @@
 #include <iterator>
 #include <set>
 
+#include "layerstore/base/remove_tree.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/container_store.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
-#include "layerstore/base/remove_tree.h"
 
 namespace layerfs {
 

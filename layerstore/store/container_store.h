@@ -16,8 +16,8 @@
 namespace layerfs {
 
 struct ContainerRecord {
-  std::string id;    // 64 lowercase hex
-  std::string name;  // unique; generated ("layerfs_<12 hex>") when not given
+  std::string id;         // 64 lowercase hex
+  std::string name;       // unique; generated ("layerfs_<12 hex>") when not given
   std::string image_ref;  // what the user asked for, normalized when it was a reference
   Digest image_id;        // config digest
   Digest manifest_digest;

@@ -5,9 +5,9 @@
 
 #include <set>
 
+#include "layerstore/layer/layer_index.h"
 #include "layerstore/store/build_cache.h"
 #include "layerstore/store/image_store.h"
-#include "layerstore/layer/layer_index.h"
 #include "layerstore/store/layer_store.h"
 #include "layerstore/store/store_gc.h"
 

@@ -17,8 +17,8 @@
 #include <map>
 #include <vector>
 
-#include "layerstore/store/container_store.h"
 #include "layerstore/oci/image.h"
+#include "layerstore/store/container_store.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {
@@ -41,43 +41,43 @@ uint64_t TreeContentSize(const std::filesystem::path& dir);
 // Disk sizes below: allocated bytes.
 struct ImageUsage {
   Image image;
-  uint64_t size = 0;         // everything the image uses: blobs, layer trees and indexes, merged indexes
-  uint64_t shared_size = 0;  // the part another image uses too
-  uint64_t unique_size = 0;  // size - shared_size
-  uint64_t content_size = 0; // logical, as `images` shows it
+  uint64_t size = 0;          // everything the image uses: blobs, layer trees and indexes, merged indexes
+  uint64_t shared_size = 0;   // the part another image uses too
+  uint64_t unique_size = 0;   // size - shared_size
+  uint64_t content_size = 0;  // logical, as `images` shows it
   int containers = 0;
 };
 
 struct LayerUsage {
   Digest diff_id;
-  Digest blob;                // the compressed blob (empty when no image names it)
-  uint64_t blob_size = 0;     // allocated bytes of the blob
-  uint64_t unpacked_size = 0; // allocated bytes of layers/<diff_id>/ (tree and index)
-  uint64_t content_size = 0;  // logical
-  int images = 0;             // images using the layer
+  Digest blob;                 // the compressed blob (empty when no image names it)
+  uint64_t blob_size = 0;      // allocated bytes of the blob
+  uint64_t unpacked_size = 0;  // allocated bytes of layers/<diff_id>/ (tree and index)
+  uint64_t content_size = 0;   // logical
+  int images = 0;              // images using the layer
 };
 
 struct ContainerUsage {
   ContainerRecord record;
-  uint64_t size = 0;  // containers/<id>/ (upper, work, metadata)
+  uint64_t size = 0;    // containers/<id>/ (upper, work, metadata)
   bool active = false;  // mounted
 };
 
 struct DiskUsageReport {
   std::vector<ImageUsage> images;
-  std::vector<LayerUsage> layers;  // every layer in the store, by diff_id
-  size_t images_active = 0;        // used by at least one container
-  uint64_t images_size = 0;        // store total - containers - build cache
-  uint64_t images_reclaimable = 0; // not used by an image with a container, and not the layout itself
+  std::vector<LayerUsage> layers;   // every layer in the store, by diff_id
+  size_t images_active = 0;         // used by at least one container
+  uint64_t images_size = 0;         // store total - containers - build cache
+  uint64_t images_reclaimable = 0;  // not used by an image with a container, and not the layout itself
   std::vector<ContainerUsage> containers;
   size_t containers_active = 0;
   uint64_t containers_size = 0;
   uint64_t containers_reclaimable = 0;  // unmounted containers
   size_t build_cache_count = 0;         // build cache records (BuildCache::DiskUsage)
   size_t build_cache_active = 0;
-  uint64_t build_cache_size = 0;        // records and what only they hold
+  uint64_t build_cache_size = 0;  // records and what only they hold
   uint64_t build_cache_reclaimable = 0;
-  uint64_t store_total = 0;             // allocated bytes under the store root (du)
+  uint64_t store_total = 0;  // allocated bytes under the store root (du)
 };
 
 Result<DiskUsageReport> ComputeDiskUsage(const Store& store);

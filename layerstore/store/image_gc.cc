@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <set>
 
+#include "layerstore/base/remove_tree.h"
+#include "layerstore/oci/reference.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/container_store.h"
 #include "layerstore/store/disk_usage.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
-#include "layerstore/oci/reference.h"
-#include "layerstore/base/remove_tree.h"
 
 namespace layerfs {
 

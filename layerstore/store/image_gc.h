@@ -23,10 +23,10 @@
 namespace layerfs {
 
 struct RemovalReport {
-  std::vector<std::string> untagged;  // normalized references
-  std::vector<Digest> deleted_images; // image IDs
-  std::vector<Digest> deleted_layers; // diff_ids
-  uint64_t reclaimed = 0;             // content bytes of the deleted layers
+  std::vector<std::string> untagged;   // normalized references
+  std::vector<Digest> deleted_images;  // image IDs
+  std::vector<Digest> deleted_layers;  // diff_ids
+  uint64_t reclaimed = 0;              // content bytes of the deleted layers
 };
 
 Result<RemovalReport> RemoveImage(const Store& store, std::string_view ref_or_id, bool force);

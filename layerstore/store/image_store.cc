@@ -7,9 +7,9 @@
 #include <map>
 #include <utility>
 
-#include "layerstore/store/blob_store.h"
 #include "layerstore/oci/oci_conversion.h"
 #include "layerstore/oci/reference.h"
+#include "layerstore/store/blob_store.h"
 
 namespace layerfs {
 

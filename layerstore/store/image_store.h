@@ -36,7 +36,7 @@ class ImageStore {
   // carrying base's config with diff_ids and history extended. Used by commit and build.
   // layer may be empty (no layer, history entry gets empty_layer). Tags with `ref` if given.
   struct ChildSpec {
-    Descriptor layer;          // digest empty: metadata-only step
+    Descriptor layer;  // digest empty: metadata-only step
     Digest diff_id;
     HistoryEntry history;
     nlohmann::json config_changes;  // merged into config["config"] (Env, Cmd, ...); may be null

@@ -9,8 +9,8 @@
 
 #include <tbb/parallel_for_each.h>
 
-#include "layerstore/layer/layer_unpack.h"
 #include "layerstore/base/remove_tree.h"
+#include "layerstore/layer/layer_unpack.h"
 
 namespace layerfs {
 

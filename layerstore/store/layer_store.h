@@ -12,9 +12,9 @@
 #include <functional>
 #include <vector>
 
-#include "layerstore/store/blob_store.h"
 #include "layerstore/base/digest.h"
 #include "layerstore/layer/layer_index.h"
+#include "layerstore/store/blob_store.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {

@@ -32,7 +32,8 @@ fs::path DefaultStoreRoot();
 // An exclusive (writer) or shared (reader) flock on <root>/lock, held until destroyed.
 class StoreLock {
  public:
-  enum class Mode { kShared, kExclusive };
+  enum class Mode { kShared,
+                    kExclusive };
   StoreLock() = default;
   StoreLock(StoreLock&& other) noexcept;
   StoreLock& operator=(StoreLock&& other) noexcept;

@@ -10,12 +10,12 @@
 #include <fstream>
 #include <iterator>
 
+#include "layerstore/base/remove_tree.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/build_cache.h"
 #include "layerstore/store/container_store.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
-#include "layerstore/base/remove_tree.h"
 
 namespace layerfs {
 

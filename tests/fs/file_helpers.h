@@ -26,7 +26,7 @@ inline void WriteAll(const std::filesystem::path& p, const std::string& s) {
 
 // lstat(2); a missing p fails the running test and gives a zeroed stat.
 inline struct stat Lstat(const std::filesystem::path& p) {
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
   return st;
 }

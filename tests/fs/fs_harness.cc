@@ -1,14 +1,14 @@
 #include "tests/fs/fs_harness.h"
 
 #include <archive.h>
-#include <dirent.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -95,7 +95,8 @@ class LayerGenerator {
     for (int i = 0; i < count; ++i) {
       layer_.clear();
       if (i == 0) FillBase();
-      else FillUpper();
+      else
+        FillUpper();
       layers.push_back(Finish());
     }
     return layers;
@@ -118,7 +119,8 @@ class LayerGenerator {
     int changes = 2 + rng_.Below(6);
     for (int i = 0; i < changes; ++i) {
       switch (rng_.Below(8)) {
-        case 0: case 1: ReplaceFile(); break;
+        case 0:
+        case 1: ReplaceFile(); break;
         case 2: Whiteout(); break;
         case 3: Opaque(); break;
         case 4: AddFile(NewName(RandomDir(), "f")); break;
@@ -188,7 +190,8 @@ class LayerGenerator {
     for (auto it = merged_.begin(); it != merged_.end();)
       it = Under(it->first, e.path) && (e.type != EntryType::kDirectory || e.opaque) ? merged_.erase(it) : std::next(it);
     if (e.type == EntryType::kWhiteout) merged_.erase(e.path);
-    else merged_[e.path] = e;
+    else
+      merged_[e.path] = e;
   }
 
   void AddDir(const std::string& path, bool opaque) {
@@ -634,7 +637,8 @@ class InRoot {
   std::unique_ptr<Name> NameOf(const std::string& rel) const {
     auto n = std::make_unique<Name>();
     size_t slash = rel.rfind('/');
-    n->name = rel.empty() ? "." : slash == std::string::npos ? rel : rel.substr(slash + 1);
+    n->name = rel.empty() ? "." : slash == std::string::npos ? rel
+                                                             : rel.substr(slash + 1);
     n->dir_fd = Open(slash == std::string::npos ? "" : rel.substr(0, slash), O_PATH | O_DIRECTORY);
     return n;
   }
@@ -648,7 +652,8 @@ std::string WriteAll(const InRoot& root, const std::string& rel, int flags, mode
   if (fd < 0) return ErrnoName(errno);
   std::string data = OpData(op);
   ssize_t n = positional ? pwrite(fd, data.data(), data.size(), op.offset) : write(fd, data.data(), data.size());
-  std::string result = n == static_cast<ssize_t>(data.size()) ? "ok" : n < 0 ? ErrnoName(errno) : "short write";
+  std::string result = n == static_cast<ssize_t>(data.size()) ? "ok" : n < 0 ? ErrnoName(errno)
+                                                                             : "short write";
   close(fd);
   return result;
 }
@@ -716,14 +721,17 @@ std::string Describe(const Op& op) {
              (op.flags == RENAME_EXCHANGE ? " RENAME_EXCHANGE" : "");
     case OpKind::kLink: return d + " " + Quote(op.a) + " -> new " + Quote(op.b);
     case OpKind::kSymlink: return d + " " + Quote(op.a) + " target=\"" + op.value + "\"";
-    case OpKind::kMkdir: case OpKind::kChmod: case OpKind::kMkfifo:
+    case OpKind::kMkdir:
+    case OpKind::kChmod:
+    case OpKind::kMkfifo:
       snprintf(buf, sizeof(buf), " mode=%04o", op.mode);
       return d + " " + Quote(op.a) + buf;
     case OpKind::kChown: return d + " " + Quote(op.a) + " " + std::to_string(op.uid) + ":" + std::to_string(op.gid);
     case OpKind::kUtimens: return d + " " + Quote(op.a) + " t=" + std::to_string(op.offset);
     case OpKind::kSetxattr:
       return d + " " + Quote(op.a) + " " + op.name + "=" + op.value +
-             (op.flags == XATTR_CREATE ? " XATTR_CREATE" : op.flags == XATTR_REPLACE ? " XATTR_REPLACE" : "");
+             (op.flags == XATTR_CREATE ? " XATTR_CREATE" : op.flags == XATTR_REPLACE ? " XATTR_REPLACE"
+                                                                                     : "");
     case OpKind::kRemovexattr: return d + " " + Quote(op.a) + " " + op.name;
     default: return d + " " + Quote(op.a);
   }
@@ -847,16 +855,26 @@ std::vector<Op> RandomOps(uint64_t seed, int count, std::vector<std::string> poo
         op.offset = rng.Chance(50) ? rng.Below(4096) : rng.Below(300000);
         op.length = 1 + rng.Below(40000);
         break;
-      case OpKind::kAppend: op.a = existing(); op.length = 1 + rng.Below(10000); break;
-      case OpKind::kTruncate: op.a = existing(); op.length = rng.Chance(30) ? 0 : rng.Below(300000); break;
+      case OpKind::kAppend:
+        op.a = existing();
+        op.length = 1 + rng.Below(10000);
+        break;
+      case OpKind::kTruncate:
+        op.a = existing();
+        op.length = rng.Chance(30) ? 0 : rng.Below(300000);
+        break;
       case OpKind::kRename: {
         op.a = existing();
         op.b = rng.Chance(50) ? existing() : fresh_name();
         unsigned k = rng.Below(4);
-        op.flags = k == 2 ? RENAME_NOREPLACE : k == 3 ? RENAME_EXCHANGE : 0;
+        op.flags = k == 2 ? RENAME_NOREPLACE : k == 3 ? RENAME_EXCHANGE
+                                                      : 0;
         break;
       }
-      case OpKind::kLink: op.a = existing(); op.b = fresh_name(); break;
+      case OpKind::kLink:
+        op.a = existing();
+        op.b = fresh_name();
+        break;
       case OpKind::kMkdir: {
         op.a = fresh_name();
         dirs.push_back(op.a);
@@ -871,14 +889,21 @@ std::vector<Op> RandomOps(uint64_t seed, int count, std::vector<std::string> poo
         op.uid = kOwners[rng.Below(4)];
         op.gid = kOwners[rng.Below(4)];
         break;
-      case OpKind::kUtimens: op.a = existing(); op.offset = 1000000000 + rng.Below(100000000); break;
+      case OpKind::kUtimens:
+        op.a = existing();
+        op.offset = 1000000000 + rng.Below(100000000);
+        break;
       case OpKind::kSetxattr:
         op.a = existing();
         op.name = "user.k" + std::to_string(rng.Below(3));
         op.value = "w" + std::to_string(rng.Below(100));
-        op.flags = rng.Chance(20) ? XATTR_CREATE : rng.Chance(20) ? XATTR_REPLACE : 0;
+        op.flags = rng.Chance(20) ? XATTR_CREATE : rng.Chance(20) ? XATTR_REPLACE
+                                                                  : 0;
         break;
-      case OpKind::kRemovexattr: op.a = existing(); op.name = "user.k" + std::to_string(rng.Below(3)); break;
+      case OpKind::kRemovexattr:
+        op.a = existing();
+        op.name = "user.k" + std::to_string(rng.Below(3));
+        break;
       case OpKind::kMkfifo: op.a = fresh_name(); break;
       default: op.a = existing();
     }

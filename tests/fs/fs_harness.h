@@ -17,8 +17,8 @@
 
 #include "fs/mount/mount.h"
 #include "layerstore/base/digest.h"
-#include "layerstore/layer/layer_index.h"
 #include "layerstore/base/status.h"
+#include "layerstore/layer/layer_index.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs::fstest {
@@ -38,15 +38,15 @@ class TempDir {
 
 // One entry of a layer as an image author writes it.
 struct SpecEntry {
-  std::string path;  // relative, parents listed before children
+  std::string path;                      // relative, parents listed before children
   EntryType type = EntryType::kRegular;  // kWhiteout: deletes `path` from the layers below
-  uint32_t mode = 0644;  // permission bits
+  uint32_t mode = 0644;                  // permission bits
   uint32_t uid = 0, gid = 0;
   int64_t mtime = 1300000000;
-  std::string content;    // regular files
-  std::string target;     // symlinks
-  std::string hardlink;   // non-empty: a hard link to this earlier regular entry of the layer
-  bool opaque = false;    // directories: hide the layers below
+  std::string content;                                      // regular files
+  std::string target;                                       // symlinks
+  std::string hardlink;                                     // non-empty: a hard link to this earlier regular entry of the layer
+  bool opaque = false;                                      // directories: hide the layers below
   std::vector<std::pair<std::string, std::string>> xattrs;  // user.* (files and dirs only)
 };
 using LayerSpec = std::vector<SpecEntry>;
@@ -119,18 +119,34 @@ void ForceUnmount(const std::filesystem::path& mnt);
 Status UnmountWhenIdle(const std::filesystem::path& mnt);
 
 enum class OpKind {
-  kCreate, kWrite, kAppend, kTruncate, kRename, kUnlink, kMkdir, kRmdir, kLink, kSymlink,
-  kChmod, kChown, kUtimens, kSetxattr, kRemovexattr, kMkfifo, kRead, kReaddir,
+  kCreate,
+  kWrite,
+  kAppend,
+  kTruncate,
+  kRename,
+  kUnlink,
+  kMkdir,
+  kRmdir,
+  kLink,
+  kSymlink,
+  kChmod,
+  kChown,
+  kUtimens,
+  kSetxattr,
+  kRemovexattr,
+  kMkfifo,
+  kRead,
+  kReaddir,
 };
 
 struct Op {
   OpKind kind = OpKind::kRead;
-  std::string a, b;        // paths relative to the mount root (b: rename/link target, symlink path)
+  std::string a, b;  // paths relative to the mount root (b: rename/link target, symlink path)
   uint64_t offset = 0, length = 0;
   uint32_t mode = 0644, uid = 0, gid = 0;
-  unsigned flags = 0;      // create: O_EXCL/O_TRUNC; rename: RENAME_NOREPLACE/RENAME_EXCHANGE
-  std::string name, value; // xattrs
-  uint32_t data_seed = 0;  // write data is a function of (data_seed, offset)
+  unsigned flags = 0;       // create: O_EXCL/O_TRUNC; rename: RENAME_NOREPLACE/RENAME_EXCHANGE
+  std::string name, value;  // xattrs
+  uint32_t data_seed = 0;   // write data is a function of (data_seed, offset)
 };
 
 std::string Describe(const Op& op);

@@ -30,9 +30,9 @@ struct NodeInfo {
   nlink_t nlink = 0;
   ino_t ino = 0;
   int64_t mtime = 0;
-  unsigned char d_type = DT_UNKNOWN;  // as readdir reported it
-  std::string content_sha;            // regular files
-  std::string link_target;            // symlinks
+  unsigned char d_type = DT_UNKNOWN;          // as readdir reported it
+  std::string content_sha;                    // regular files
+  std::string link_target;                    // symlinks
   std::map<std::string, std::string> xattrs;  // user.* only
 };
 
@@ -115,7 +115,8 @@ inline void Walk(const std::string& root, const std::string& rel, unsigned char 
     char target[4096];
     ssize_t n = readlink(path.c_str(), target, sizeof(target));
     if (n >= 0) node.link_target.assign(target, n);
-    else *error += "readlink " + path + ": " + strerror(errno) + "\n";
+    else
+      *error += "readlink " + path + ": " + strerror(errno) + "\n";
   }
   if (!S_ISDIR(st.st_mode)) return;
   DIR* dir = opendir(path.c_str());

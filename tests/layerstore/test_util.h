@@ -63,7 +63,9 @@ inline std::set<std::string> ListTree(const fs::path& root) {
   return out;
 }
 
-enum class Compression { kNone, kGzip, kZstd };
+enum class Compression { kNone,
+                         kGzip,
+                         kZstd };
 
 struct TarSpec {
   std::string path;

@@ -30,8 +30,8 @@ namespace layerfs {
 namespace {
 
 namespace stdfs = std::filesystem;
-using testing::ShellResult;
 using testing::RunShellCommand;
+using testing::ShellResult;
 using testing::TestFile;
 
 std::string ReadAll(const stdfs::path& p) {
@@ -63,9 +63,7 @@ class BuildTest : public ::testing::Test {
 
   // busybox:latest: /bin/busybox with applet links, /etc/passwd and /etc/group with user app.
   void LoadBusybox() {
-    std::vector<TestFile> files = {{"bin/", ""}, {"bin/busybox", ReadAll("/bin/busybox"), "", 0755}, {"etc/", ""},
-                                   {"etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"},
-                                   {"etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:app\n"}, {"tmp/", "", "", 01777}};
+    std::vector<TestFile> files = {{"bin/", ""}, {"bin/busybox", ReadAll("/bin/busybox"), "", 0755}, {"etc/", ""}, {"etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"}, {"etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:app\n"}, {"tmp/", "", "", 01777}};
     for (const char* applet : {"sh", "echo", "cat", "ls", "id", "test", "touch", "mkdir", "rm", "stat", "true", "false"})
       files.push_back({std::string("bin/") + applet, "", "busybox"});
     auto image = testing::MakeImage({testing::MakeLayer(files)}, {"busybox:latest"});
@@ -239,7 +237,10 @@ TEST_F(BuildTest, CtrlCDuringRunKillsTheStepAndLeavesNoMountOrContainer) {
   char* envp[] = {env[0].data(), env[1].data(), nullptr};
   pid_t pid = -1;
   ASSERT_EQ(posix_spawn(&pid, LAYERFS_BINARY, nullptr, nullptr, const_cast<char**>(argv), envp), 0);
-  const std::string sleeper("sleep\0" "47\0", 9);
+  const std::string sleeper(
+      "sleep\0"
+      "47\0",
+      9);
   std::string step_mnt;  // where this build mounts its RUN step: its container record says
   bool running = WaitFor([&] {
     auto ps = nlohmann::json::parse(Cli("ps --format json").out, nullptr, false);

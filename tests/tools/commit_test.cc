@@ -58,9 +58,7 @@ class CommitCli : public ::testing::Test {
     if (access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
     root_ = tmp_.path() / "store";
     for (const auto& d : {mnt_, mnt2_}) fs::create_directories(d);
-    auto base = MakeLayer({{"etc/"}, {"etc/hosts", "127.0.0.1 localhost\n"}, {"etc/passwd", "root:x:0:0\n"},
-                           {"bin/"}, {"bin/sh", "#!sh", "", 0755}, {"lib/"}, {"lib/a", "A"}, {"lib/sub/"},
-                           {"lib/sub/b", "B"}, {"data/"}, {"data/x", "X"}, {"data/link", "", "x"}});
+    auto base = MakeLayer({{"etc/"}, {"etc/hosts", "127.0.0.1 localhost\n"}, {"etc/passwd", "root:x:0:0\n"}, {"bin/"}, {"bin/sh", "#!sh", "", 0755}, {"lib/"}, {"lib/a", "A"}, {"lib/sub/"}, {"lib/sub/b", "B"}, {"data/"}, {"data/x", "X"}, {"data/link", "", "x"}});
     auto top = MakeLayer({{"etc/"}, {"etc/hosts", "10.0.0.1 db\n"}, {"usr/"}, {"usr/y", "Y"}});
     fs::path layout = tmp_.path() / "layout";
     testing::WriteOciLayout(layout, {MakeImage({base, top}, {"base:1"})});
@@ -114,7 +112,7 @@ TEST_F(CommitCli, DiffAndCommitShowWhatTheContainerShowed) {
   ASSERT_EQ(errors, "");
   fstest::CompareOptions opt;
   opt.compare_ino_identity = false;  // two mounts, two inode spaces
-  opt.merged_dir_nlink_one = true;    // like overlayfs, a merged dir (here the renamed data2) says 1
+  opt.merged_dir_nlink_one = true;   // like overlayfs, a merged dir (here the renamed data2) says 1
   for (const auto& d : fstest::CompareTrees(container, image, opt)) ADD_FAILURE() << "committed image: " << d;
 
   bool whiteout = false, opaque = false;

@@ -60,7 +60,8 @@ class ImageCommandsTest : public ::testing::Test {
     Layerfs("images");  // creates the store layout
     auto before = StoreListing(root());
     Outcome r = Layerfs(args);
-    EXPECT_EQ(r.code, 1) << args << "\n" << r.out;
+    EXPECT_EQ(r.code, 1) << args << "\n"
+                         << r.out;
     EXPECT_EQ(Lines(r.err).size(), 1u) << r.err;
     EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
     EXPECT_EQ(StoreListing(root()), before) << args;
@@ -447,7 +448,7 @@ TEST_F(ImageCommandsTest, LoadKilledDuringPublishIsRecoveredByTheNextRun) {
   auto before = StoreListing(root());
   for (const char* point : {"load-mid-publish", "load-before-record"}) {
     Outcome killed = Exec("LAYERFS_FAILPOINT=" + std::string(point) + " " + ShellQuote(LAYERFS_BINARY) + " --root " +
-                              ShellQuote(root().string()) + " load -q " + ShellQuote(Scratch("crash.tar").string()));
+                          ShellQuote(root().string()) + " load -q " + ShellQuote(Scratch("crash.tar").string()));
     EXPECT_TRUE(killed.code == 128 + SIGKILL || killed.code == -1) << point << ": " << killed.code;
     EXPECT_NE(StoreListing(root()), before) << point << ": nothing was published before the kill";
     if (std::string(point) == "load-before-record") {

@@ -30,7 +30,7 @@ class LoopbackHttpServer {
  public:
   struct Request {
     std::string method;
-    std::string target;  // path and query
+    std::string target;                          // path and query
     std::map<std::string, std::string> headers;  // lowercase names
     std::string body;
   };
@@ -158,7 +158,11 @@ class LoopbackHttpServer {
 
 // Serves manifests (by tag or digest) and blobs of one repository like a registry would.
 struct FakeRegistry {
-  enum class Fault { kNone, kCorrupt, kCutOnce, kCutAlways, kServerError };
+  enum class Fault { kNone,
+                     kCorrupt,
+                     kCutOnce,
+                     kCutAlways,
+                     kServerError };
   std::string repo;
   std::map<std::string, std::string> manifests;  // tag or digest -> bytes
   std::map<std::string, std::string> blobs;      // digest -> bytes
@@ -189,8 +193,7 @@ struct FakeRegistry {
     if (req.target.starts_with(manifests_prefix)) {
       auto it = manifests.find(req.target.substr(manifests_prefix.size()));
       if (it == manifests.end())
-        return Reply{404, {{"Content-Type", "application/json"}},
-                     R"({"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]})"};
+        return Reply{404, {{"Content-Type", "application/json"}}, R"({"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]})"};
       return Reply{200, {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}}, it->second};
     }
     if (req.target.starts_with(blobs_prefix)) {

@@ -68,14 +68,16 @@ class OciReadersTest : public ::testing::Test {
   // Docker records of an older store, and must not be what makes this one pass.
   void LayerfsOk(const std::string& args) {
     ShellResult r = Layerfs(args);
-    ASSERT_EQ(r.code, 0) << "layerfs " << args << "\n" << r.out << r.err;
+    ASSERT_EQ(r.code, 0) << "layerfs " << args << "\n"
+                         << r.out << r.err;
     Json index = Json::parse(ReadFile(root() / "index.json"));
     for (const auto& d : index["manifests"])
       EXPECT_EQ(d["mediaType"], kOciManifestType) << "after layerfs " << args << ": " << d.dump();
   }
   void SkopeoOk(const std::string& args, std::string* out = nullptr) {
     ShellResult r = Run("skopeo " + args);
-    ASSERT_EQ(r.code, 0) << "skopeo " << args << "\n" << r.err;
+    ASSERT_EQ(r.code, 0) << "skopeo " << args << "\n"
+                         << r.err;
     if (out) *out = r.out;
   }
   // The digest the registry serves `ref` by.

@@ -46,9 +46,12 @@ std::string Config(const stdfs::path& dir, int port, bool htpasswd) {
   std::string c =
       "version: 0.1\n"
       "log:\n  level: error\n  accesslog:\n    disabled: true\n"
-      "storage:\n  filesystem:\n    rootdirectory: " + (dir / "storage").string() + "\n"
+      "storage:\n  filesystem:\n    rootdirectory: " +
+      (dir / "storage").string() +
+      "\n"
       "  delete:\n    enabled: true\n"
-      "http:\n  addr: 127.0.0.1:" + std::to_string(port) + "\n  secret: layerfs-test-secret\n";
+      "http:\n  addr: 127.0.0.1:" +
+      std::to_string(port) + "\n  secret: layerfs-test-secret\n";
   if (htpasswd) c += "auth:\n  htpasswd:\n    realm: layerfs-test\n    path: " + (dir / "htpasswd").string() + "\n";
   return c;
 }

@@ -6,8 +6,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
-#include <sys/wait.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,12 +19,12 @@
 
 #include <gtest/gtest.h>
 
-#include "layerstore/store/blob_store.h"
 #include "layerstore/archive/image_load.h"
 #include "layerstore/registry/image_push.h"
+#include "layerstore/registry/registry_auth.h"
+#include "layerstore/store/blob_store.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
-#include "layerstore/registry/registry_auth.h"
 #include "tests/tools/loopback_http_server.h"
 #include "tests/tools/registry_fixture.h"
 #include "tests/tools/shell_command.h"
@@ -159,8 +159,7 @@ class RegistryCliTest : public ::testing::Test {
 };
 
 TestImage ThreeLayerImage() {
-  TestLayer base = MakeLayer({{"bin/", ""}, {"bin/sh", "#!/bin/sh\necho hi\n", "", 0755}, {"etc/", ""},
-                              {"etc/os-release", "ID=test\n"}, {"lib", "", "bin"}});
+  TestLayer base = MakeLayer({{"bin/", ""}, {"bin/sh", "#!/bin/sh\necho hi\n", "", 0755}, {"etc/", ""}, {"etc/os-release", "ID=test\n"}, {"lib", "", "bin"}});
   TestLayer mid = MakeRandomLayer("data/blob.bin", 400000, 7, Compression::kGzip);
   TestLayer top = MakeLayer({{"etc/app.conf", "port=1\n"}, {"bin/.wh.sh", ""}});
   return MakeImage({base, mid, top}, {"v1"});
@@ -188,7 +187,8 @@ TEST_F(RegistryCliTest, PushThenPullIntoAnEmptyStoreGivesTheSameImage) {
     std::string id = l.digest.short_id();
     for (const char* s : {"Pulling fs layer", "Downloading", "Verifying Checksum", "Download complete", "Extracting",
                           "Pull complete"})
-      EXPECT_NE(pull.out.find(id + ": " + s + "\n"), std::string::npos) << s << "\n" << pull.out;
+      EXPECT_NE(pull.out.find(id + ": " + s + "\n"), std::string::npos) << s << "\n"
+                                                                        << pull.out;
     EXPECT_LT(pull.out.find(id + ": Pulling fs layer"), pull.out.find(id + ": Pull complete"));
   }
   EXPECT_NE(pull.out.find("Digest: " + img.manifest_digest.str() + "\n"), std::string::npos);
@@ -251,7 +251,7 @@ TEST_F(RegistryCliTest, RepairsAMissingBlobOrLayerFromWhatIsLeft) {
   ASSERT_EQ(Layerfs(Root("a"), "push " + ref).code, 0);
   ASSERT_EQ(Layerfs(Root("b"), "pull " + ref).code, 0);
   auto store = Store::Open(Root("b"));
-  ASSERT_TRUE(BlobStore(*store).Remove(img.layers[0].digest).ok());   // layer kept, blob gone
+  ASSERT_TRUE(BlobStore(*store).Remove(img.layers[0].digest).ok());    // layer kept, blob gone
   ASSERT_TRUE(LayerStore(*store).Remove(img.layers[1].diff_id).ok());  // blob kept, layer gone
   ShellResult pull = Layerfs(Root("b"), "pull " + ref);
   ASSERT_EQ(pull.code, 0) << pull.err;
@@ -427,10 +427,10 @@ TEST_F(RegistryCliTest, FailedPullKeepsCompletedLayersForTheNextPull) {
   ShellResult bad = Layerfs(Root("a"), "pull --max-concurrent-downloads 1 " + ref);
   EXPECT_EQ(bad.code, 1);
   auto store = Store::Open(Root("a"));
-  EXPECT_FALSE(ImageStore(*store).Resolve(ref).ok());                  // no image, no tag
-  EXPECT_FALSE(LayerStore(*store).Has(img.layers[1].diff_id));         // no half layer
+  EXPECT_FALSE(ImageStore(*store).Resolve(ref).ok());           // no image, no tag
+  EXPECT_FALSE(LayerStore(*store).Has(img.layers[1].diff_id));  // no half layer
   EXPECT_FALSE(BlobStore(*store).Has(img.layers[1].digest));
-  EXPECT_TRUE(LayerStore(*store).Has(img.layers[0].diff_id));          // verified, kept
+  EXPECT_TRUE(LayerStore(*store).Has(img.layers[0].diff_id));  // verified, kept
   EXPECT_TRUE(stdfs::is_empty(Root("a") / "tmp"));
   fake.SetFault(FakeRegistry::Fault::kNone);
   ShellResult good = Layerfs(Root("a"), "pull " + ref);

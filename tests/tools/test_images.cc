@@ -115,8 +115,7 @@ std::vector<std::pair<std::string, std::string>> OciFiles(const std::vector<Test
     docker_manifest.push_back({{"Config", "blobs/sha256/" + img.config_digest.hex()}, {"RepoTags", img.tags}, {"Layers", layers}});
   }
   files.emplace_back("oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
-  files.emplace_back("index.json", Json{{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"},
-                                        {"manifests", manifests}}.dump());
+  files.emplace_back("index.json", Json{{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"}, {"manifests", manifests}}.dump());
   if (docker25) files.emplace_back("manifest.json", docker_manifest.dump());
   return files;
 }
@@ -156,7 +155,8 @@ TestLayer MakeLayer(const std::vector<TestFile>& files, Compression c) {
   for (const auto& f : files) {
     bool whiteout = fs::path(f.path).filename().string().rfind(".wh.", 0) == 0;
     if (!f.symlink.empty()) size += f.symlink.size();
-    else if (!whiteout && (f.path.empty() || f.path.back() != '/')) size += f.content.size();
+    else if (!whiteout && (f.path.empty() || f.path.back() != '/'))
+      size += f.content.size();
   }
   return FromTar(BuildLayerTar(files, Compression::kNone), c, size);
 }
@@ -184,14 +184,10 @@ TestImage MakeImage(const std::vector<TestLayer>& layers, const std::vector<std:
     mlayers.push_back(Desc(layers[i].media_type, layers[i].digest, layers[i].blob.size()));
   }
   history.push_back({{"created", created}, {"created_by", "/bin/sh -c #(nop)  CMD [\"sh\"]"}, {"empty_layer", true}});
-  Json config = {{"architecture", "amd64"}, {"os", "linux"}, {"created", created},
-                 {"config", {{"Cmd", {"sh"}}, {"Env", {"PATH=/bin"}}}},
-                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}, {"history", history}};
+  Json config = {{"architecture", "amd64"}, {"os", "linux"}, {"created", created}, {"config", {{"Cmd", {"sh"}}, {"Env", {"PATH=/bin"}}}}, {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}, {"history", history}};
   img.config = config.dump();
   img.config_digest = Sha256Of(img.config);
-  Json manifest = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                   {"config", Desc("application/vnd.oci.image.config.v1+json", img.config_digest, img.config.size())},
-                   {"layers", mlayers}};
+  Json manifest = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.manifest.v1+json"}, {"config", Desc("application/vnd.oci.image.config.v1+json", img.config_digest, img.config.size())}, {"layers", mlayers}};
   img.manifest = manifest.dump();
   img.manifest_digest = Sha256Of(img.manifest);
   return img;
@@ -253,10 +249,7 @@ void WriteDockerArchive(const fs::path& file, const std::vector<TestImage>& imag
 
 void WriteMultiPlatformLayout(const fs::path& dir, const TestImage& amd64, const TestImage& arm64, const std::string& tag) {
   auto files = OciFiles({amd64, arm64}, false);
-  Json list = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"},
-               {"manifests", Json::array({
-                   Desc("application/vnd.oci.image.manifest.v1+json", arm64.manifest_digest, arm64.manifest.size()),
-                   Desc("application/vnd.oci.image.manifest.v1+json", amd64.manifest_digest, amd64.manifest.size())})}};
+  Json list = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"}, {"manifests", Json::array({Desc("application/vnd.oci.image.manifest.v1+json", arm64.manifest_digest, arm64.manifest.size()), Desc("application/vnd.oci.image.manifest.v1+json", amd64.manifest_digest, amd64.manifest.size())})}};
   list["manifests"][0]["platform"] = {{"os", "linux"}, {"architecture", "arm64"}, {"variant", "v8"}};
   list["manifests"][1]["platform"] = {{"os", "linux"}, {"architecture", "amd64"}};
   std::string list_bytes = list.dump();

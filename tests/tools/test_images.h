@@ -31,10 +31,10 @@ std::string Gzip(const std::string& bytes);
 std::string Compress(const std::string& bytes, Compression c);  // raw gzip or zstd stream
 
 struct TestLayer {
-  std::string blob;        // bytes as stored (compressed or not)
-  std::string media_type;  // OCI layer type
-  Digest digest;           // of blob
-  Digest diff_id;          // of the uncompressed tar
+  std::string blob;           // bytes as stored (compressed or not)
+  std::string media_type;     // OCI layer type
+  Digest digest;              // of blob
+  Digest diff_id;             // of the uncompressed tar
   uint64_t content_size = 0;  // regular file bytes + symlink target lengths
 };
 TestLayer MakeLayer(const std::vector<TestFile>& files, Compression c = Compression::kGzip);

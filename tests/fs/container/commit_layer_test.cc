@@ -19,8 +19,8 @@
 #include <gtest/gtest.h>
 
 #include "fs/container/commit_layer.h"
-#include "fs/index/merged_index.h"
 #include "fs/container/upper_changes.h"
+#include "fs/index/merged_index.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/layer_store.h"
 #include "tests/fs/fs_harness.h"
@@ -124,7 +124,9 @@ std::vector<std::string> CheckChanges(const std::vector<UpperChange>& changes, c
     if (c.kind == 'A' && (in_before || !in_after)) errors.push_back("A " + c.path + " but before=" + std::to_string(in_before) + " after=" + std::to_string(in_after));
     if (c.kind == 'C' && (!in_before || !in_after)) errors.push_back("C " + c.path + " but before=" + std::to_string(in_before) + " after=" + std::to_string(in_after));
     if (c.kind == 'D' && (!in_before || in_after)) errors.push_back("D " + c.path + " but before=" + std::to_string(in_before) + " after=" + std::to_string(in_after));
-    (c.kind == 'A' ? added : c.kind == 'C' ? changed : deleted).insert(c.path);
+    (c.kind == 'A' ? added : c.kind == 'C' ? changed
+                                           : deleted)
+        .insert(c.path);
   }
   for (const auto& [p, info] : after) {
     std::string slash = "/" + p;
@@ -218,7 +220,7 @@ std::string RunSeed(uint64_t seed, int op_count) {
   (*m2)->Unmount();
   CompareOptions opt;
   opt.merged_dir_nlink_one = true;
-  opt.compare_ino_identity = false;  // index=off: broken lower links keep sharing the origin st_ino
+  opt.compare_ino_identity = false;     // index=off: broken lower links keep sharing the origin st_ino
   std::vector<std::string> redirected;  // "/dir/" of every renamed lower dir in the upper
   for (const auto& e : fs::recursive_directory_iterator(upper))
     if (e.is_directory() && !e.is_symlink() && lgetxattr(e.path().c_str(), "trusted.overlay.redirect", nullptr, 0) >= 0)
@@ -244,7 +246,9 @@ TEST_F(CommitLayer, CommittedLayerShowsWhatTheContainerShowed) {
     if (failing <= 5) {
       std::string seq;
       for (const auto& op : RandomOps(seed, ops, PathsOf(RandomLayers(seed)))) seq += "    " + Describe(op) + "\n";
-      ADD_FAILURE() << "seed " << seed << ":\n" << failure << "  ops:\n" << seq;
+      ADD_FAILURE() << "seed " << seed << ":\n"
+                    << failure << "  ops:\n"
+                    << seq;
     }
   }
   std::printf("commit: %d seeds x %d ops, %d failing\n", seeds, ops, failing);

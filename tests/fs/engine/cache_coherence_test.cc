@@ -246,7 +246,8 @@ TEST_F(CacheCoherenceTest, HardLinkGroupCopyUpSeenThroughTheOtherLink) {
   Append(mnt() / "hl1", "+more");
   EXPECT_EQ(StatInChild(mnt() / "hl2"), "11" + hl2_before.substr(hl2_before.find(' ')));
   EXPECT_EQ(ReadAll(mnt() / "hl2"), "linked+more");
-  struct stat a{}, b{};
+  struct stat a {
+  }, b{};
   ASSERT_EQ(::lstat((mnt() / "hl1").c_str(), &a), 0);
   ASSERT_EQ(::lstat((mnt() / "hl2").c_str(), &b), 0);
   EXPECT_EQ(a.st_ino, b.st_ino);

@@ -18,11 +18,11 @@
 // runs fuse-overlayfs against kernel overlayfs (default 0: off, as fuse-overlayfs 1.10 has its
 // own deviations, e.g. no ".." at the mount root and lchown lost when a symlink is copied up).
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,7 +45,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-enum class Candidate { kLayerfs, kLayerfsOverlay, kFuseOverlayfs };
+enum class Candidate { kLayerfs,
+                       kLayerfsOverlay,
+                       kFuseOverlayfs };
 
 // The layers of one seed, materialised in both formats; shared by every run of that seed.
 class SeedSetup {
@@ -268,15 +270,18 @@ void RunSeeds(Candidate candidate, int seeds, int ops_per_seed, int first_seed) 
     std::string failure = RunCase(setup, candidate, ops, /*remount=*/true);
     if (IsKnownDeviation(candidate, seed, ops_per_seed)) {
       if (failure.empty()) ADD_FAILURE() << "seed " << seed << " now matches overlayfs: drop it from kKnownLayerfsDeviations";
-      else std::printf("seed %d: known deviation (see kKnownLayerfsDeviations)\n", seed);
+      else
+        std::printf("seed %d: known deviation (see kKnownLayerfsDeviations)\n", seed);
       continue;
     }
     if (failure.empty()) continue;
     ++failures;
     std::string baseline = RunCase(setup, candidate, {}, true);
     if (!baseline.empty()) {  // nothing to shrink: it fails before any operation
-      ADD_FAILURE() << "seed " << seed << " fails with no operations at all:\n" << baseline
-                    << "layers (bottom first):\n" << DescribeLayers(setup.layers());
+      ADD_FAILURE() << "seed " << seed << " fails with no operations at all:\n"
+                    << baseline
+                    << "layers (bottom first):\n"
+                    << DescribeLayers(setup.layers());
       if (baseline.find("mount failed") != std::string::npos) return;  // every seed would
       continue;
     }
@@ -332,7 +337,9 @@ TEST_F(Differential, HarnessSelfCheckFuseOverlayfs) {
 class Record {
  public:
   void Rc(const std::string& what, long rc) {
-    lines_ += what + ": " + (rc < 0 ? ErrnoName(errno) : rc == 0 ? "ok" : std::to_string(rc)) + "\n";
+    lines_ += what + ": " + (rc < 0 ? ErrnoName(errno) : rc == 0 ? "ok"
+                                                                 : std::to_string(rc)) +
+              "\n";
   }
   void Text(const std::string& what, const std::string& value) { lines_ += what + ": " + value + "\n"; }
   const std::string& lines() const { return lines_; }
@@ -458,8 +465,7 @@ std::string MountFlagsScenario(const fs::path& root) {
   struct statvfs sv {};
   r.Rc("statvfs", statvfs(root.c_str(), &sv));
   static const std::pair<unsigned long, const char*> kNames[] = {
-      {ST_RDONLY, "ro"}, {ST_NOSUID, "nosuid"}, {ST_NODEV, "nodev"}, {ST_NOEXEC, "noexec"},
-      {ST_SYNCHRONOUS, "sync"}, {ST_NOATIME, "noatime"}, {ST_NODIRATIME, "nodiratime"}, {ST_RELATIME, "relatime"}};
+      {ST_RDONLY, "ro"}, {ST_NOSUID, "nosuid"}, {ST_NODEV, "nodev"}, {ST_NOEXEC, "noexec"}, {ST_SYNCHRONOUS, "sync"}, {ST_NOATIME, "noatime"}, {ST_NODIRATIME, "nodiratime"}, {ST_RELATIME, "relatime"}};
   std::string names;
   for (const auto& [bit, name] : kNames)
     if (sv.f_flag & bit) names += std::string(" ") + name;
@@ -689,7 +695,11 @@ std::string FileHandleScenario(const fs::path& root) {
 
 // Where a scenario is known to differ from kernel overlayfs (docs/upper-format.md): there it
 // must keep differing, so that a fix shows up and the mark goes.
-enum class Known { kMatches, kDiffersWithPassthrough, kDiffersWithoutPassthrough, kDiffersOnLibfuse314, kDiffers };
+enum class Known { kMatches,
+                   kDiffersWithPassthrough,
+                   kDiffersWithoutPassthrough,
+                   kDiffersOnLibfuse314,
+                   kDiffers };
 
 struct Scenario {
   const char* name;

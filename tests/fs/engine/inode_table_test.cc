@@ -66,11 +66,13 @@ TEST(InodeTable, ConcurrentLookupsForgetsAndIndexReads) {
         auto idx = index.LookupPath("d" + std::to_string(i % 20) + "/f" + std::to_string(i));
         if (!idx) continue;
         found++;
-        auto node = table.Acquire(InodeTable::LowerKey(*idx), [&] {
-          auto n = std::make_shared<Node>();
-          n->lower = *idx;
-          return n;
-        }, Any);
+        auto node = table.Acquire(
+            InodeTable::LowerKey(*idx), [&] {
+              auto n = std::make_shared<Node>();
+              n->lower = *idx;
+              return n;
+            },
+            Any);
         if (node->lower != *idx) std::abort();
         if (t % 2 == 0) node->upper.store(true, std::memory_order_release);  // like a copy-up
         node->SetLocation(nullptr, std::to_string(round));

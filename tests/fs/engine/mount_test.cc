@@ -120,7 +120,7 @@ TEST_F(MountTest, LowerTreeWithOwnersFromTheIndex) {
   ASSERT_EQ(::readlink((mnt() / "link").c_str(), buf, sizeof(buf)), 6);
   EXPECT_STREQ(buf, "bin/sh");
   EXPECT_EQ(List(mnt()), (std::set<std::string>{"bin", "etc", "home", "replaced", "hl1", "hl2", "link", "empty",
-                                               "movedir"}));
+                                                "movedir"}));
   EXPECT_EQ(List(mnt() / "replaced"), (std::set<std::string>{"new"}));
   EXPECT_TRUE(List(mnt() / "empty").empty());
   EXPECT_FALSE(stdfs::exists(mnt() / "gone"));
@@ -344,7 +344,7 @@ TEST_F(MountTest, StatfsAndLocks) {
   EXPECT_EQ(::flock(b, LOCK_EX | LOCK_NB), -1);
   EXPECT_EQ(errno, EWOULDBLOCK);
   EXPECT_EQ(::flock(a, LOCK_UN), 0);
-  struct flock fl{};
+  struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   fl.l_len = 10;

@@ -13,9 +13,9 @@
 #include <atomic>
 #include <cstring>
 #include <map>
-#include <set>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -107,7 +107,8 @@ class Worker {
   void Run() {
     while (!s_->stop.load()) {
       switch (rng_() % 8) {
-        case 0: case 1: WriteShared(); break;
+        case 0:
+        case 1: WriteShared(); break;
         case 2: XattrShared(); break;
         case 3: WriteOwn(); break;
         case 4: RenameOwnDir(); break;
@@ -136,7 +137,8 @@ class Worker {
     std::string data = Pattern(id_, kBlock);
     if (pwrite(fd, data.data(), data.size(), id_ * kBlock) != static_cast<ssize_t>(kBlock))
       s_->Error("pwrite " + p.string() + ": " + strerror(errno));
-    else s_->written[f][id_] = true;
+    else
+      s_->written[f][id_] = true;
     close(fd);
   }
 
@@ -145,7 +147,8 @@ class Worker {
     fs::path p = s_->root / "shared" / ("s" + std::to_string(f));
     std::string name = "user.t" + std::to_string(id_);
     if (lsetxattr(p.c_str(), name.c_str(), "1", 1, 0) != 0) s_->Error("setxattr " + p.string() + ": " + strerror(errno));
-    else s_->xattr_set[f][id_] = true;
+    else
+      s_->xattr_set[f][id_] = true;
   }
 
   void WriteOwn() {
@@ -176,8 +179,9 @@ class Worker {
       int err = 0;
       std::string got = ReadFile(Own(name), &err);
       if (err) s_->Error("read " + Own(name).string() + ": " + strerror(err));
-      else if (got != content) s_->Error("content of " + Own(name).string() + " differs from the model (" +
-                                        std::to_string(got.size()) + " vs " + std::to_string(content.size()) + " bytes)");
+      else if (got != content)
+        s_->Error("content of " + Own(name).string() + " differs from the model (" +
+                  std::to_string(got.size()) + " vs " + std::to_string(content.size()) + " bytes)");
     }
   }
 
@@ -207,7 +211,8 @@ class Worker {
     if (fd < 0) return s_->Error("create " + Own(name).string() + ": " + strerror(errno));
     if (write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
       s_->Error("write " + Own(name).string() + ": " + strerror(errno));
-    else files_[name] = data;
+    else
+      files_[name] = data;
     close(fd);
   }
 

@@ -166,7 +166,7 @@ TEST_F(OverlayMount, ReadsEveryWhiteoutAndOpaqueForm) {
     WriteFile(bottom / f, f);
   for (const char* d : {"a", "b", "d", "e", "f", "g", "i"}) fs::create_directories(top / d);
   ASSERT_EQ(mknod((top / "a/x").c_str(), S_IFCHR, makedev(0, 0)), 0);  // kernel's whiteout
-  WriteFile(top / "a/.wh.y", "");                                        // fuse-overlayfs's fallback
+  WriteFile(top / "a/.wh.y", "");                                      // fuse-overlayfs's fallback
   WriteFile(top / ".wh.c", "");
   SetX(top / "b", "trusted.overlay.opaque", "y");
   SetX(top / "d", "user.overlay.opaque", "y");
@@ -317,7 +317,8 @@ TEST_F(OverlayMount, ForegroundServesUntilUnmounted) {
   int status = -1;
   EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "-f must not return while mounted";
   if (mounted) ASSERT_TRUE(UnmountWhenIdle(mnt_).ok());
-  else kill(pid, SIGTERM);
+  else
+    kill(pid, SIGTERM);
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }

@@ -66,8 +66,9 @@ TEST(OverlayOptions, OwnerOptions) {
 }
 
 TEST(OverlayOptions, MountFlagsPassToFuseAndIgnoredOnesAreListed) {
-  auto o = Parse("lowerdir=/a,ro,nosuid,nodev,noexec,noatime,allow_other,default_permissions,fsname=ctr,"
-                 "static_nlink,noacl,fsync=0,volatile,fsync=1,debug");
+  auto o = Parse(
+      "lowerdir=/a,ro,nosuid,nodev,noexec,noatime,allow_other,default_permissions,fsname=ctr,"
+      "static_nlink,noacl,fsync=0,volatile,fsync=1,debug");
   ASSERT_TRUE(o.ok()) << o.status().message();
   const auto& c = o->config;
   EXPECT_EQ(c.flags.set, static_cast<unsigned long>(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME));

@@ -118,13 +118,15 @@ TEST_P(OverlayRotation, UpperBecomesTopLowerAndTheViewStays) {
     if (round > 0) {
       MergedDirsAsMerged(start, &expected);
       auto diffs = CompareTrees(expected, start, RotationCompare());
-      ASSERT_TRUE(diffs.empty()) << "view changed when the upper became a lower:\n" << Lines(diffs);
+      ASSERT_TRUE(diffs.empty()) << "view changed when the upper became a lower:\n"
+                                 << Lines(diffs);
     }
     if (lowers.size() >= 2) {  // kernel overlayfs mounts one lower only with an upper
       CompareOptions opt = RotationCompare();
       opt.compare_ino_identity = false;  // overlayfs without index: lower hard links keep their own st_ino
       auto diffs = CompareTrees(KernelView(lowers, kmnt), start, opt);
-      ASSERT_TRUE(diffs.empty()) << "kernel overlayfs reads the stack differently (expected = kernel):\n" << Lines(diffs);
+      ASSERT_TRUE(diffs.empty()) << "kernel overlayfs reads the stack differently (expected = kernel):\n"
+                                 << Lines(diffs);
     }
     if (round == rounds) break;
     for (const Op& op : RandomOps(seed * 1000 + round, ops_per_round, pool)) {

@@ -12,20 +12,15 @@ LayerIndex SampleIndex() {
   auto& e = idx.entries();
   e.push_back({.path = "", .type = EntryType::kDirectory, .mode = 0755, .opaque = true});
   e.push_back({.path = "bin", .type = EntryType::kDirectory, .mode = 0755, .mtime_sec = 1700000000, .mtime_nsec = 123456789});
-  e.push_back({.path = "bin/busybox", .type = EntryType::kRegular, .mode = 04755, .uid = 0, .gid = 0,
-               .size = 1234567, .mtime_sec = -5, .mtime_nsec = 999999999, .hardlink_group = 1,
-               .xattrs = {{"security.capability", std::string("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00", 10)},
-                          {"user.empty", ""}}});
+  e.push_back({.path = "bin/busybox", .type = EntryType::kRegular, .mode = 04755, .uid = 0, .gid = 0, .size = 1234567, .mtime_sec = -5, .mtime_nsec = 999999999, .hardlink_group = 1, .xattrs = {{"security.capability", std::string("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00", 10)}, {"user.empty", ""}}});
   e.push_back({.path = "bin/sh", .type = EntryType::kRegular, .mode = 04755, .size = 1234567, .hardlink_group = 1});
   e.push_back({.path = "dev/null", .type = EntryType::kCharDevice, .mode = 0666, .rdev = (1ull << 8) | 3});
   e.push_back({.path = "dev/sda", .type = EntryType::kBlockDevice, .mode = 0660, .gid = 6, .rdev = 0xfffffffffffull});
   e.push_back({.path = "etc/gone", .type = EntryType::kWhiteout});
   e.push_back({.path = "run/fifo", .type = EntryType::kFifo, .mode = 01777, .uid = 4294967295u, .gid = 4294967294u});
   e.push_back({.path = "run/sock", .type = EntryType::kSocket, .mode = 0600, .uid = 999, .gid = 999});
-  e.push_back({.path = "usr/lib/l\xc3\xa9nk", .type = EntryType::kSymlink, .mode = 0777, .size = 9,
-               .mtime_sec = INT64_MAX, .link_target = "../x/\n\x01\xff"});
-  e.push_back({.path = "var/lib/big", .type = EntryType::kRegular, .mode = 0, .size = UINT64_MAX,
-               .mtime_sec = INT64_MIN});
+  e.push_back({.path = "usr/lib/l\xc3\xa9nk", .type = EntryType::kSymlink, .mode = 0777, .size = 9, .mtime_sec = INT64_MAX, .link_target = "../x/\n\x01\xff"});
+  e.push_back({.path = "var/lib/big", .type = EntryType::kRegular, .mode = 0, .size = UINT64_MAX, .mtime_sec = INT64_MIN});
   return idx;
 }
 

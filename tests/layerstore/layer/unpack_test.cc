@@ -2,8 +2,8 @@
 // compression formats, and hostile archives that must never write outside the tree.
 #include <fcntl.h>
 #include <linux/capability.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -11,8 +11,8 @@
 
 #include <gtest/gtest.h>
 
-#include "layerstore/store/layer_store.h"
 #include "layerstore/layer/layer_unpack.h"
+#include "layerstore/store/layer_store.h"
 #include "tests/layerstore/test_util.h"
 
 namespace layerfs {
@@ -87,10 +87,7 @@ TarBuilder EveryEntryType() {
   TarBuilder b;
   b.Dir("./");
   b.Add({.path = "bin", .type = AE_IFDIR, .perm = 0755, .mtime = 1600000000, .mtime_nsec = 987654321});
-  b.Add({.path = "bin/busybox", .perm = 04755, .data = Pattern(70000, 1), .uid = 0, .gid = 0,
-         .mtime = 1650000000, .mtime_nsec = 123456789,
-         .xattrs = {{"security.capability", std::string("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20)},
-                    {"user.bin", std::string("a\0b\xff", 4)}}});
+  b.Add({.path = "bin/busybox", .perm = 04755, .data = Pattern(70000, 1), .uid = 0, .gid = 0, .mtime = 1650000000, .mtime_nsec = 123456789, .xattrs = {{"security.capability", std::string("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20)}, {"user.bin", std::string("a\0b\xff", 4)}}});
   b.Hardlink("bin/sh", "bin/busybox");
   b.Symlink("bin/ls", "busybox");
   b.Add({.path = "dev", .type = AE_IFDIR, .perm = 0755});
@@ -351,8 +348,7 @@ TEST_F(UnpackTest, SymlinkedParentsResolveInsideTheLayer) {
   EXPECT_EQ(testing::ReadFile(tree() / host / "evil"), "x");
   EXPECT_NE(Find(host + "/evil"), nullptr);
 
-  ok(TarBuilder().Dir("usr").Symlink("etc", "/usr/etc").File("etc/passwd", "root:x:0:0").Symlink("usr/lib", "../lib")
-         .File("usr/lib/libc.so", "elf"));
+  ok(TarBuilder().Dir("usr").Symlink("etc", "/usr/etc").File("etc/passwd", "root:x:0:0").Symlink("usr/lib", "../lib").File("usr/lib/libc.so", "elf"));
   EXPECT_EQ(testing::ReadFile(tree() / "usr/etc/passwd"), "root:x:0:0");
   EXPECT_EQ(testing::ReadFile(tree() / "lib/libc.so"), "elf");
   EXPECT_EQ(Find("usr/etc/passwd")->type, EntryType::kRegular);

@@ -46,7 +46,8 @@ class ScopedDockerConfig {
   }
   ~ScopedDockerConfig() {
     if (old_.empty()) ::unsetenv("DOCKER_CONFIG");
-    else ::setenv("DOCKER_CONFIG", old_.c_str(), 1);
+    else
+      ::setenv("DOCKER_CONFIG", old_.c_str(), 1);
   }
 
  private:

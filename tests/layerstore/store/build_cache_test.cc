@@ -191,7 +191,7 @@ TEST_F(BuildCacheTest, FailedBuildLeavesTheStoreUnchanged) {
   Dockerfile(kFile);
   ASSERT_TRUE(Build().ok());
   auto before = StoreFiles();
-  WriteFile(ctx_ / "one.txt", "changed\n");  // step 2 misses and writes a layer ...
+  WriteFile(ctx_ / "one.txt", "changed\n");                  // step 2 misses and writes a layer ...
   Dockerfile(std::string(kFile) + "COPY missing.txt /x\n");  // ... then the build fails
   auto image = Build();
   ASSERT_FALSE(image.ok());

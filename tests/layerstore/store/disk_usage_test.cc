@@ -6,11 +6,11 @@
 
 #include <gtest/gtest.h>
 
-#include "layerstore/store/container_store.h"
 #include "layerstore/archive/image_load.h"
+#include "layerstore/store/container_store.h"
 #include "layerstore/store/image_store.h"
-#include "tests/layerstore/images_fixture.h"
 #include "layerstore/store/store_gc.h"
+#include "tests/layerstore/images_fixture.h"
 
 namespace layerfs::testing {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "layerstore/store/blob_store.h"
 #include "layerstore/archive/image_load.h"
+#include "layerstore/store/blob_store.h"
 #include "tests/layerstore/images_fixture.h"
 
 namespace layerfs::testing {
@@ -34,8 +34,8 @@ TEST_F(ImageStoreTest, ResolvesByReferenceIdPrefixAndDigest) {
   auto img = LoadOne("redis:7", "x");
   ImageStore images(store());
   for (const std::string& name : std::vector<std::string>{"redis:7", "docker.io/library/redis:7", img.config_digest.str(), img.config_digest.hex(),
-                                 img.config_digest.hex().substr(0, 5), "sha256:" + img.config_digest.hex().substr(0, 8),
-                                 "redis@" + img.manifest_digest.str()}) {
+                                                          img.config_digest.hex().substr(0, 5), "sha256:" + img.config_digest.hex().substr(0, 8),
+                                                          "redis@" + img.manifest_digest.str()}) {
     auto r = images.Resolve(name);
     ASSERT_TRUE(r.ok()) << name << ": " << r.status().message();
     EXPECT_EQ(r->id(), img.config_digest) << name;

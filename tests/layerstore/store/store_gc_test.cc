@@ -8,13 +8,13 @@
 
 #include <gtest/gtest.h>
 
+#include "layerstore/archive/image_load.h"
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/container_store.h"
-#include "layerstore/archive/image_load.h"
 #include "layerstore/store/image_store.h"
-#include "tests/layerstore/images_fixture.h"
 #include "layerstore/store/layer_store.h"
 #include "layerstore/store/system_prune.h"
+#include "tests/layerstore/images_fixture.h"
 
 namespace layerfs::testing {
 namespace {
