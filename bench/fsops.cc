@@ -225,9 +225,9 @@ int main(int argc, char** argv) {
   if (cmd == "walk" && argc == 3) return CmdWalk(argv[2]);
   if (cmd == "readall" && (argc == 3 || argc == 4)) return CmdReadAll(argv[2], argc == 4 ? argv[3] : nullptr);
   if (cmd == "seqread" && argc == 3) return CmdSeqRead(argv[2]);
-  if (cmd == "randread" && argc == 4) return CmdRandRead(argv[2], std::atof(argv[3]));
+  if (cmd == "randread" && argc == 4) return CmdRandRead(argv[2], std::stod(argv[3]));
   if (cmd == "firstwrite" && argc == 4) return CmdFirstWrite(argv[2], argv[3]);
-  if (cmd == "churn" && argc == 5) return CmdChurn(argv[2], std::atoi(argv[3]), std::strtoull(argv[4], nullptr, 10));
+  if (cmd == "churn" && argc == 5) return CmdChurn(argv[2], std::stoi(argv[3]), std::strtoull(argv[4], nullptr, 10));
   if (cmd == "statlist" && argc == 4) return CmdStatList(argv[2], argv[3]);
   std::fprintf(stderr, "usage: fsops walk|readall|seqread|randread|firstwrite|churn|statlist ...\n");
   return 2;

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   config.upper_dir = argv[2];
   config.work_dir = argv[3];
   config.mountpoint = argv[4];
-  int ready_fd = std::atoi(argv[5]);
+  int ready_fd = std::stoi(argv[5]);
   for (int i = 6; i < argc; ++i) {
     auto digest = layerfs::Digest::Parse(argv[i]);
     if (!digest.ok()) {

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <string_view>
+
 #include "fs/index/merged_index.h"
 #include "fs/mount/fuse_mount.h"
 #include "fs/mount/mount.h"
@@ -39,6 +42,12 @@ Status PrepareLayers(const Store& store, const Image& image) {
   return index.ok() ? Status::Ok() : index.status();
 }
 
+// A whole unsigned decimal number, nothing else ("threads=8").
+bool ParseCount(std::string_view text, unsigned* out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+}
+
 Status ApplyOptions(const std::vector<std::string>& options, MountConfig* c) {
   for (const auto& opts : options) {
     size_t start = 0;
@@ -58,9 +67,10 @@ Status ApplyOptions(const std::vector<std::string>& options, MountConfig* c) {
         c->sync_upper = false;
       else if (c->flags.Parse(o))
         continue;  // ro, nosuid, noatime, ...: fs/mount/mount_flags.h
-      else if (o.rfind("threads=", 0) == 0)
-        c->threads = static_cast<unsigned>(std::atoi(o.c_str() + 8));
-      else if (o.rfind("fsname=", 0) == 0)
+      else if (o.rfind("threads=", 0) == 0) {
+        if (!ParseCount(std::string_view(o).substr(8), &c->threads))
+          return Status::Error(EINVAL, "mount option \"" + o + "\": not a number of threads");
+      } else if (o.rfind("fsname=", 0) == 0)
         c->fsname = o.substr(7);
       else
         return Status::Error(EINVAL, "unknown mount option \"" + o + "\"");
@@ -126,6 +136,9 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
   std::error_code ec;
   std::filesystem::path dir = std::filesystem::absolute(req.dir, ec);
   RETURN_IF_ERROR(CheckMountpoint(dir));
+  MountConfig config;
+  config.allow_other = ::geteuid() == 0;
+  RETURN_IF_ERROR(ApplyOptions(req.options, &config));  // before a record exists: a bad -o changes nothing
   ASSIGN_OR_RETURN(Image image, ImageOf(store, req, existing ? &*existing : nullptr));
   RETURN_IF_ERROR(PrepareLayers(store, image));
   ContainerRecord record;
@@ -135,14 +148,11 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
     ASSIGN_OR_RETURN(record, containers.Create(image, req.image, req.name));
   }
 
-  MountConfig config;
   config.store_root = store.root();
   config.layers = image.diff_ids;
   config.upper_dir = containers.upper_dir(record.id);
   config.work_dir = containers.work_dir(record.id);
   config.mountpoint = dir;
-  config.allow_other = ::geteuid() == 0;
-  RETURN_IF_ERROR(ApplyOptions(req.options, &config));
   config.volatile_marker = VolatileMarker(containers, record.id);
 
   record.mountpoint = dir.string();

@@ -104,11 +104,11 @@ void ApplyOverride(const std::vector<std::pair<std::string, std::string>>& xattr
   const std::string* v = nullptr;
   for (const char* key : {UpperFormat::kPrivilegedOverride, UpperFormat::kContainersOverride, UpperFormat::kUserOverride})
     if (v == nullptr) v = FindXattr(xattrs, key);
-  unsigned uid, gid, mode;
-  if (v == nullptr || std::sscanf(v->c_str(), "%u:%u:%o", &uid, &gid, &mode) != 3) return;
-  e->uid = uid;
-  e->gid = gid;
-  e->mode = mode & 07777;
+  std::optional<StatOverride> o = v ? UpperFormat::ParseOverride(*v) : std::nullopt;
+  if (!o) return;
+  e->uid = o->uid;
+  e->gid = o->gid;
+  e->mode = o->mode & 07777;
 }
 
 void DropPrivate(std::vector<std::pair<std::string, std::string>>* xattrs) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 
 namespace layerfs {
@@ -142,8 +143,20 @@ std::optional<StatOverride> UpperFormat::Override(int dirfd, const std::string& 
     for (const char* key : {kPrivilegedOverride, kUserOverride})
       if (!v) v = GetXattr(dirfd, name, key);
   if (!v) return std::nullopt;
+  return ParseOverride(*v);
+}
+
+std::optional<StatOverride> UpperFormat::ParseOverride(std::string_view value) {
+  // Writers differ in whether the value ends with a NUL; nothing else may follow the mode.
+  if (value.ends_with('\0')) value.remove_suffix(1);
   StatOverride o;
-  if (std::sscanf(v->c_str(), "%u:%u:%o", &o.uid, &o.gid, &o.mode) != 3) return std::nullopt;
+  const char* end = value.data() + value.size();
+  auto [after_uid, e1] = std::from_chars(value.data(), end, o.uid);
+  if (e1 != std::errc() || after_uid == end || *after_uid != ':') return std::nullopt;
+  auto [after_gid, e2] = std::from_chars(after_uid + 1, end, o.gid);
+  if (e2 != std::errc() || after_gid == end || *after_gid != ':') return std::nullopt;
+  auto [after_mode, e3] = std::from_chars(after_gid + 1, end, o.mode, 8);
+  if (e3 != std::errc() || after_mode != end) return std::nullopt;
   return o;
 }
 

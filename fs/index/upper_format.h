@@ -68,6 +68,8 @@ class UpperFormat {
   int SetLinksOnly(int dirfd) const;
   void ClearLinksOnly(int dirfd) const;
   std::optional<StatOverride> Override(int dirfd, const std::string& name) const;
+  // "UID:GID:MODE" (decimal ids, octal mode), as containers/storage and fuse-overlayfs write it.
+  static std::optional<StatOverride> ParseOverride(std::string_view value);
   int SetOverride(int dirfd, const std::string& name, const StatOverride& o) const;
 
  private:

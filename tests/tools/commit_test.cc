@@ -134,5 +134,18 @@ TEST_F(CommitCli, UnknownContainerIsOneClearLine) {
   EXPECT_EQ(Lines(out_).size(), 1u) << out_;
 }
 
+// `-o threads=` takes a number and nothing else: one line, exit 1, nothing mounted or recorded.
+TEST_F(CommitCli, MountRefusesAThreadCountThatIsNoNumber) {
+  for (const char* bad : {"threads=", "threads=four", "threads=8x", "threads=-1"}) {
+    EXPECT_EQ(RunLayerfs({"--root", root_, "mount", "-o", bad, "base:1", mnt_.string()}, &out_), 1) << bad;
+    EXPECT_EQ(Lines(out_).size(), 1u) << out_;
+    EXPECT_NE(out_.find("not a number of threads"), std::string::npos) << out_;
+  }
+  ASSERT_EQ(RunLayerfs({"--root", root_, "ps", "-a", "-q"}, &out_), 0) << out_;
+  EXPECT_EQ(out_, "") << "a refused mount left a container record";
+  ASSERT_EQ(RunLayerfs({"--root", root_, "mount", "-o", "threads=2", "base:1", mnt_.string()}, &out_), 0) << out_;
+  EXPECT_TRUE(fs::exists(mnt_ / "etc/hosts"));
+}
+
 }  // namespace
 }  // namespace layerfs
