@@ -517,7 +517,9 @@ Result<std::map<Digest, fs::path>> UnpackMissing(const Store& store, const std::
   std::vector<size_t> order(work.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   tbb::parallel_for_each(order.begin(), order.end(), [&](size_t i) {
-    const auto& [diff_id, blob] = work[i];
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in the lambda below.
+    const Digest& diff_id = work[i].first;
+    const Digest& blob = work[i].second;
     fs::path layer = dir / diff_id.hex();
     std::error_code ec;
     fs::create_directories(layer / "tree", ec);
