@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <thread>
 #include <vector>
 
@@ -14,6 +13,7 @@
 
 #include "layerstore/base/unique_fd.h"
 #include "layerstore/registry/curl_library.h"
+#include "layerstore/registry/http_headers.h"
 
 namespace layerfs {
 
@@ -79,8 +79,8 @@ size_t OnHeader(char* data, size_t size, size_t n, void* opaque) {
   std::string_view line(data, size * n);
   if (line.starts_with("HTTP/")) {
     t->resp.headers.clear();  // a new response (after a redirect or 100-continue)
-  } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
-    t->resp.headers[Lower(std::string(line.substr(0, colon)))] = Trim(line.substr(colon + 1));
+  } else if (auto header = ParseHeaderLine(line)) {
+    t->resp.headers[header->first] = std::move(header->second);
   }
   return size * n;
 }
@@ -431,9 +431,7 @@ Status RegistryClient::GetBlobAttempt(Request& req, uint64_t* offset, uint64_t s
         skip = *offset;  // the server ignored Range: drop what we already have
       } else {
         auto cr = head.headers.find("content-range");
-        uint64_t start = 0;
-        if (cr != head.headers.end() && cr->second.starts_with("bytes "))
-          std::from_chars(cr->second.data() + 6, cr->second.data() + cr->second.size(), start);
+        uint64_t start = cr == head.headers.end() ? 0 : ContentRangeStart(cr->second);
         if (start != *offset)
           return Status::Error(EPROTO, "GET " + what + ": asked for bytes from " + std::to_string(*offset) +
                                            ", got from " + std::to_string(start));
