@@ -173,6 +173,8 @@ Result<std::string> Base64Decode(std::string_view text) {
   if (n < 0) return Status::Error(EINVAL, "bad base64");
   size_t pad = 0;
   for (size_t k = text.size(); k > 0 && text[k - 1] == '='; --k) ++pad;
+  // Base64 pads with at most two '='; more ("====") decodes to fewer bytes than the padding.
+  if (pad > 2 || static_cast<size_t>(n) < pad) return Status::Error(EINVAL, "bad base64");
   out.resize(static_cast<size_t>(n) - pad);
   return out;
 }

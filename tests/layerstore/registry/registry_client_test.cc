@@ -117,6 +117,17 @@ TEST(RegistryAuth, Base64RoundTrips) {
   EXPECT_FALSE(Base64Decode("abc").ok());
 }
 
+// Found by tests/fuzz/registry_headers_fuzz: "====" made the decoded length negative, and the
+// resize to it threw std::length_error out of LoadCredentials.
+TEST(RegistryAuth, Base64WithMoreThanTwoPadsIsAnError) {
+  EXPECT_FALSE(Base64Decode("====").ok());
+  EXPECT_FALSE(Base64Decode("a===").ok());
+  EXPECT_FALSE(Base64Decode("ab======").ok());
+  auto two = Base64Decode("YQ==");
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(*two, "a");
+}
+
 TEST(RegistryAuth, CredentialsLiveInDockerConfigAndKeepOtherKeys) {
   TempDir dir;
   ScopedDockerConfig env(dir.path());
