@@ -320,6 +320,9 @@ Status MergedIndex::Attach(std::unique_ptr<Storage> storage, const std::string& 
   std::memcpy(&h, base, sizeof(h));
   if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0) return bad("bad magic");
   if (h.version != kVersion) return bad("unsupported version " + std::to_string(h.version));
+  // Each size and offset is at most the file's length before any is added to another, so no
+  // sum below can wrap around and pass for a small one.
+  if (h.names_size > len || h.extra_off > len || h.extra_size > len) return bad("inconsistent sizes");
   if (h.node_count == 0 || h.nodes_off != sizeof(FileHeader) ||
       h.names_off != h.nodes_off + uint64_t{h.node_count} * sizeof(MergedNode) ||
       h.names_off + h.names_size > len || h.extra_off < h.names_off + h.names_size ||

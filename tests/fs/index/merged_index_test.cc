@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -217,6 +218,40 @@ TEST(MergedIndex, CorruptCacheIsRejectedWithClearError) {
   EXPECT_FALSE(MergedIndex::Load(file, Sha256Of("chain"), 1).ok());
   write("");
   EXPECT_FALSE(MergedIndex::Load(file, Sha256Of("chain"), 1).ok());
+}
+
+// Offsets and sizes whose sums wrap around 2^64 passed the bounds checks (the names table or
+// the extra table then began outside the mapping, and a name or link read went there). Found
+// by reading Attach while writing tests/fuzz/merged_index_fuzz; confirmed with these files.
+TEST(MergedIndex, HeaderSizesThatWrapAroundAreRejected) {
+  TempStore ts;
+  MergedIndex built = Merge({Layer({Dir("d"), File("d/f")})});
+  auto file = MergedIndex::CachePath(ts.store(), Sha256Of("chain"));
+  ASSERT_TRUE(built.Write(ts.store(), file).ok());
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  // FileHeader (merged_index.cc): names_off at 32, names_size at 40, extra_off at 48, extra_size at 56.
+  auto field = [](std::string* b, size_t off) { return reinterpret_cast<uint64_t*>(b->data() + off); };
+  auto load_patched = [&](const std::function<void(std::string*)>& patch) {
+    std::string bad = bytes;
+    patch(&bad);
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bad;
+    return MergedIndex::Load(file, Sha256Of("chain"), 1);
+  };
+  auto names_wrap = load_patched([&](std::string* b) {
+    *field(b, 40) = 0 - *field(b, 32) + *field(b, 40);  // names_off + names_size == old names_size
+    reinterpret_cast<MergedNode*>(b->data() + 128 + sizeof(MergedNode))->name_off = 0x7ffffff0;
+  });
+  ASSERT_FALSE(names_wrap.ok());
+  EXPECT_NE(names_wrap.status().message().find("corrupt merged index"), std::string::npos);
+  auto extra_wrap = load_patched([&](std::string* b) {
+    *field(b, 48) = uint64_t{0} - 4096;          // extra table 4 KiB before the mapping
+    *field(b, 56) = b->size() + 4096;            // extra_off + extra_size == file length
+  });
+  EXPECT_FALSE(extra_wrap.ok());
 }
 
 TEST(MergedIndex, Merges128LayersAndStaysCompact) {
