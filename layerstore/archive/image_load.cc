@@ -143,13 +143,19 @@ Status Source::ReadTar(const fs::path& input, const fs::path& staging) {
                                                   : ": truncated or corrupt archive (" + msg + ")"));
     }
     ++n;
-    std::string name = CleanPath(archive_entry_pathname(entry));
+    // libarchive has no name (or no symlink target) for some crafted headers: a corrupt archive.
+    const char* raw_name = archive_entry_pathname(entry);
+    const char* symlink = archive_entry_symlink(entry);
+    bool is_symlink = archive_entry_filetype(entry) == AE_IFLNK;
+    if (raw_name == nullptr || (is_symlink && symlink == nullptr))
+      return Status::Error(EINVAL, what + ": corrupt archive (entry " + std::to_string(n) + " has no name)");
+    std::string name = CleanPath(raw_name);
     if (name.empty()) continue;
     if (const char* hard = archive_entry_hardlink(entry)) {
       links_[name] = CleanPath(hard);
-    } else if (archive_entry_filetype(entry) == AE_IFLNK) {
+    } else if (is_symlink) {
       std::string parent = fs::path(name).parent_path().string();
-      links_[name] = CleanPath(parent + "/" + archive_entry_symlink(entry));
+      links_[name] = CleanPath(parent + "/" + symlink);
     } else if (archive_entry_filetype(entry) == AE_IFREG) {
       Status st = StageEntry(a.get(), name, staging / ("entry-" + std::to_string(n)));
       if (!st.ok()) return st.WithContext(what);

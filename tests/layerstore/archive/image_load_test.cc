@@ -1,5 +1,7 @@
 #include "layerstore/archive/image_load.h"
 
+#include <cstdio>
+
 #include <gtest/gtest.h>
 
 #include "layerstore/store/image_store.h"
@@ -187,6 +189,39 @@ TEST_F(ImageLoadTest, NotAnArchiveFails) {
   ExpectFailsUnchanged(Scratch("text"), "not a docker-archive, oci-archive or OCI layout");
   WriteTar(Scratch("plain.tar"), {{"hello.txt", "hi"}});
   ExpectFailsUnchanged(Scratch("plain.tar"), "no index.json or manifest.json");
+}
+
+// One ustar header block: a regular file `name` of `size` bytes, zero ids and mtime.
+std::string UstarHeader(const std::string& name, size_t size) {
+  std::string h(512, '\0');
+  auto put = [&](size_t off, const std::string& field) { h.replace(off, field.size(), field); };
+  put(0, name);
+  put(100, std::string("000644 ") + '\0');
+  put(108, std::string("000000 ") + '\0');
+  put(116, std::string("000000 ") + '\0');
+  char octal[13];
+  std::snprintf(octal, sizeof octal, "%011zo ", size);
+  put(124, octal);
+  put(136, "00000000000 ");
+  put(148, "        ");  // the checksum counts its own field as spaces
+  put(156, "0");
+  put(257, std::string("ustar") + '\0' + "00");
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  std::snprintf(octal, sizeof octal, "%06o", sum);
+  put(148, std::string(octal) + '\0' + ' ');
+  return h;
+}
+
+// Found by tests/fuzz/image_load_fuzz: reading this archive (one header, a regular file named
+// "@/"), libarchive returns an entry without a pathname, and the loader built a string from
+// the null pointer (a crash).
+TEST_F(ImageLoadTest, EntryWithoutANameFails) {
+  std::string content = "u\"i\"application/vnd.oci.image.inde=.v2+json\"m`go";
+  std::string tar = UstarHeader("@/", content.size()) + content;
+  tar.resize(2048, '\0');  // padding to the block, then the two zero blocks that end a tar
+  WriteFile(Scratch("noname.tar"), tar);
+  ExpectFailsUnchanged(Scratch("noname.tar"), "has no name)");
 }
 
 TEST_F(ImageLoadTest, BlobDigestMismatchFails) {
