@@ -8,10 +8,11 @@
 // pattern that matches decides (an exception re-includes).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
-#include <regex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "layerstore/base/status.h"
@@ -32,11 +33,30 @@ class DockerIgnore {
   bool MayReinclude(std::string_view dir) const;
 
  private:
+  // One element of a compiled pattern. Matching simulates all positions at once (no
+  // backtracking), so time is linear in path length times pattern length whatever the pattern.
+  struct GlobToken {
+    enum Kind : uint8_t {
+      kLiteral,   // `c`
+      kAnyChar,   // ?: one character but '/'
+      kStar,      // *: any characters but '/'
+      kAnyPath,   // **: any characters
+      kAnyDirs,   // the "**" of "**/": any characters, then the next token ('/') or skip both
+      kClass,     // [...]: one character of `chars`/`ranges` (or not, when negated)
+    } kind = kLiteral;
+    char c = 0;
+    bool negated = false;
+    std::string chars;
+    std::vector<std::pair<char, char>> ranges;
+  };
   struct Pattern {
     std::string text;
-    std::regex re;
+    std::vector<GlobToken> tokens;
     bool exception = false;
   };
+  static Result<std::vector<GlobToken>> Compile(const std::string& pattern);
+  static Result<GlobToken> CompileClass(std::string_view inside);
+  static bool Matches(const std::vector<GlobToken>& tokens, std::string_view path);
   std::vector<Pattern> patterns_;
 };
 

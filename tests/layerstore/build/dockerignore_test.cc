@@ -58,6 +58,38 @@ TEST(DockerIgnore, CommentsClassesAndQuestionMark) {
   EXPECT_FALSE(d.Excluded("# comment"));
 }
 
+// Found by tests/fuzz/dockerignore_fuzz: patterns were std::regex, whose backtracking took
+// exponential time on runs of stars ("**************bujld?" never finished on a short path).
+// The matcher now follows every position at once; this would run for hours with the regex.
+TEST(DockerIgnore, ManyStarsMatchInLinearTime) {
+  DockerIgnore d = Parse("!impo" + std::string(40, '*') + "x\n" + std::string(30, '*') + "/a" + std::string(20, '*') + "b\n");
+  std::string long_name(200, 'a');
+  EXPECT_FALSE(d.Excluded("impo" + long_name));
+  EXPECT_FALSE(d.Excluded(long_name + "/" + long_name));
+  EXPECT_TRUE(d.Excluded(long_name + "/" + long_name + "b"));
+}
+
+TEST(DockerIgnore, ClassesRangesNegationAndEscapes) {
+  DockerIgnore d = Parse("[a-c]x\n[!0-9]y\n\\*z\n[]n\n");
+  EXPECT_TRUE(d.Excluded("bx"));
+  EXPECT_FALSE(d.Excluded("dx"));
+  EXPECT_TRUE(d.Excluded("ay"));
+  EXPECT_FALSE(d.Excluded("5y"));
+  EXPECT_TRUE(d.Excluded("*z"));
+  EXPECT_FALSE(d.Excluded("az"));
+  EXPECT_FALSE(d.Excluded("n"));  // an empty class matches nothing
+  EXPECT_FALSE(DockerIgnore::Parse("[z-a]\n").ok());
+  EXPECT_FALSE(DockerIgnore::Parse("[abc\n").ok());
+}
+
+TEST(DockerIgnore, DoubleStarSlashMatchesZeroOrMoreDirectories) {
+  DockerIgnore d = Parse("a/**/b\n");
+  EXPECT_TRUE(d.Excluded("a/b"));
+  EXPECT_TRUE(d.Excluded("a/x/y/b"));
+  EXPECT_FALSE(d.Excluded("a/xb"));
+  EXPECT_FALSE(d.Excluded("ab"));
+}
+
 TEST(DockerIgnore, CleansPatterns) {
   DockerIgnore d = Parse("./a/../b/./c\n");
   EXPECT_TRUE(d.Excluded("b/c"));
