@@ -41,7 +41,8 @@ Status BadPattern(const std::string& p) { return Status::Error(EINVAL, ".dockeri
 // The text between '[' and ']': a leading '!' or '^' negates; "a-z" is a range; '\' makes the
 // next character literal. A range running backwards is an error, as it was for std::regex.
 Result<DockerIgnore::GlobToken> DockerIgnore::CompileClass(std::string_view inside) {
-  GlobToken t{.kind = GlobToken::kClass};
+  GlobToken t;
+  t.kind = GlobToken::kClass;
   if (!inside.empty() && (inside.front() == '!' || inside.front() == '^')) {
     t.negated = true;
     inside.remove_prefix(1);
@@ -62,23 +63,28 @@ Result<DockerIgnore::GlobToken> DockerIgnore::CompileClass(std::string_view insi
 
 Result<std::vector<DockerIgnore::GlobToken>> DockerIgnore::Compile(const std::string& p) {
   std::vector<GlobToken> tokens;
+  auto add = [&tokens](GlobToken::Kind kind, char c = 0) {
+    tokens.emplace_back();
+    tokens.back().kind = kind;
+    tokens.back().c = c;
+  };
   for (size_t i = 0; i < p.size(); ++i) {
     char c = p[i];
     if (c == '*' && i + 1 < p.size() && p[i + 1] == '*') {
       ++i;
       if (i + 1 < p.size() && p[i + 1] == '/') {
-        tokens.push_back({.kind = GlobToken::kAnyDirs});
-        tokens.push_back({.kind = GlobToken::kLiteral, .c = '/'});
+        add(GlobToken::kAnyDirs);
+        add(GlobToken::kLiteral, '/');
         ++i;
       } else {
-        tokens.push_back({.kind = GlobToken::kAnyPath});
+        add(GlobToken::kAnyPath);
       }
     } else if (c == '*') {
-      tokens.push_back({.kind = GlobToken::kStar});
+      add(GlobToken::kStar);
     } else if (c == '?') {
-      tokens.push_back({.kind = GlobToken::kAnyChar});
+      add(GlobToken::kAnyChar);
     } else if (c == '\\' && i + 1 < p.size()) {
-      tokens.push_back({.kind = GlobToken::kLiteral, .c = p[++i]});
+      add(GlobToken::kLiteral, p[++i]);
     } else if (c == '[') {
       size_t close = p.find(']', i + 1);
       if (close == std::string::npos) return BadPattern(p);
@@ -87,7 +93,7 @@ Result<std::vector<DockerIgnore::GlobToken>> DockerIgnore::Compile(const std::st
       tokens.push_back(std::move(cls).value());
       i = close;
     } else {
-      tokens.push_back({.kind = GlobToken::kLiteral, .c = c});
+      add(GlobToken::kLiteral, c);
     }
   }
   return tokens;
