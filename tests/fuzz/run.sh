@@ -34,9 +34,11 @@ run_target() {
   local args=(-max_total_time="$SECONDS_PER_TARGET" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1
               -artifact_prefix="$crashes/")
   [ -f "$FUZZ_DIR/dict/$name.dict" ] && args+=(-dict="$FUZZ_DIR/dict/$name.dict")
-  local units_before rc=0
+  local units_before rc=0 started
   units_before=$(find "$corpus" -type f | wc -l)
+  started=$(date +%s)
   "$BUILD/tests/fuzz/${name}_fuzz" "${args[@]}" "$corpus" "$FUZZ_DIR/corpus/$name" >"$log" 2>&1 || rc=$?
+  local ran=$(($(date +%s) - started))  # shorter than asked when it crashed
   local execs start end units_after crash
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   start=$(grep -m1 -E '^#[0-9]+.*INITED' "$log" | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)
@@ -44,7 +46,7 @@ run_target() {
   units_after=$(find "$corpus" -type f | wc -l)
   crash=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -1 | sed 's/Test unit written to //' || true)
   local line
-  line=$(printf '%-18s %4ss  execs %-10s start %-22s end %-22s new units %-5s' "$name" "$SECONDS_PER_TARGET" \
+  line=$(printf '%-18s %4ss  execs %-10s start %-22s end %-22s new units %-5s' "$name" "$ran" \
     "${execs:-?}" "${start:-?}" "${end:-?}" "$((units_after - units_before))")
   if [ "$rc" -ne 0 ]; then
     line+="  CRASH (exit $rc) ${crash:-no reproducer, see $log}"
