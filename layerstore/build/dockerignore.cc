@@ -132,10 +132,18 @@ bool DockerIgnore::Matches(const std::vector<GlobToken>& tokens, std::string_vie
       if (!now[i]) continue;
       const GlobToken& t = tokens[i];
       switch (t.kind) {
-        case GlobToken::kLiteral: if (c == t.c) reach(next, i + 1); break;
-        case GlobToken::kAnyChar: if (c != '/') reach(next, i + 1); break;
-        case GlobToken::kClass: if (in_class(t, c)) reach(next, i + 1); break;
-        case GlobToken::kStar: if (c != '/') reach(next, i); break;
+        case GlobToken::kLiteral:
+          if (c == t.c) reach(next, i + 1);
+          break;
+        case GlobToken::kAnyChar:
+          if (c != '/') reach(next, i + 1);
+          break;
+        case GlobToken::kClass:
+          if (in_class(t, c)) reach(next, i + 1);
+          break;
+        case GlobToken::kStar:
+          if (c != '/') reach(next, i);
+          break;
         case GlobToken::kAnyPath: reach(next, i); break;
         // Inside "**/" once a character is read: more, or its '/'; no longer skipping both.
         case GlobToken::kAnyDirs:

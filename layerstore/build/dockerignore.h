@@ -37,12 +37,12 @@ class DockerIgnore {
   // backtracking), so time is linear in path length times pattern length whatever the pattern.
   struct GlobToken {
     enum Kind : uint8_t {
-      kLiteral,   // `c`
-      kAnyChar,   // ?: one character but '/'
-      kStar,      // *: any characters but '/'
-      kAnyPath,   // **: any characters
-      kAnyDirs,   // the "**" of "**/": any characters, then the next token ('/') or skip both
-      kClass,     // [...]: one character of `chars`/`ranges` (or not, when negated)
+      kLiteral,  // `c`
+      kAnyChar,  // ?: one character but '/'
+      kStar,     // *: any characters but '/'
+      kAnyPath,  // **: any characters
+      kAnyDirs,  // the "**" of "**/": any characters, then the next token ('/') or skip both
+      kClass,    // [...]: one character of `chars`/`ranges` (or not, when negated)
     } kind = kLiteral;
     char c = 0;
     bool negated = false;

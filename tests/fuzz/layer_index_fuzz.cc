@@ -27,7 +27,7 @@ uint64_t Fnv1a64(const uint8_t* p, size_t n) {
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
   size = LLVMFuzzerMutate(data, size, max_size);
   if (size < kTrailerSize || seed % 8 == 0) return size;  // some keep a wrong checksum
-  uint64_t sum = Fnv1a64(data, size - kTrailerSize);  // little-endian, as the file stores it
+  uint64_t sum = Fnv1a64(data, size - kTrailerSize);      // little-endian, as the file stores it
   std::memcpy(data + size - kTrailerSize, &sum, kTrailerSize);
   return size;
 }

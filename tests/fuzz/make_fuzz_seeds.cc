@@ -26,8 +26,7 @@ void Seed(const fs::path& corpus, const std::string& target, const std::string& 
 
 // Files, dirs, a symlink leaving through "..", a whiteout and an opaque marker.
 std::vector<TestFile> LayerFiles() {
-  return {{"etc/", ""}, {"etc/passwd", "root:x:0:0::/root:/bin/sh\n"}, {"bin/sh", "#!sh", "", 0755},
-          {"lib/link", "", "../bin/sh"}, {"var/.wh.cache", ""}, {"opt/.wh..wh..opq", ""}};
+  return {{"etc/", ""}, {"etc/passwd", "root:x:0:0::/root:/bin/sh\n"}, {"bin/sh", "#!sh", "", 0755}, {"lib/link", "", "../bin/sh"}, {"var/.wh.cache", ""}, {"opt/.wh..wh..opq", ""}};
 }
 
 void LayerUnpackSeeds(const fs::path& corpus) {
@@ -42,8 +41,7 @@ LayerIndex SeedIndex(int variant) {
   auto& e = index.entries();
   e.push_back({.path = "", .type = EntryType::kDirectory, .mode = 0755, .opaque = variant == 1});
   e.push_back({.path = "bin", .type = EntryType::kDirectory, .mode = 0755});
-  e.push_back({.path = "bin/sh", .mode = 04755, .size = 4, .mtime_sec = 1700000000, .hardlink_group = 1,
-               .xattrs = {{"security.capability", std::string("\x01\x00\x00\x02", 4)}, {"user.a", "b"}}});
+  e.push_back({.path = "bin/sh", .mode = 04755, .size = 4, .mtime_sec = 1700000000, .hardlink_group = 1, .xattrs = {{"security.capability", std::string("\x01\x00\x00\x02", 4)}, {"user.a", "b"}}});
   e.push_back({.path = "bin/sh2", .mode = 0755, .size = 4, .hardlink_group = 1});
   e.push_back({.path = "dev", .type = EntryType::kDirectory, .mode = 0755});
   e.push_back({.path = "dev/null", .type = EntryType::kCharDevice, .mode = 0666, .rdev = makedev(1, 3)});
@@ -83,9 +81,10 @@ void OciSeeds(const fs::path& corpus, const TestImage& img) {
   Seed(corpus, "oci_image", "config", img.config);
   Seed(corpus, "oci_image", "index",
        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
-       R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + img.manifest_digest.str() +
-       R"(","size":)" + std::to_string(img.manifest.size()) +
-       R"(,"platform":{"architecture":"arm","os":"linux","variant":"v7"}}]})");
+       R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+           img.manifest_digest.str() +
+           R"(","size":)" + std::to_string(img.manifest.size()) +
+           R"(,"platform":{"architecture":"arm","os":"linux","variant":"v7"}}]})");
 }
 
 // An archive as image_load_fuzz's input: its entries joined by the target's separator.

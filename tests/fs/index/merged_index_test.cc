@@ -248,8 +248,8 @@ TEST(MergedIndex, HeaderSizesThatWrapAroundAreRejected) {
   ASSERT_FALSE(names_wrap.ok());
   EXPECT_NE(names_wrap.status().message().find("corrupt merged index"), std::string::npos);
   auto extra_wrap = load_patched([&](std::string* b) {
-    *field(b, 48) = uint64_t{0} - 4096;          // extra table 4 KiB before the mapping
-    *field(b, 56) = b->size() + 4096;            // extra_off + extra_size == file length
+    *field(b, 48) = uint64_t{0} - 4096;  // extra table 4 KiB before the mapping
+    *field(b, 56) = b->size() + 4096;    // extra_off + extra_size == file length
   });
   EXPECT_FALSE(extra_wrap.ok());
 }
