@@ -401,7 +401,7 @@ std::vector<LayerSpec> ScenarioLayers() {
 // O_DIRECT set and cleared with fcntl(F_SETFL) is DirectIoSetByFcntlScenario.
 std::string DirectIoScenario(const fs::path& root) {
   Record r;
-  AlignedBuffer buf(64 * 1024);
+  AlignedBuffer buf(size_t{64} * 1024);
   int fd = open((root / "new").c_str(), O_CREAT | O_RDWR | O_DIRECT, 0644);
   r.Rc("create O_DIRECT", fd < 0 ? -1 : 0);
   r.Rc("write 4096 at 0", pwrite(fd, buf.bytes(), 4096, 0));
