@@ -143,8 +143,8 @@ std::string OciReadersTest::Commit() {
     return "";
   }
   stdfs::create_directories(mnt());
+  mounted_ = true;  // before the mount: TearDown unmounts whatever this call left, even on failure
   LayerfsOk("mount --name c1 containerd:1 " + ShellQuote(mnt().string()));
-  mounted_ = true;
   std::ofstream(mnt() / "etc/committed") << "c\n";
   LayerfsOk("commit c1 committed:1");
   LayerfsOk("umount " + ShellQuote(mnt().string()));
