@@ -189,16 +189,20 @@ TEST(MergedIndex, PersistAndLoadRoundTrip) {
   EXPECT_FALSE(MergedIndex::Load(file, Sha256Of("chain"), 2).ok());
 }
 
+// A one-directory chain's merged index written to `file`; returns the file's bytes ("" if the
+// write failed), for tests that corrupt them.
+std::string WriteSmallCache(const TempStore& ts, const std::filesystem::path& file) {
+  MergedIndex built = Merge({Layer({Dir("d"), File("d/f")})});
+  if (!built.Write(ts.store(), file).ok()) return "";
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 TEST(MergedIndex, CorruptCacheIsRejectedWithClearError) {
   TempStore ts;
-  MergedIndex built = Merge({Layer({Dir("d"), File("d/f")})});
   auto file = MergedIndex::CachePath(ts.store(), Sha256Of("chain"));
-  ASSERT_TRUE(built.Write(ts.store(), file).ok());
-  std::string bytes;
-  {
-    std::ifstream in(file, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string bytes = WriteSmallCache(ts, file);
+  ASSERT_FALSE(bytes.empty());
   auto write = [&](const std::string& b) {
     std::ofstream out(file, std::ios::binary | std::ios::trunc);
     out << b;
@@ -225,14 +229,9 @@ TEST(MergedIndex, CorruptCacheIsRejectedWithClearError) {
 // by reading Attach while writing tests/fuzz/merged_index_fuzz; confirmed with these files.
 TEST(MergedIndex, HeaderSizesThatWrapAroundAreRejected) {
   TempStore ts;
-  MergedIndex built = Merge({Layer({Dir("d"), File("d/f")})});
   auto file = MergedIndex::CachePath(ts.store(), Sha256Of("chain"));
-  ASSERT_TRUE(built.Write(ts.store(), file).ok());
-  std::string bytes;
-  {
-    std::ifstream in(file, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string bytes = WriteSmallCache(ts, file);
+  ASSERT_FALSE(bytes.empty());
   // FileHeader (merged_index.cc): names_off at 32, names_size at 40, extra_off at 48, extra_size at 56.
   auto field = [](std::string* b, size_t off) { return reinterpret_cast<uint64_t*>(b->data() + off); };
   auto load_patched = [&](const std::function<void(std::string*)>& patch) {
