@@ -2,6 +2,7 @@
 // pool on a background thread. Internal to fs/ (mount.cc, daemon.cc).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +34,9 @@ class FuseMount : public Mount {
   std::thread loop_;
   std::function<void()> on_exit_;
   bool mounted_ = false;
+  // Set by the serving thread when the session has ended on its own: the kernel side is gone
+  // (someone unmounted us or aborted the connection) and the path may hold another mount.
+  std::atomic<bool> session_ended_ = false;
   unsigned threads_ = 0;
 };
 

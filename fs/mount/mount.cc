@@ -198,6 +198,7 @@ Status FuseMount::Serve(const MountConfig& config) {
     if (threads_ > 0) fuse_loop_cfg_set_max_threads(cfg, threads_);
     fuse_session_loop_mt(se_, cfg);
     fuse_loop_cfg_destroy(cfg);
+    session_ended_ = true;
     if (on_exit_) on_exit_();
   });
   // The first stat blocks until the kernel's INIT has been answered: then the mount answers.
@@ -226,11 +227,27 @@ Status FuseMount::Unmount() {
   return Status::Ok();
 }
 
+namespace {
+
+// Not called while our session serves: a stat of our own live mount from here could wait on
+// workers that are stopping.
+bool DeadMountAt(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) != 0 && errno == ENOTCONN;
+}
+
+}  // namespace
+
+// After the session ended on its own the path may already hold someone else's mount: containerd
+// unmounts a helper mount whose exit status its shim lost (ECHILD) and mounts again at the same
+// target, and a detach by path would take the new mount away. Only a dead FUSE mount left at the
+// path (ENOTCONN: ours, aborted) is detached then.
 void FuseMount::UnmountLazy() {
   if (!mounted_) return;
   fuse_session_exit(se_);
-  if (::geteuid() == 0) ::umount2(mountpoint_.c_str(), MNT_DETACH);
-  else
+  if (::geteuid() == 0) {
+    if (!session_ended_ || DeadMountAt(mountpoint_)) ::umount2(mountpoint_.c_str(), MNT_DETACH);
+  } else
     fuse_session_unmount(se_);
   Join();
 }

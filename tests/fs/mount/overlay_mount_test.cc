@@ -3,10 +3,12 @@
 // options fail with one line, renamed lower dirs copied up so kernel overlayfs reads the upper,
 // owner options.
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -294,6 +296,25 @@ TEST_F(OverlayMount, DaemonExitsOnUmountAndFusermount) {
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_TRUE(WaitNoDaemon(mnt_));
   EXPECT_FALSE(IsMounted(mnt_));
+}
+
+// containerd unmounts a helper mount whose exit status its shim lost (ECHILD) and mounts again at
+// the same target: the first daemon, ending only then, must not detach the mount that replaced it.
+TEST_F(OverlayMount, EndingDaemonLeavesTheMountThatReplacedIt) {
+  fs::path lower = Dir("lower");
+  WriteFile(lower / "f", "lower");
+  MountOverlay("lowerdir=" + lower.string());
+  std::vector<int> daemons = DaemonsOf(mnt_);
+  ASSERT_EQ(daemons.size(), 1u);
+  ASSERT_EQ(kill(daemons[0], SIGSTOP), 0);  // it learns of its unmount after the new mount is in
+  ASSERT_EQ(umount2(mnt_.c_str(), 0), 0) << strerror(errno);
+  ASSERT_EQ(mount("tmpfs", mnt_.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(kill(daemons[0], SIGCONT), 0);
+  EXPECT_TRUE(WaitNoDaemon(mnt_));
+  struct statfs sf {};
+  ASSERT_EQ(statfs(mnt_.c_str(), &sf), 0) << strerror(errno);
+  EXPECT_EQ(sf.f_type, TMPFS_MAGIC) << "the ending daemon detached the mount that replaced it";
+  umount2(mnt_.c_str(), MNT_DETACH);
 }
 
 TEST_F(OverlayMount, ForegroundServesUntilUnmounted) {
