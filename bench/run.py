@@ -340,7 +340,7 @@ class Layerfs(Impl):
 
 
 class LayerfsPassthrough(Layerfs):
-    """layerfs built against libfuse >= 3.17 (issue 8, `cmake --preset fuse317`): the kernel reads
+    """layerfs built against libfuse >= 3.17 (issue 8; now `cmake --preset fuse318`): the kernel reads
     and writes the layer and upper files directly (FUSE passthrough). Same store as `layerfs`."""
     name = "layerfs-pt"
 
@@ -416,7 +416,7 @@ class Harness:
             elif name == "layerfs-overlay":
                 self.impls.append(LayerfsOverlay(self, find_layerfs(self.args.layerfs)))
             elif name == "layerfs-pt":
-                binary = find_layerfs(self.args.layerfs_passthrough or os.path.join(REPO, "build-fuse317", "tools", "layerfs"))
+                binary = find_layerfs(self.args.layerfs_passthrough or os.path.join(REPO, "build-fuse318", "tools", "layerfs"))
                 self.impls.append(LayerfsPassthrough(self, binary, os.path.join(self.work, "store")))
             else:
                 raise BenchError(f"unknown implementation {name!r} (kernel, fuse-overlayfs, layerfs, layerfs-overlay, "
@@ -1073,7 +1073,7 @@ def main():
     ap.add_argument("--impls", default="kernel,fuse-overlayfs,layerfs,layerfs-overlay")
     ap.add_argument("--layerfs", help="path of the layerfs binary (default: build/tools/layerfs)")
     ap.add_argument("--layerfs-passthrough", metavar="PATH",
-                    help="a layerfs built against libfuse >= 3.17 (default build-fuse317/tools/layerfs): "
+                    help="a layerfs built against libfuse >= 3.17 (default build-fuse318/tools/layerfs): "
                          "adds the layerfs-pt column")
     ap.add_argument("--workloads", help="only these (walk,mount,readall,seqread,randread,copyup,churn,job,stack,micro)")
     ap.add_argument("--micro", help="merged_index_bench binary (default: build/bench/merged_index_bench)")
