@@ -2,10 +2,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #include <string>
 #include <vector>
 
+#include "fs/mount/fuse_transport.h"
 #include "tools/cli.h"
 
 namespace layerfs::cli {
@@ -88,7 +90,9 @@ int main(int argc, char** argv) {
                  "$XDG_DATA_HOME/layerfs otherwise)")
       ->envname("LAYERFS_ROOT");
   app.add_flag("--debug", cli.debug, "Print debugging detail");
-  app.set_version_flag("--version", std::string("layerfs ") + LAYERFS_VERSION);
+  app.set_version_flag("--version", std::function<std::string()>([] {
+                         return std::string("layerfs ") + LAYERFS_VERSION + " (" + layerfs::FuseBuildSummary() + ")";
+                       }));
 
   RegisterImageCommands(app, cli);
   RegisterSystemCommands(app, cli);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -71,6 +72,10 @@ Status RunMountDaemon(const MountConfig& config, int ready_fd) {
     Report(ready_fd, mount.status().message());
     return mount.status();
   }
+  // The mount log's one line on the transport (docs/io-uring.md).
+  const FuseMount& m = **mount;
+  std::fprintf(stderr, "layerfs: %s: FUSE requests over %s%s%s\n", config.mountpoint.c_str(),
+               TransportName(m.transport()), m.transport_why().empty() ? "" : ": ", m.transport_why().c_str());
   Report(ready_fd, "R");
   int sig = 0;
   sigwait(&set, &sig);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "fs/engine/layer_fs.h"
+#include "fs/mount/fuse_transport.h"
 #include "fs/mount/mount.h"
 
 namespace layerfs {
@@ -22,6 +23,9 @@ class FuseMount : public Mount {
   // Unmounts even if busy (MNT_DETACH / fusermount3 -uz), then joins.
   void UnmountLazy();
   const LayerFs& fs() const { return *fs_; }
+  // The transport the mount's requests come by, and why not io_uring where it is not.
+  Transport transport() const { return transport_; }
+  const std::string& transport_why() const { return transport_why_; }
 
  private:
   FuseMount() = default;
@@ -38,6 +42,8 @@ class FuseMount : public Mount {
   // (someone unmounted us or aborted the connection) and the path may hold another mount.
   std::atomic<bool> session_ended_ = false;
   unsigned threads_ = 0;
+  Transport transport_ = Transport::kDevFuse;
+  std::string transport_why_;
 };
 
 // "DIR: <why>" when a directory cannot become a mount point (missing, not a directory, not

@@ -176,7 +176,9 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.work_dir = config.work_dir.string();
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));
 
+  TransportChoice choice = ChooseTransport(config.io_uring);
   std::string opts = FuseOptions(config);
+  if (choice.transport == Transport::kIoUring) opts += ",io_uring";
   std::vector<const char*> argv = {"layerfs", "-o", opts.c_str()};
   if (config.debug) argv.push_back("-d");
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
@@ -192,6 +194,7 @@ Status FuseMount::Serve(const MountConfig& config) {
   }
   mounted_ = true;
   threads_ = config.threads;
+  int rings_before = CountIoUringFds();
   loop_ = std::thread([this] {
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 0);
@@ -211,6 +214,13 @@ Status FuseMount::Serve(const MountConfig& config) {
   if (Status flags = SetKernelOnlyFlags(config, mountpoint_); !flags.ok()) {
     UnmountLazy();
     return flags;
+  }
+  // INIT has been answered, and libfuse starts its rings before it answers.
+  transport_why_ = choice.why;
+  if (choice.transport == Transport::kIoUring) {
+    if (CountIoUringFds() > rings_before) transport_ = Transport::kIoUring;
+    else
+      transport_why_ = "libfuse could not start its io_uring queues (its log line says why)";
   }
   return Status::Ok();
 }
