@@ -14,7 +14,7 @@
 // writes them (see docs/overlay.md).
 //
 // Lowers are walked in parallel (TBB): all layers at once, and each directory's subdirectories
-// as separate tasks. Nothing is cached: lowers may change between mounts.
+// as separate tasks. Nothing is cached here; OverlayIndexCache keeps merged indexes across mounts.
 #pragma once
 
 #include <filesystem>

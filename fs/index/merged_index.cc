@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -379,6 +380,13 @@ Status MergedIndex::Write(const Store& store, const std::filesystem::path& file)
   std::filesystem::create_directories(file.parent_path(), ec);
   if (ec) return Status::Error(ec.value(), "create " + file.parent_path().string() + ": " + ec.message());
   return WriteFileAtomic(store, file, std::string_view(storage_->data(), storage_->size()));
+}
+
+Status MergedIndex::WriteBeside(const std::filesystem::path& file, mode_t mode) const {
+  static std::atomic<uint64_t> counter{0};
+  std::filesystem::path tmp = file;
+  tmp += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  return WriteFileAtomicVia(tmp, file, std::string_view(storage_->data(), storage_->size()), mode);
 }
 
 std::filesystem::path MergedIndex::CachePath(const Store& store, const Digest& chain_id) {

@@ -10,6 +10,8 @@
 // Thread-safe: the object never changes after Build/Load.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -71,6 +73,9 @@ class MergedIndex {
                                   uint32_t layer_count);
   // Writes the serialized index to `file` through the store's tmp/ (atomic).
   Status Write(const Store& store, const std::filesystem::path& file) const;
+  // The same outside a store: through a temp file beside `file` (unique to this process and
+  // call), renamed over it, so concurrent writers of one file each leave a whole one.
+  Status WriteBeside(const std::filesystem::path& file, mode_t mode) const;
 
   // The chain's cached index, or (missing/corrupt cache) built from the layer indexes in the
   // store and persisted. layers: diff_ids bottom first.

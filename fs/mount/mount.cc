@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fs/index/dir_layer.h"
+#include "fs/index/overlay_index_cache.h"
 #include "fs/mount/fuse_mount.h"
 #include "layerstore/store/store.h"
 
@@ -102,7 +103,7 @@ DirLayer::EntryFix UnmapIdmappedLowers(const MountConfig& c, const std::vector<s
 }
 
 // The merged index and the lower trees of a mount: store layers (cached merged index) or
-// plain directories (walked now).
+// plain directories (cached by their roots' identity, or walked now).
 Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* layer_dirs) {
   if (!c.lower_dirs.empty()) {
     // Resolved once: containers/storage passes its l/<id> symlinks (often relative to its cwd).
@@ -113,7 +114,10 @@ Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* l
       if (ec) return Status::Error(ec.value(), "lower dir " + d.string() + ": " + ec.message());
       layer_dirs->push_back(resolved.back().string());
     }
-    return DirLayer::BuildMerged(resolved, UnmapIdmappedLowers(c, resolved));
+    DirLayer::EntryFix fix = UnmapIdmappedLowers(c, resolved);
+    // A fix makes the index depend on the mount's id mapping, not on the lowers alone.
+    if (c.index_cache.empty() || fix) return DirLayer::BuildMerged(resolved, fix);
+    return OverlayIndexCache(c.index_cache).LoadOrBuild(resolved);
   }
   ASSIGN_OR_RETURN(Store store, Store::Open(c.store_root));
   for (const Digest& d : c.layers) layer_dirs->push_back(store.layer_tree(d).string());

@@ -29,8 +29,10 @@ struct MountConfig {
   unsigned threads = 0;             // FUSE worker threads; 0 = libfuse default
   bool debug = false;
   // `layerfs overlay`: plain lower directories (bottom first) instead of store_root/layers,
-  // walked at every mount (they may change between mounts), and overlay's behaviour.
+  // and overlay's behaviour. Their merged index is walked at every mount, or kept in
+  // index_cache (OverlayIndexCache: keyed by each lower's root) when that is set.
   std::vector<std::filesystem::path> lower_dirs;
+  std::filesystem::path index_cache;
   std::string subtype = "layerfs";
   MountFlags flags;                       // mount(8)'s generic options: ro, nosuid, noatime, ...
   std::vector<std::string> fuse_options;  // more options for libfuse (allow_root, SELinux labels)

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <set>
 
+#include "fs/index/overlay_index_cache.h"
+
 namespace layerfs {
 
 // What each option does (docs/overlay.md has the same table for users).
@@ -31,6 +33,8 @@ namespace layerfs {
 // |                                       |   the upper's disk                                      |
 // | xattr_permissions=0|1|2               | force_mask: owners and modes set in the mount live only |
 // |                                       |   in security.|user.fuseoverlayfs.override_stat          |
+// | index_cache=DIR, noindex_cache        | where the lowers' merged index is kept between mounts   |
+// |                                       |   (default OverlayIndexCache::DefaultDir()); none: walk |
 // Anything else is an error.
 
 namespace {
@@ -119,6 +123,7 @@ class Parser {
     if (name == "lowerdir") return ParseLowers(option, value, &c_.lower_dirs);
     if (name == "upperdir") return Assign(option, value, &c_.upper_dir);
     if (name == "workdir") return Assign(option, value, &c_.work_dir);
+    if (name == "index_cache") return Assign(option, value, &c_.index_cache);
     if (name == "squash_to_uid") return AssignId(option, value, &c_.owners.squash_uid);
     if (name == "squash_to_gid") return AssignId(option, value, &c_.owners.squash_gid);
     if (name == "uidmapping") return AssignMap(option, value, &c_.owners.uids);
@@ -159,6 +164,8 @@ class Parser {
       c_.sync_upper = false;
     } else if (name == "noacl") {
       c_.posix_acl = false;
+    } else if (name == "noindex_cache") {
+      c_.index_cache.clear();
     } else if (c_.flags.Parse(name)) {
       // a mount(2) flag: fs/mount/mount_flags.h
     } else if (name == "allow_root") {
@@ -215,6 +222,7 @@ Result<OverlayOptions> ParseOverlayOptions(const std::vector<std::string>& optio
   out.config.fsname = "layerfs-overlay";
   out.config.mountpoint = fs::absolute(mountpoint).lexically_normal();
   out.config.rename_copies_subtree = true;
+  out.config.index_cache = OverlayIndexCache::DefaultDir();
   Parser parser(&out);
   for (const std::string& option : options) RETURN_IF_ERROR(parser.One(option));
   RETURN_IF_ERROR(Check(out.config));

@@ -95,6 +95,19 @@ TEST(OverlayOptions, Fsync0AndVolatileTurnUpperSyncOff) {
   EXPECT_TRUE(plain->config.sync_upper);
 }
 
+TEST(OverlayOptions, IndexCacheDefaultsToTheCacheDirAndCanBeChangedOrTurnedOff) {
+  const char* saved = std::getenv("LAYERFS_INDEX_CACHE");
+  std::string keep = saved != nullptr ? saved : "";
+  ::setenv("LAYERFS_INDEX_CACHE", "/var/tmp/idx", 1);
+  EXPECT_EQ(Parse("lowerdir=/a")->config.index_cache, "/var/tmp/idx");
+  if (saved != nullptr) ::setenv("LAYERFS_INDEX_CACHE", keep.c_str(), 1);
+  else
+    ::unsetenv("LAYERFS_INDEX_CACHE");
+  EXPECT_EQ(Parse("lowerdir=/a,index_cache=/c")->config.index_cache, "/c");
+  EXPECT_TRUE(Parse("lowerdir=/a,noindex_cache")->config.index_cache.empty());
+  EXPECT_FALSE(Parse("lowerdir=/a,index_cache=").ok());
+}
+
 TEST(OverlayOptions, XattrPermissionsIsForceMask) {
   for (int n : {0, 1, 2}) {
     auto o = Parse("lowerdir=/a,xattr_permissions=" + std::to_string(n));
