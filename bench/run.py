@@ -42,8 +42,9 @@ class BenchError(Exception):
     pass
 
 
-def run(cmd, cwd=None, check=True, timeout=600):
-    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run(cmd, cwd=None, check=True, timeout=600, env=None):
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                       env=None if env is None else {**os.environ, **env})
     if check and p.returncode != 0:
         raise BenchError(f"{' '.join(map(str, cmd))}: exit {p.returncode}: {(p.stderr or p.stdout).strip()[:500]}")
     return p
@@ -214,6 +215,13 @@ class LayerfsOverlay(Impl):
         super().__init__(h)
         alias = os.path.join(os.path.dirname(binary), "layerfs-overlay")
         self.cmd = [alias] if os.access(alias, os.X_OK) else [binary, "overlay"]
+        # The merged indexes of the lower stacks (fs/index/overlay_index_cache.h), kept between
+        # mounts as podman's daemons keep them; forget_cache empties it for a first mount.
+        self.index_cache = os.path.join(h.work, "overlay-index-cache")
+        self.env = {"LAYERFS_INDEX_CACHE": self.index_cache}
+
+    def forget_cache(self, key):
+        shutil.rmtree(self.index_cache, ignore_errors=True)
 
     def prepare(self):
         p = run([*self.cmd, "--help"], check=False)
@@ -225,7 +233,8 @@ class LayerfsOverlay(Impl):
         lowers = self.h.images[key]["lower"]
         scratch, mnt, upper, work = self._dirs()
         self.h.registry[mnt] = (self, None)
-        run([*self.cmd, "-o", f"lowerdir={':'.join(reversed(lowers))},upperdir={upper},workdir={work}{extra}", mnt])
+        run([*self.cmd, "-o", f"lowerdir={':'.join(reversed(lowers))},upperdir={upper},workdir={work}{extra}", mnt],
+            env=self.env)
         wait_mounted(mnt)
         return Handle(self, mnt, upper, scratch, pid=daemon_pid(mnt))
 
@@ -242,12 +251,14 @@ class Layerfs(Impl):
     name = "layerfs"
     no_sync_option = "volatile"
 
+    env = None  # for the CLI and the daemons it starts (LAYERFS_IO_URING, LAYERFS_PASSTHROUGH)
+
     def __init__(self, h, binary, store):
         super().__init__(h)
         self.bin, self.store, self.seq = binary, store, 0
 
     def cli(self, *args, check=True, timeout=600):
-        return run([self.bin, "--root", self.store, *args], check=check, timeout=timeout)
+        return run([self.bin, "--root", self.store, *args], check=check, timeout=timeout, env=self.env)
 
     def prepare(self):
         """Loads every image archive into the bench store (untimed)."""
@@ -343,6 +354,30 @@ class LayerfsPassthrough(Layerfs):
     """layerfs built against libfuse >= 3.17 (issue 8; now `cmake --preset fuse318`): the kernel reads
     and writes the layer and upper files directly (FUSE passthrough). Same store as `layerfs`."""
     name = "layerfs-pt"
+    env = {"LAYERFS_IO_URING": "off"}
+
+
+class LayerfsPassthroughUring(LayerfsPassthrough):
+    """The same build with FUSE over io_uring (docs/io-uring.md; needs enable_uring=Y)."""
+    name = "layerfs-pt-uring"
+    env = {"LAYERFS_IO_URING": "on"}
+
+    def prepare(self):
+        version = run([self.bin, "--version"]).stdout
+        if "io_uring: yes (kernel: on)" not in version:
+            raise BenchError(f"{self.name}: needs a build with io_uring and enable_uring=Y: {version.strip()}")
+        super().prepare()
+
+
+class LayerfsUring(LayerfsPassthroughUring):
+    """The same build over io_uring without passthrough: every READ and WRITE through the daemon."""
+    name = "layerfs-uring"
+    env = {"LAYERFS_IO_URING": "on", "LAYERFS_PASSTHROUGH": "off"}
+
+
+# The columns of the libfuse 3.18 build (--layerfs-passthrough): passthrough with /dev/fuse,
+# passthrough over io_uring, io_uring without passthrough.
+FAST_BUILD_IMPLS = {c.name: c for c in (LayerfsPassthrough, LayerfsPassthroughUring, LayerfsUring)}
 
 
 def chain_id(diff_ids):
@@ -415,12 +450,12 @@ class Harness:
                 self.impls.append(Layerfs(self, binary, os.path.join(self.work, "store")))
             elif name == "layerfs-overlay":
                 self.impls.append(LayerfsOverlay(self, find_layerfs(self.args.layerfs)))
-            elif name == "layerfs-pt":
+            elif name in FAST_BUILD_IMPLS:
                 binary = find_layerfs(self.args.layerfs_passthrough or os.path.join(REPO, "build-fuse318", "tools", "layerfs"))
-                self.impls.append(LayerfsPassthrough(self, binary, os.path.join(self.work, "store")))
+                self.impls.append(FAST_BUILD_IMPLS[name](self, binary, os.path.join(self.work, "store")))
             else:
                 raise BenchError(f"unknown implementation {name!r} (kernel, fuse-overlayfs, layerfs, layerfs-overlay, "
-                                 "layerfs-pt)")
+                                 f"{', '.join(FAST_BUILD_IMPLS)})")
         for impl in self.impls:
             impl.prepare()
         self.job_tar, self.job_expect = self.make_job()
