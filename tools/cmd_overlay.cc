@@ -19,7 +19,8 @@ namespace layerfs::cli {
 namespace {
 
 constexpr const char* kOverlayHelp = R"(Mount lower directories (overlay's format) with an optional writable upper, as fuse-overlayfs:
-  layerfs overlay -o lowerdir=TOP:...:BOTTOM[,upperdir=U,workdir=W][,OPTS] [-f] [-d] MNT
+  layerfs overlay -o lowerdir=TOP:...:BOTTOM[,upperdir=U,workdir=W][,OPTS] [-f] [-d] [SOURCE] MNT
+SOURCE is ignored, as fuse-overlayfs ignores it (mount.fuse3 passes one: fuse3.layerfs-overlay mounts).
 Returns 0 once the mount answers; the daemon exits when MNT is unmounted (umount / fusermount3 -u).
 Options (docs/overlay.md):
   lowerdir=TOP:...:BOTTOM   lower directories, top first (':' and ',' escaped with '\')
@@ -44,14 +45,14 @@ struct OverlayArgs {
   std::vector<std::string> options;  // each -o argument
   bool foreground = false;
   bool debug = false;
-  std::string mountpoint;
+  std::vector<std::string> positional;  // [SOURCE] MNT
 };
 
 void RunOverlay(Cli& cli, const OverlayArgs& args) {
   std::vector<std::string> split;
   for (const auto& o : args.options)
     for (auto& part : SplitOverlayOptions(o)) split.push_back(std::move(part));
-  auto parsed = ParseOverlayOptions(split, args.mountpoint);
+  auto parsed = ParseOverlayOptions(split, args.positional.back());
   if (!parsed.ok()) return (void)cli.Fail(parsed.status());
   MountConfig& config = parsed->config;
   config.debug = config.debug || args.debug;
@@ -78,7 +79,7 @@ void RegisterOverlayCommands(CLI::App& app, Cli& cli) {
   cmd->add_option("-o", args->options, "Comma-separated mount options (may repeat)")->allow_extra_args(false);
   cmd->add_flag("-f", args->foreground, "Serve in the foreground until unmounted or interrupted");
   cmd->add_flag("-d", args->debug, "Debug: libfuse traces on stderr, in the foreground");
-  cmd->add_option("mountpoint", args->mountpoint, "MNT")->required();
+  cmd->add_option("mountpoint", args->positional, "[SOURCE] MNT")->required()->expected(1, 2);
   cmd->callback([&cli, args] { RunOverlay(cli, *args); });
 }
 
