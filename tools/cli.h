@@ -27,12 +27,13 @@ struct Cli {
 
 bool StdoutIsTerminal();
 
-void RegisterImageCommands(CLI::App& app, Cli& cli);      // load import save images history inspect tag rmi image
-void RegisterSystemCommands(CLI::App& app, Cli& cli);     // system df, system prune
-void RegisterContainerCommands(CLI::App& app, Cli& cli);  // mount umount ps rm
-void RegisterCommitCommands(CLI::App& app, Cli& cli);     // diff commit
-void RegisterRegistryCommands(CLI::App& app, Cli& cli);   // pull push login logout
-void RegisterBuildCommands(CLI::App& app, Cli& cli);      // build, builder prune
-void RegisterOverlayCommands(CLI::App& app, Cli& cli);    // overlay (and argv[0] layerfs-overlay)
+void RegisterImageCommands(CLI::App& app, Cli& cli);        // load import save images history inspect tag rmi image
+void RegisterSystemCommands(CLI::App& app, Cli& cli);       // system df, system prune
+void RegisterContainerCommands(CLI::App& app, Cli& cli);    // mount umount ps rm
+void RegisterCommitCommands(CLI::App& app, Cli& cli);       // diff commit
+void RegisterRegistryCommands(CLI::App& app, Cli& cli);     // pull push login logout
+void RegisterBuildCommands(CLI::App& app, Cli& cli);        // build, builder prune
+void RegisterOverlayCommands(CLI::App& app, Cli& cli);      // overlay (and argv[0] layerfs-overlay)
+void RegisterSnapshotterCommands(CLI::App& app, Cli& cli);  // snapshotter (containerd proxy plugin)
 
 }  // namespace layerfs::cli

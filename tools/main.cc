@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   RegisterRegistryCommands(app, cli);
   RegisterBuildCommands(app, cli);
   RegisterOverlayCommands(app, cli);
+  RegisterSnapshotterCommands(app, cli);
 
   try {
     app.parse(static_cast<int>(args.size()), args.data());
