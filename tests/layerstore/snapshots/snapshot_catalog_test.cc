@@ -55,8 +55,8 @@ TEST_F(SnapshotCatalogTest, RefusesWhatContainerdRefuses) {
 }
 
 TEST_F(SnapshotCatalogTest, HostileKeysAndLabelsChangeNothing) {
-  for (std::string bad : {std::string(""), std::string("/abs"), std::string("a/../b"), std::string(".."),
-                          std::string("a\0b", 3), std::string(2000, 'k'), std::string("tab\there")})
+  for (const std::string& bad : {std::string(""), std::string("/abs"), std::string("a/../b"), std::string(".."),
+                                 std::string("a\0b", 3), std::string(2000, 'k'), std::string("tab\there")})
     EXPECT_EQ(catalog_.Create(SnapshotKind::kActive, bad, "", {}).status().code(), EINVAL) << bad;
   EXPECT_EQ(catalog_.Create(SnapshotKind::kActive, "k", "", {{"", "v"}}).status().code(), EINVAL);
   EXPECT_EQ(catalog_.Create(SnapshotKind::kActive, "k", "", {{"k", std::string(5000, 'v')}}).status().code(), EINVAL);
