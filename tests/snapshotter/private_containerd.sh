@@ -1,0 +1,75 @@
+# Sourced by tests/snapshotter/containerd_test.sh and bench/containerd_bench.sh: a private
+# containerd (own config, root, state and sockets; never the system's) whose proxy plugin
+# `layerfs` is a layerfs snapshotter, and a loopback docker-registry.
+
+# private_containerd_config WORK SOCKET SNAPSHOTTER_SOCKET: prints containerd's config.toml.
+private_containerd_config() {
+  cat <<CFG
+version = 2
+root = "$1/root"
+state = "$1/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "$2"
+[ttrpc]
+  address = "$2.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$1/opt"
+[proxy_plugins.layerfs]
+  type = "snapshot"
+  address = "$3"
+CFG
+}
+
+# start_private_containerd WORK SOCKET SNAPSHOTTER_SOCKET: starts containerd in the background
+# (log in WORK/containerd.log), sets CTRD_PID and waits until it answers.
+start_private_containerd() {
+  private_containerd_config "$@" >"$1/config.toml"
+  containerd --config "$1/config.toml" >"$1/containerd.log" 2>&1 &
+  CTRD_PID=$!
+  for _ in $(seq 100); do
+    ctr -a "$2" version >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "containerd did not answer on $2" >&2
+  return 1
+}
+
+# stop_private_containerd SOCKET: kills and removes every task and container, then containerd
+# (CTRD_PID), and the registry (REG_PID) when there is one.
+stop_private_containerd() {
+  if [ -n "${CTRD_PID:-}" ]; then
+    for t in $(ctr -a "$1" tasks ls -q 2>/dev/null); do ctr -a "$1" tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
+    sleep 0.5
+    for t in $(ctr -a "$1" containers ls -q 2>/dev/null); do
+      ctr -a "$1" tasks rm -f "$t" >/dev/null 2>&1 || true
+      ctr -a "$1" containers rm "$t" >/dev/null 2>&1 || true
+    done
+    kill -TERM "$CTRD_PID" 2>/dev/null && wait "$CTRD_PID" 2>/dev/null || true
+    CTRD_PID=""
+  fi
+  [ -z "${REG_PID:-}" ] || { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; }
+  REG_PID=""
+}
+
+# start_loopback_registry DIR: a docker-registry on a free 127.0.0.1 port storing in DIR; sets
+# REG_PORT and REG_PID and waits until it accepts connections.
+start_loopback_registry() {
+  REG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$1"
+  cat >"$1.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $1}}
+http: {addr: 127.0.0.1:$REG_PORT, secret: layerfs-test}
+YML
+  docker-registry serve "$1.yml" >"$1.log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$REG_PORT") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "docker-registry did not listen on 127.0.0.1:$REG_PORT" >&2
+  return 1
+}
