@@ -216,7 +216,10 @@ Result<DiskUsageReport> ComputeDiskUsage(const Store& store) {
   r.store_total = AllocatedBytes(store.root(), &seen);
   uint64_t others = r.containers_size + r.build_cache_size;
   r.images_size = r.store_total > others ? r.store_total - others : 0;
-  uint64_t kept = active_bytes + LayoutBytes(store);
+  // containerd's snapshots (<root>/snapshots, layerstore/snapshots) count with the images;
+  // prune never removes them (containerd does, through the snapshotter): not reclaimable.
+  std::set<std::pair<dev_t, ino_t>> snapshot_inodes;
+  uint64_t kept = active_bytes + LayoutBytes(store) + AllocatedBytes(store.root() / "snapshots", &snapshot_inodes);
   r.images_reclaimable = r.images_size > kept ? r.images_size - kept : 0;
   return r;
 }

@@ -107,6 +107,18 @@ TEST_F(DiskUsageTest, UnreferencedLeftoversAreReclaimableImageSpace) {
   EXPECT_EQ(after->images_reclaimable - before->images_reclaimable, after->images_size - before->images_size);
 }
 
+TEST_F(DiskUsageTest, ContainerdSnapshotsCountWithImagesAndAreNotReclaimable) {
+  auto before = ComputeDiskUsage(store());
+  ASSERT_TRUE(before.ok());
+  fs::create_directories((store().root() / "snapshots") / "1" / "fs");
+  WriteFile((store().root() / "snapshots") / "1" / "fs" / "f", std::string(100000, 'f'));
+  auto after = ComputeDiskUsage(store());
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->store_total, Du());
+  EXPECT_EQ(after->images_size - before->images_size, Bytes((store().root() / "snapshots")));
+  EXPECT_EQ(after->images_reclaimable, before->images_reclaimable);
+}
+
 TEST(TreeContentSize, CountsFilesAndSymlinksNotDirectories) {
   TempDir dir;
   fs::create_directories(dir.path() / "a/b");

@@ -162,5 +162,14 @@ TEST_F(StoreGcTest, SystemPruneRemovesDanglingImagesAndKeepsContainers) {
   for (const auto& l : used.layers) EXPECT_TRUE(LayerStore(store()).Has(l.diff_id));
 }
 
+TEST_F(StoreGcTest, SystemPruneLeavesContainerdSnapshots) {
+  fs::create_directories((store().root() / "snapshots") / "1" / "fs");
+  WriteFile((store().root() / "snapshots") / "metadata.json", "{}");
+  WriteFile((store().root() / "snapshots") / "1" / "fs" / "f", "data");
+  ASSERT_TRUE(SystemPrune(store(), /*all=*/true, std::chrono::seconds(0)).ok());
+  EXPECT_EQ(ReadFile((store().root() / "snapshots") / "1" / "fs" / "f"), "data");
+  EXPECT_TRUE(fs::exists((store().root() / "snapshots") / "metadata.json"));
+}
+
 }  // namespace
 }  // namespace layerfs::testing
