@@ -32,10 +32,6 @@ layerfs=$bindir/$(basename "$layerfs")
 export PATH="$bindir:$PATH"
 
 work=$(mktemp -d /tmp/layerfs-ctrd.XXXXXX)
-# containerd 1.6 keeps shim sockets, ctr's fifos and runc's state under /run/containerd whatever
-# its config says; what this test made there goes at the end.
-had_run_containerd=false
-[ ! -d /run/containerd ] || had_run_containerd=true
 sock=$work/containerd.sock
 snsock=$work/run/snapshotter.sock
 snpid="" CTRD_PID="" REG_PID=""
@@ -63,7 +59,6 @@ cleanup() {
     mounts_under_work | awk '{print $1}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
   rm -rf "$work"
-  $had_run_containerd || find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
   exit "$status"
 }
 trap cleanup EXIT
@@ -94,7 +89,6 @@ start_snapshotter
 [ "$(stat -c %a "$work/run")" = 700 ] || fail "socket directory mode $(stat -c %a "$work/run")"
 
 start_private_containerd "$work" "$sock" "$snsock"
-c plugins ls | grep -q 'io.containerd.snapshotter.v1 *layerfs .*ok' || fail "containerd did not load the layerfs proxy plugin: $(c plugins ls 2>&1 | grep -i -E "snapshotter|layerfs")"
 
 echo "== ctr images import --snapshotter layerfs"
 c images import --snapshotter layerfs "$work/image/sample.tar" >/dev/null

@@ -2,6 +2,11 @@
 # containerd (own config, root, state and sockets; never the system's) whose proxy plugin
 # `layerfs` is a layerfs snapshotter, and a loopback docker-registry.
 
+# containerd 1.6 keeps shim sockets, ctr's fifos and runc's state under /run/containerd whatever
+# its config says: stop_private_containerd removes what is left there (empty directories) when
+# /run/containerd did not exist before this file was sourced.
+if [ -d /run/containerd ]; then PRIVATE_CONTAINERD_KEEP_RUN=true; else PRIVATE_CONTAINERD_KEEP_RUN=false; fi
+
 # private_containerd_config WORK SOCKET SNAPSHOTTER_SOCKET: prints containerd's config.toml.
 private_containerd_config() {
   cat <<CFG
@@ -23,16 +28,17 @@ CFG
 }
 
 # start_private_containerd WORK SOCKET SNAPSHOTTER_SOCKET: starts containerd in the background
-# (log in WORK/containerd.log), sets CTRD_PID and waits until it answers.
+# (log in WORK/containerd.log), sets CTRD_PID and waits until it lists the layerfs plugin as
+# loaded (it answers on its socket while still loading plugins).
 start_private_containerd() {
   private_containerd_config "$@" >"$1/config.toml"
   containerd --config "$1/config.toml" >"$1/containerd.log" 2>&1 &
   CTRD_PID=$!
-  for _ in $(seq 100); do
-    ctr -a "$2" version >/dev/null 2>&1 && return 0
+  for _ in $(seq 200); do
+    ctr -a "$2" plugins ls 2>/dev/null | grep -q 'io.containerd.snapshotter.v1 *layerfs .*ok' && return 0
     sleep 0.1
   done
-  echo "containerd did not answer on $2" >&2
+  echo "containerd on $2 did not load the layerfs plugin: $(ctr -a "$2" plugins ls 2>&1 | grep snapshotter)" >&2
   return 1
 }
 
@@ -51,6 +57,7 @@ stop_private_containerd() {
   fi
   [ -z "${REG_PID:-}" ] || { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; }
   REG_PID=""
+  $PRIVATE_CONTAINERD_KEEP_RUN || find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
 }
 
 # start_loopback_registry DIR: a docker-registry on a free 127.0.0.1 port storing in DIR; sets
