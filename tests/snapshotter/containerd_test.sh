@@ -37,6 +37,20 @@ snsock=$work/run/snapshotter.sock
 snpid="" CTRD_PID="" REG_PID=""
 c() { ctr -a "$sock" "$@"; }
 cl() { ctr -a "$sock" snapshots --snapshotter layerfs "$@"; }
+# run IMAGE ID CMD...: `ctr run --rm --snapshotter layerfs`. containerd 1.6's shim may lose the
+# exit status of the mount helper to its own child reaper under load ("failed with ECHILD
+# (retried 10 times)", containerd#4387; fuse-overlayfs-snapshotter meets it too): that one
+# failure is retried under a new container ID, anything else fails.
+run() {
+  local image=$1 id=$2 attempt
+  shift 2
+  for attempt in 1 2 3; do
+    if c run --rm --snapshotter layerfs "$image" "$id-$attempt" "$@" 2>"$work/run-$id.err"; then return 0; fi
+    grep -q ECHILD "$work/run-$id.err" || break
+  done
+  cat "$work/run-$id.err" >&2
+  return 1
+}
 mounts_under_work() { awk -v w="$work/" 'index($5, w) == 1 {print $5, $9}' /proc/self/mountinfo; }
 
 cleanup() {
@@ -124,7 +138,7 @@ done
 
 echo "== ctr run --rm: the root is fuse.layerfs; read, write, delete image files"
 root_fstype='sed -n "s/^[0-9]* [0-9]* [0-9:]* \/ \/ .* - \([^ ]*\) .*/\1/p" /proc/self/mountinfo'
-out=$(c run --rm --snapshotter layerfs "$image" t1 /bin/sh -ec "
+out=$(run "$image" t1 /bin/sh -ec "
   $root_fstype
   cat /etc/motd
   test ! -e /etc/obsolete.conf && echo whiteout-applied
@@ -158,7 +172,7 @@ grep -q 'invalid argument' "$work/err" || fail "hostile key: $(cat "$work/err")"
 echo "== four ctr run at once"
 pids=()
 for i in 1 2 3 4; do
-  c run --rm --snapshotter layerfs "$image" "p$i" /bin/sh -ec "echo $i > /tmp/mine; sleep 1; cat /tmp/mine; cat /etc/motd" \
+  run "$image" "p$i" /bin/sh -ec "echo $i > /tmp/mine; sleep 1; cat /tmp/mine; cat /etc/motd" \
     >"$work/p$i.out" 2>&1 &
   pids+=($!)
 done
@@ -182,7 +196,7 @@ for attempt in $(seq 30); do
   [ "$attempt" -lt 30 ] || fail "containerd did not reconnect: $(cat "$work/err")"
   sleep 1
 done
-out=$(c run --rm --snapshotter layerfs docker.io/library/big:1 t2 /bin/sh -c 'ls /blob && /bin/busybox wc -c < /blob')
+out=$(run docker.io/library/big:1 t2 /bin/sh -c 'ls /blob && /bin/busybox wc -c < /blob')
 [ "$out" = "/blob
 8388608" ] || fail "run after the crash: $out"
 
@@ -191,7 +205,7 @@ start_loopback_registry "$work/registry"
 port=$REG_PORT
 skopeo copy -q --dest-tls-verify=false "docker-archive:$work/image/sample-alt.tar" "docker://127.0.0.1:$port/alt:1"
 c images pull --plain-http --snapshotter layerfs "127.0.0.1:$port/alt:1" >/dev/null
-out=$(c run --rm --snapshotter layerfs "127.0.0.1:$port/alt:1" t3 /usr/bin/hello)
+out=$(run "127.0.0.1:$port/alt:1" t3 /usr/bin/hello)
 [ "$out" = "hello from the alternative app layer" ] || fail "pulled image: $out"
 
 echo "== nothing left over: no unpack snapshot, no directory without a record"
