@@ -51,6 +51,19 @@ run() {
   cat "$work/run-$id.err" >&2
   return 1
 }
+# new_snapshot SNAPSHOTTER view|prepare NAME PARENT TARGET: makes snapshot NAME-<n> and labels it
+# containerd.io/gc.root at once, which keeps containerd's collector off a snapshot no image or
+# lease holds; a collection the imports scheduled may take it before the label: then again.
+# Sets snap_key, and snap_mount to ctr's "mount -t TYPE SOURCE TARGET -o OPTIONS" when TARGET.
+new_snapshot() {
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    snap_key=$3-$attempt
+    snap_mount=$(c snapshots --snapshotter "$1" "$2" ${5:+-t "$5"} "$snap_key" "$4")
+    c snapshots --snapshotter "$1" label "$snap_key" containerd.io/gc.root=test >/dev/null 2>&1 && return 0
+  done
+  fail "containerd removed snapshot $3 before it was labelled, 5 times"
+}
 mounts_under_work() { awk -v w="$work/" 'index($5, w) == 1 {print $5, $9}' /proc/self/mountinfo; }
 
 cleanup() {
@@ -113,13 +126,14 @@ echo "== the image through a layerfs view equals it through containerd's overlay
 c images import --snapshotter overlayfs "$work/image/sample.tar" >/dev/null
 top=$(cl ls | awk 'NR > 1 && NF == 3 && $3 == "Committed" {print $1}')
 [ -n "$top" ] || fail "no committed snapshot with a parent: $(cl ls)"
+declare -A views
 for sn in layerfs overlayfs; do
   mkdir -p "$work/mnt-$sn"
   # ctr prints "mount -t TYPE SOURCE TARGET -o OPTIONS"; mounted the way containerd's mount
-  # package does: fuse3.* types through mount.fuse3 -t <the rest>, others with mount(2). The
-  # gc.root label keeps containerd's garbage collector off a snapshot no image or lease holds.
-  read -r _ _ type src target _ opts <<<"$(c snapshots --snapshotter "$sn" view -t "$work/mnt-$sn" "view-$sn" "$top")"
-  c snapshots --snapshotter "$sn" label "view-$sn" containerd.io/gc.root=test >/dev/null
+  # package does: fuse3.* types through mount.fuse3 -t <the rest>, others with mount(2).
+  new_snapshot "$sn" view "view-$sn" "$top" "$work/mnt-$sn"
+  views[$sn]=$snap_key
+  read -r _ _ type src target _ opts <<<"$snap_mount"
   case $type in
     fuse3.*) mount.fuse3 "$src" "$target" -o "$opts" -t "${type#fuse3.}" ;;
     *) mount -t "$type" "$src" "$target" -o "$opts" ;;
@@ -133,7 +147,7 @@ diff "$work/tree-overlayfs" "$work/tree-layerfs" >&2 || fail "the trees differ (
 [ "$(wc -l <"$work/tree-layerfs")" -gt 30 ] || fail "the tree is too small: $(wc -l <"$work/tree-layerfs") entries"
 for sn in layerfs overlayfs; do
   umount "$work/mnt-$sn"
-  c snapshots --snapshotter "$sn" rm "view-$sn"
+  c snapshots --snapshotter "$sn" rm "${views[$sn]}"
 done
 
 echo "== ctr run --rm: the root is fuse.layerfs; read, write, delete image files"
@@ -160,12 +174,12 @@ inodes=$(cl usage "$top" | awk 'NR == 2 {print $NF}')
 [ "${inodes:-0}" -ge 3 ] || fail "usage: $(cl usage "$top")"
 cl label "$top" layerfs.test=yes >/dev/null
 cl info "$top" | grep -q '"layerfs.test": "yes"' || fail "label did not stick: $(cl info "$top")"
-cl prepare k1 "$top" >/dev/null
-cl label k1 containerd.io/gc.root=test >/dev/null
-cl mounts "$work/mnt-k1" k1 | grep -q '^mount -t fuse3.layerfs-overlay layerfs ' || fail "mounts: $(cl mounts "$work/mnt-k1" k1)"
-cl tree | grep -q 'k1' || fail "tree: $(cl tree)"
+new_snapshot layerfs prepare k1 "$top" ""
+k1=$snap_key
+cl mounts "$work/mnt-k1" "$k1" | grep -q '^mount -t fuse3.layerfs-overlay layerfs ' || fail "mounts: $(cl mounts "$work/mnt-k1" "$k1")"
+cl tree | grep -q "$k1" || fail "tree: $(cl tree)"
 if cl rm "$top" 2>/dev/null; then fail "removed a snapshot that has a child"; fi
-cl rm k1
+cl rm "$k1"
 if cl prepare ../../escape "$top" 2>"$work/err"; then fail "accepted the key ../../escape"; fi
 grep -q 'invalid argument' "$work/err" || fail "hostile key: $(cat "$work/err")"
 
