@@ -1,21 +1,15 @@
-// `layerfs snapshotter`: containerd's snapshot service on a unix socket (a containerd proxy
-// plugin), backed by layerstore/snapshots in <store>/snapshots. The socket is root's alone
-// (0600; its directory, when the daemon makes it, 0700), as containerd's own sockets are.
-#include <signal.h>
-#include <sys/stat.h>
+// `layerfs snapshotter`: containerd's snapshot service (a containerd proxy plugin). The daemon
+// is the `layerfs-snapshotter` binary next to this one (tools/snapshotter), which this command
+// execs: gRPC's libraries then load only there, not at every `layerfs` start.
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
-#include "layerstore/snapshots/snapshotter.h"
 #include "tools/cli.h"
-#include "tools/snapshot_service.h"
 
 namespace layerfs::cli {
 
@@ -26,61 +20,22 @@ constexpr const char* kSnapshotterHelp = R"(containerd (config.toml, version 2):
     type = "snapshot"
     address = "/run/layerfs/snapshotter.sock"
 then `ctr run --snapshotter layerfs ...`. Containers mount through mount.fuse3 and the
-`layerfs-overlay` binary, which must be on containerd's PATH. SIGTERM or SIGINT stops it.)";
+`layerfs-overlay` binary, which must be on containerd's PATH. The socket is 0600 (its directory,
+when made here, 0700). SIGTERM or SIGINT stops it. Design: docs/snapshotter.md.)";
 
 struct SnapshotterArgs {
   std::string address = "/run/layerfs/snapshotter.sock";
 };
 
-// Makes the socket's directory (0700) when missing and removes a socket a dead daemon left.
-Status PrepareSocketPath(const fs::path& socket) {
-  fs::path dir = socket.parent_path();
-  std::error_code ec;
-  if (!dir.empty() && !fs::exists(dir, ec)) {
-    fs::create_directories(dir, ec);
-    if (ec || ::chmod(dir.c_str(), 0700) != 0) return Status::Error(EIO, "create " + dir.string());
-  }
-  struct stat st {};
-  if (::lstat(socket.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return Status::Error(EEXIST, socket.string() + " exists and is not a socket");
-    if (::unlink(socket.c_str()) != 0) return Status::FromErrno("remove stale " + socket.string());
-  }
-  return Status::Ok();
-}
-
 void RunSnapshotter(Cli& cli, const SnapshotterArgs& args) {
-  auto store = cli.OpenStore();
-  if (!store.ok()) return;
-  auto sn = Snapshotter::Open(store->root() / "snapshots");
-  if (!sn.ok()) return (void)cli.Fail(sn.status());
-  fs::path socket = fs::absolute(args.address);
-  if (Status st = PrepareSocketPath(socket); !st.ok()) return (void)cli.Fail(st);
-
-  // Every thread gRPC starts inherits the blocked signals; the main thread waits for them.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-
-  SnapshotService service(sn->get());
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket.string(), grpc::InsecureServerCredentials());
-  builder.RegisterService(&service);
-  mode_t old_umask = ::umask(0077);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ::umask(old_umask);
-  if (!server) return (void)cli.Fail("cannot listen on " + socket.string());
-  if (::chmod(socket.c_str(), 0600) != 0) {
-    server->Shutdown();
-    return (void)cli.Fail("chmod " + socket.string() + ": " + std::strerror(errno));
-  }
-  std::fprintf(stderr, "layerfs snapshotter: serving %s on %s\n", (store->root() / "snapshots").c_str(),
-               socket.c_str());
-  int sig = 0;
-  sigwait(&stop, &sig);
-  server->Shutdown();
-  ::unlink(socket.c_str());
+  std::string root = (cli.root.empty() ? DefaultStoreRoot() : fs::path(cli.root)).string();
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return (void)cli.Fail("cannot find the layerfs binary: " + ec.message());
+  std::string daemon = (self.parent_path() / "layerfs-snapshotter").string();
+  ::execl(daemon.c_str(), daemon.c_str(), "--root", root.c_str(), "--address", args.address.c_str(),
+          static_cast<char*>(nullptr));
+  cli.Fail("cannot run " + daemon + ": " + std::strerror(errno));
 }
 
 }  // namespace

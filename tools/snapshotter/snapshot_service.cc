@@ -1,4 +1,4 @@
-#include "tools/snapshot_service.h"
+#include "tools/snapshotter/snapshot_service.h"
 
 #include <cstdio>
 #include <map>
