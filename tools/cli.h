@@ -29,7 +29,7 @@ bool StdoutIsTerminal();
 
 void RegisterImageCommands(CLI::App& app, Cli& cli);        // load import save images history inspect tag rmi image
 void RegisterSystemCommands(CLI::App& app, Cli& cli);       // system df, system prune
-void RegisterContainerCommands(CLI::App& app, Cli& cli);    // mount umount ps rm
+void RegisterContainerCommands(CLI::App& app, Cli& cli);    // mount umount ps rm stats
 void RegisterCommitCommands(CLI::App& app, Cli& cli);       // diff commit
 void RegisterRegistryCommands(CLI::App& app, Cli& cli);     // pull push login logout
 void RegisterBuildCommands(CLI::App& app, Cli& cli);        // build, builder prune

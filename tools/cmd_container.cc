@@ -1,4 +1,4 @@
-// Container commands: mount, umount, ps, rm. Only parsing and printing live here; the work is
+// Container commands: mount, umount, ps, rm, stats. Only parsing and printing live here; the work is
 // done by fs/container/container_ops.h (which uses ContainerStore, ImageStore and the mount).
 #include <cstdio>
 #include <memory>
@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fs/container/container_ops.h"
+#include "fs/mount/mount_stats.h"
 #include "layerstore/store/disk_usage.h"
 #include "tools/cli.h"
 #include "tools/table.h"
@@ -115,6 +116,34 @@ void RegisterRm(CLI::App& app, Cli& cli) {
   });
 }
 
+// Like `docker stats --no-stream`, for what a FUSE mount costs: requests by opcode so far.
+void RegisterStats(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("stats", "Show the FUSE requests a layerfs mount has served, by operation (needs root)");
+  auto dir = std::make_shared<std::string>();
+  auto format = std::make_shared<std::string>();
+  auto all = std::make_shared<bool>(false);
+  cmd->add_option("dir", *dir, "Mount point (layerfs mount or layerfs-overlay)")->required();
+  cmd->add_option("--format", *format, "json: one JSON object {\"OPERATION\": requests}");
+  cmd->add_flag("-a,--all", *all, "Also list operations with no requests");
+  cmd->callback([&cli, dir, format, all] {
+    if (!format->empty() && *format != "json") return (void)cli.Fail("unknown --format \"" + *format + "\" (supported: json)");
+    auto counts = ReadRequestStats(*dir);
+    if (!counts.ok()) return (void)cli.Fail(counts.status());
+    nlohmann::json json = nlohmann::json::object();
+    Table table({"OPERATION", "REQUESTS"});
+    uint64_t total = 0;
+    for (const auto& [op, n] : *counts) {
+      json[op] = n;
+      total += n;
+      if (n > 0 || *all) table.AddRow({op, std::to_string(n)});
+    }
+    table.AddRow({"TOTAL", std::to_string(total)});
+    if (*format == "json") std::printf("%s\n", json.dump().c_str());
+    else
+      std::fputs(table.Render().c_str(), stdout);
+  });
+}
+
 }  // namespace
 
 void RegisterContainerCommands(CLI::App& app, Cli& cli) {
@@ -122,6 +151,7 @@ void RegisterContainerCommands(CLI::App& app, Cli& cli) {
   RegisterUmount(app, cli);
   RegisterPs(app, cli);
   RegisterRm(app, cli);
+  RegisterStats(app, cli);
 }
 
 }  // namespace layerfs::cli

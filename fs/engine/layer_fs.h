@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "fs/engine/inode_table.h"
 #include "fs/engine/open_handles.h"
 #include "fs/engine/passthrough.h"
+#include "fs/engine/request_stats.h"
 #include "fs/index/merged_index.h"
 #include "fs/index/upper_format.h"
 #include "layerstore/base/status.h"
@@ -135,6 +137,13 @@ class LayerFs {
     std::string path() const { return UpperFormat::FdPath(fd, ""); }
   };
 
+  // Requests served so far, by opcode (counted in fuse_ops.cc); readable through the mount as
+  // RequestStats::kXattr of the root (IsStatsRead).
+  RequestStats& stats() { return stats_; }
+  static bool IsStatsRead(fuse_ino_t ino, const char* name) {
+    return ino == FUSE_ROOT_ID && std::string_view(name) == RequestStats::kXattr;
+  }
+
   const MergedIndex& index() const { return index_; }
   const Passthrough& passthrough() const { return passthrough_; }
   size_t inode_count() const { return table_.size(); }
@@ -231,6 +240,7 @@ class LayerFs {
   fuse_session* session_ = nullptr;
   Passthrough passthrough_;
   OpenHandles handles_;
+  RequestStats stats_;
   bool no_opendir_ = false;  // the kernel lists directories without opendir (set in Init)
   bool posix_acl_ = false;   // FUSE_CAP_POSIX_ACL: the kernel enforces ACLs, we inherit them (Init)
   std::atomic<uint64_t> work_counter_{0};

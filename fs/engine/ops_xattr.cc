@@ -55,6 +55,10 @@ void LayerFs::DropSetgidAfterAcl(fuse_req_t req, Node* node) {
 }
 
 void LayerFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (IsStatsRead(ino, name)) {  // a private name: no container can have set it
+    std::string text = stats_.Text();
+    return ReplySized(req, text.data(), text.size(), size);
+  }
   if (UpperFormat::IsPrivateXattr(name)) return (void)fuse_reply_err(req, ENODATA);
   Node* node = ToNode(ino);
   if (!node->upper.load(std::memory_order_acquire)) {

@@ -1,0 +1,135 @@
+// The daemon's request counters (fs/engine/request_stats.h), read through the mount as
+// `layerfs stats` does (fs/mount/mount_stats.h): each test does one known operation through a
+// real mount and expects exactly the FUSE requests the kernel must send for it, so a change
+// that adds a round trip (or a cache that stops working) shows up here as a different count.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fs/engine/request_stats.h"
+#include "fs/mount/fuse_mount.h"
+#include "fs/mount/mount_stats.h"
+#include "tests/fs/fs_harness.h"
+
+namespace layerfs {
+namespace {
+
+namespace stdfs = std::filesystem;
+using fstest::DirEntry;
+using fstest::FileEntry;
+using Counts = std::map<std::string, uint64_t>;
+
+TEST(RequestStatsTest, TextParsesBackAndBadLinesAreErrors) {
+  RequestStats stats;
+  stats.Add(RequestStats::kLookup);
+  stats.Add(RequestStats::kLookup);
+  stats.Add(RequestStats::kRelease);
+  auto parsed = RequestStats::Parse(stats.Text());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  ASSERT_EQ(parsed->size(), static_cast<size_t>(RequestStats::kOpCount));
+  Counts counts(parsed->begin(), parsed->end());
+  EXPECT_EQ(counts["LOOKUP"], 2u);
+  EXPECT_EQ(counts["RELEASE"], 1u);
+  EXPECT_EQ(counts["READ"], 0u);
+  for (const char* bad : {"LOOKUP\n", "LOOKUP x\n", " 3\n", "LOOKUP 3 4\n", "LOOKUP \n"})
+    EXPECT_FALSE(RequestStats::Parse(bad).ok()) << bad;
+}
+
+class RequestCountTest : public ::testing::Test {
+ protected:
+  RequestCountTest() : tmp_("layerfs-requests") {}
+  ~RequestCountTest() override {
+    if (mount_) {
+      EXPECT_TRUE(mount_->Unmount().ok());
+    }
+  }
+
+  stdfs::path mnt() const { return tmp_.path() / "mnt"; }
+
+  void SetUp() override {
+    auto store = Store::Open(tmp_.path() / "store");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    auto tar = fstest::BuildLayerTar({DirEntry("etc"), FileEntry("etc/passwd", "root:x:0:0"), FileEntry("etc/group", "root:x:0:"),
+                                      DirEntry("usr"), FileEntry("usr/a", "a"), FileEntry("usr/b", "b")});
+    ASSERT_TRUE(tar.ok()) << tar.status().message();
+    auto d = fstest::AddLayer(*store, *tar);
+    ASSERT_TRUE(d.ok()) << d.status().message();
+    auto m = FuseMount::Create(fstest::ContainerMountConfig(tmp_.path() / "store", {*d}, tmp_.path()));
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    mount_ = std::move(m).value();
+  }
+
+  Counts Now() {
+    auto r = ReadRequestStats(mnt());
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? Counts(r->begin(), r->end()) : Counts{};
+  }
+
+  // The requests since `before` (opcodes with none left out). RELEASE is sent after close(2)
+  // returns, so this waits (up to 5 s) for `releases` of them.
+  Counts Since(const Counts& before, uint64_t releases = 0) {
+    Counts delta;
+    for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);;) {
+      delta.clear();
+      for (const auto& [op, n] : Now())
+        if (n != before.at(op)) delta[op] = n - before.at(op);
+      if (delta["RELEASE"] >= releases || std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (delta["RELEASE"] == 0) delta.erase("RELEASE");
+    return delta;
+  }
+
+  bool passthrough() const { return mount_->fs().passthrough().enabled(); }
+
+  fstest::TempDir tmp_;
+  std::unique_ptr<FuseMount> mount_;
+};
+
+TEST_F(RequestCountTest, ReadingTheCountsIsNotCounted) {
+  Counts before = Now();
+  EXPECT_EQ(Since(before), Counts{});
+}
+
+TEST_F(RequestCountTest, StatOfACachedEntrySendsNothing) {
+  struct stat st;
+  Counts before = Now();
+  ASSERT_EQ(::stat((mnt() / "etc/passwd").c_str(), &st), 0);
+  EXPECT_EQ(Since(before), (Counts{{"LOOKUP", 2}}));  // etc, etc/passwd
+  before = Now();
+  ASSERT_EQ(::stat((mnt() / "etc/passwd").c_str(), &st), 0);
+  ASSERT_EQ(::stat((mnt() / "etc/none").c_str(), &st), -1);
+  ASSERT_EQ(::stat((mnt() / "etc/none").c_str(), &st), -1);  // the negative entry is kept
+  EXPECT_EQ(Since(before), (Counts{{"LOOKUP", 1}}));
+}
+
+TEST_F(RequestCountTest, OpenReadCloseOfALowerFile) {
+  struct stat st;
+  ASSERT_EQ(::stat((mnt() / "etc/passwd").c_str(), &st), 0);
+  Counts before = Now();
+  int fd = ::open((mnt() / "etc/passwd").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  char buf[64];
+  EXPECT_EQ(::read(fd, buf, sizeof(buf)), 10);
+  ::close(fd);
+  // With passthrough the kernel reads the layer file itself.
+  Counts expected = {{"OPEN", 1}, {"FLUSH", 1}, {"RELEASE", 1}};
+  if (!passthrough()) expected["READ"] = 1;
+  EXPECT_EQ(Since(before, 1), expected);
+}
+
+TEST(ReadRequestStatsTest, APlainDirectoryHasNoCounts) {
+  fstest::TempDir tmp("layerfs-requests");
+  auto r = ReadRequestStats(tmp.path());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not a layerfs mount point"), std::string::npos) << r.status().message();
+}
+
+}  // namespace
+}  // namespace layerfs
