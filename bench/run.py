@@ -131,6 +131,7 @@ class Impl:
     name = ""
     is_fuse = True
     no_sync_option = None  # the mount option that skips fsync at copy-up (overlay's volatile), if any
+    stats_bin = None       # a layerfs binary whose `stats` reads this mount's FUSE request counts
 
     def __init__(self, h):
         self.h = h  # the harness: data manifest, work dirs, mount registry
@@ -215,6 +216,7 @@ class LayerfsOverlay(Impl):
         super().__init__(h)
         alias = os.path.join(os.path.dirname(binary), "layerfs-overlay")
         self.cmd = [alias] if os.access(alias, os.X_OK) else [binary, "overlay"]
+        self.stats_bin = binary
         # The merged indexes of the lower stacks (fs/index/overlay_index_cache.h), kept between
         # mounts as podman's daemons keep them; forget_cache empties it for a first mount.
         self.index_cache = os.path.join(h.work, "overlay-index-cache")
@@ -256,6 +258,7 @@ class Layerfs(Impl):
     def __init__(self, h, binary, store):
         super().__init__(h)
         self.bin, self.store, self.seq = binary, store, 0
+        self.stats_bin = binary
 
     def cli(self, *args, check=True, timeout=600):
         return run([self.bin, "--root", self.store, *args], check=check, timeout=timeout, env=self.env)
@@ -394,6 +397,7 @@ class Results:
         self.rows = {}     # (group, metric) -> {"unit", "better", "values": {impl: [..]}}
         self.order = []
         self.notes = []
+        self.request_mix = {}  # (metric, impl) -> {opcode: requests per operation}, last round
         self.checks = {}   # (metric, impl) -> digest, to show every mount served the same tree
 
     def add(self, group, metric, unit, better, impl, value):
@@ -505,14 +509,37 @@ class Harness:
     def record(self, group, metric, unit, better, impl, value):
         self.results.add(group, metric, unit, better, impl, value)
 
+    def request_counts(self, impl, mnt):
+        """FUSE requests served so far by a layerfs mount, by opcode (`layerfs stats`, whose own
+        read is not counted); None for the other implementations."""
+        if not impl.stats_bin:
+            return None
+        p = run([impl.stats_bin, "stats", "--format", "json", mnt], check=False)
+        return json.loads(p.stdout) if p.returncode == 0 else None  # None: built before `layerfs stats`
+
+    def counted(self, impl, h, metric, unit, per, fn):
+        """fn()'s result; for a layerfs mount also records the FUSE requests fn caused per
+        operation (per(result) = how many operations fn did)."""
+        before = self.request_counts(impl, h.mnt)
+        r = fn()
+        after = self.request_counts(impl, h.mnt) if before is not None else None
+        if after is not None:
+            n = per(r)
+            delta = {op: (after[op] - before.get(op, 0)) / n for op in after if after[op] != before.get(op, 0)}
+            self.record("requests", metric, f"requests per {unit}", "lower", impl.name, sum(delta.values()))
+            self.results.request_mix[(metric, impl.name)] = delta
+        return r
+
     # -- workloads: each runs one implementation once --
     def w_walk(self, impl):
         r = self.results
 
         def body(h):
             rss0 = proc_status_kib(h.pid, "VmRSS") if h.pid else None
-            cold = self.fsops_run("walk", h.mnt)
-            warm = self.fsops_run("walk", h.mnt)
+            cold = self.counted(impl, h, "walk cold", "entry", lambda r: r["entries"],
+                                lambda: self.fsops_run("walk", h.mnt))
+            warm = self.counted(impl, h, "walk warm", "entry", lambda r: r["entries"],
+                                lambda: self.fsops_run("walk", h.mnt))
             self.record("1 metadata walk", "walk cold", "s", "lower", impl.name, cold["seconds"])
             self.record("1 metadata walk", "walk warm", "s", "lower", impl.name, warm["seconds"])
             self.check_same("walk digest", impl.name, (cold["entries"], cold["digest"]))
@@ -526,8 +553,10 @@ class Harness:
     def w_readall(self, impl):
         def body(h):
             # data/ holds the big files of workloads 3 and 4; they would dominate this figure.
-            cold = self.fsops_run("readall", h.mnt, "data")
-            warm = self.fsops_run("readall", h.mnt, "data")
+            cold = self.counted(impl, h, "read every file, cold", "file", lambda r: r["files"],
+                                lambda: self.fsops_run("readall", h.mnt, "data"))
+            warm = self.counted(impl, h, "read every file, warm", "file", lambda r: r["files"],
+                                lambda: self.fsops_run("readall", h.mnt, "data"))
             mb = cold["bytes"] / 1e6
             self.record("2 read every file", f"{cold['files']} files, {mb:.0f} MB (all but data/), cold", "s", "lower",
                         impl.name, cold["seconds"])
@@ -631,7 +660,8 @@ class Harness:
         n = 2000 if self.quick else 10000
 
         def body(h):
-            r = self.fsops_run("churn", os.path.join(h.mnt, "churn"), n, 4096)
+            r = self.counted(impl, h, "create/write/unlink", "file", lambda r: n,
+                             lambda: self.fsops_run("churn", os.path.join(h.mnt, "churn"), n, 4096))
             self.record("6 create/write/unlink", f"{n} files of 4 KiB", "s", "lower", impl.name, r["seconds"])
         self.with_mount(impl, "rootfs", body)
 
@@ -682,8 +712,10 @@ class Harness:
 
         def body(h):
             lst = self.data["stack_list"]
-            cold = self.fsops_run("statlist", lst, h.mnt)
-            warm = self.fsops_run("statlist", lst, h.mnt)
+            cold = self.counted(impl, h, f"lookup L={depth} cold", "stat", lambda r: r["paths"],
+                                lambda: self.fsops_run("statlist", lst, h.mnt))
+            warm = self.counted(impl, h, f"lookup L={depth} warm", "stat", lambda r: r["paths"],
+                                lambda: self.fsops_run("statlist", lst, h.mnt))
             self.record("7 lookup vs depth", f"L={depth} cold", "us/stat", "lower", impl.name,
                         cold["seconds"] / cold["paths"] * 1e6)
             self.record("7 lookup vs depth", f"L={depth} warm", "us/stat", "lower", impl.name,
@@ -693,7 +725,8 @@ class Harness:
     def w_job(self, impl):
         def body(h):
             self.record("10 real job", "untar + make -j2 a 50-file C project", "s", "lower", impl.name,
-                        self.job_in(os.path.join(h.mnt, "job")))
+                        self.counted(impl, h, "untar + make -j2", "job", lambda r: 1,
+                                     lambda: self.job_in(os.path.join(h.mnt, "job"))))
         self.with_mount(impl, "rootfs", body)
 
     def job_in(self, dest):
@@ -993,7 +1026,7 @@ def machine_info(work):
 def render_md(h, names, started, elapsed):
     res = h.results
     m = machine_info(h.work)
-    main_keys = [k for k in res.order if not k[0].startswith(("sharing", "micro"))]
+    main_keys = [k for k in res.order if not k[0].startswith(("sharing", "micro", "requests"))]
     extra = [n for key in main_keys for n in res.rows[key]["values"] if n not in names]
     cols = names + sorted(set(extra))
     lines = [f"# layerfs bench results", "",
@@ -1028,6 +1061,7 @@ def render_md(h, names, started, elapsed):
         for key in keys:
             lines.append(f"| {key[0]} | {key[1]} | {res.rows[key]['unit']} | "
                          + " | ".join(fmt(res.median(key, n)) for n in kcols) + " |")
+    lines += request_table(res, names)
     lines += ["", "## Targets (issues 5 and 7)", ""] + targets(h) + [""]
     if res.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in res.notes] + [""]
@@ -1038,6 +1072,28 @@ def render_md(h, names, started, elapsed):
     if h.failures:
         lines += ["## Failures", ""] + [f"- {f}" for f in h.failures] + [""]
     return "\n".join(lines)
+
+
+def request_table(res, names):
+    """FUSE requests per operation of each layerfs mount (median over rounds), with the opcodes
+    that make them up (last round)."""
+    keys = [k for k in res.order if k[0] == "requests"]
+    cols = [n for n in names if any(n in res.rows[k]["values"] for k in keys)]
+    if not keys:
+        return []
+    lines = ["", "## FUSE requests per operation", "",
+             "Counted by the daemon (`layerfs stats MNT`, read before and after each timed run); medians, "
+             "then the opcodes of the last round (requests per operation, those >= 0.01).", "",
+             "| workload | unit | " + " | ".join(cols) + " |", "|" + " --- |" * (2 + len(cols))]
+    for key in keys:
+        cells = []
+        for n in cols:
+            mix = res.request_mix.get((key[1], n), {})
+            ops = ", ".join(f"{op} {v:.2f}" for op, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= 0.01)
+            med = res.median(key, n)
+            cells.append("-" if med is None else f"{med:.2f} ({ops})" if ops else f"{med:.2f}")
+        lines.append(f"| {key[1]} | {res.rows[key]['unit']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def targets(h):
