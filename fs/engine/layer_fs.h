@@ -188,6 +188,8 @@ class LayerFs {
   int OpenForFlags(Node* node);                  // ops_ioctl.cc: fd / -errno
   int ReadFd(Node* node, FileHandle* h);
   int OpenDirect(FileHandle* h, fuse_file_info* fi);      // open/create with O_DIRECT: 0 / -errno
+  bool FlushReports(int open_flags) const;                // whether FLUSH may fail (else FOPEN_NOFLUSH)
+  static bool CloseMayFail(int fd);                       // the filesystem of fd has a flush of its own
   void Close(fuse_req_t req, Node* node, FileHandle* h);  // release: backing file share, fds
   void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
@@ -241,8 +243,9 @@ class LayerFs {
   Passthrough passthrough_;
   OpenHandles handles_;
   RequestStats stats_;
-  bool no_opendir_ = false;  // the kernel lists directories without opendir (set in Init)
-  bool posix_acl_ = false;   // FUSE_CAP_POSIX_ACL: the kernel enforces ACLs, we inherit them (Init)
+  bool upper_flush_reports_ = false;  // CloseMayFail(upper): writers keep FLUSH (ops_file.cc)
+  bool no_opendir_ = false;           // the kernel lists directories without opendir (set in Init)
+  bool posix_acl_ = false;            // FUSE_CAP_POSIX_ACL: the kernel enforces ACLs, we inherit them (Init)
   std::atomic<uint64_t> work_counter_{0};
   static constexpr size_t kGroupLocks = 64;  // striped: copy-up of one hard-link group at a time
   std::mutex group_locks_[kGroupLocks];

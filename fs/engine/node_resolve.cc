@@ -49,6 +49,7 @@ Result<std::unique_ptr<LayerFs>> LayerFs::Create(MergedIndex index, const LayerF
     if (fs->upper_fd_ < 0) return Status::FromErrno("upper dir " + options.upper_dir);
     fs->work_fd_ = ::open(options.work_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fs->work_fd_ < 0) return Status::FromErrno("work dir " + options.work_dir);
+    fs->upper_flush_reports_ = CloseMayFail(fs->upper_fd_);
     root->dir_fd = ::dup(fs->upper_fd_);
     root->upper = true;
     if (fs->format_.IsOpaque(fs->upper_fd_)) root->lower = kNoLower;

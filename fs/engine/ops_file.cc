@@ -4,6 +4,8 @@
 // go through ReadFd and Read below (the fallback path). Writes always hit the upper copy: open
 // for write copies up first.
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -131,6 +133,7 @@ void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   if (h->fd < 0) return (void)fuse_reply_err(req, -h->fd);
   if (int r = OpenDirect(h.get(), fi); r != 0) return (void)fuse_reply_err(req, -r);
+  fi->noflush = !FlushReports(fi->flags);
   if (!passthrough_.Attach(req, node.get(), h.get(), fi)) return RetryOnNewInode(req, node);
   fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_open(req, fi) != 0) Close(req, node.get(), Handle(fi));
@@ -183,6 +186,7 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   e.ino = reinterpret_cast<fuse_ino_t>(node.get());
   e.attr_timeout = Timeout(node.get());
   e.entry_timeout = EntryTimeout(node.get());
+  fi->noflush = !FlushReports(fi->flags);
   passthrough_.Attach(req, node.get(), h.get(), fi);  // a new file: nothing holds it yet
   fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_create(req, &e, fi) != 0) {
@@ -232,6 +236,28 @@ void LayerFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t of
   ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
   if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
   fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+// FLUSH is a synchronous round trip at every close(2) (a third of what reading a small file
+// costs), so opens whose flush cannot report anything ask the kernel not to send it
+// (FOPEN_NOFLUSH, per open; mergerfs's flush-on-close=opened-for-write): an open without write
+// access (lower files are never written through the daemon), and any open when the upper's
+// filesystem has no flush of its own (ext4, xfs, tmpfs: their close(2) always succeeds, write
+// errors surface at write or fsync). We implement no remote locks, so FLUSH carries no lock
+// release either. The cost: none on those filesystems; elsewhere (an NFS upper) writers keep it.
+bool LayerFs::FlushReports(int flags) const {
+  return (flags & O_ACCMODE) != O_RDONLY && upper_flush_reports_;
+}
+
+bool LayerFs::CloseMayFail(int fd) {
+  struct statfs sf;
+  if (::fstatfs(fd, &sf) != 0) return true;
+  switch (static_cast<unsigned long>(sf.f_type)) {
+    case EXT4_SUPER_MAGIC:
+    case XFS_SUPER_MAGIC:
+    case TMPFS_MAGIC: return false;
+    default: return true;
+  }
 }
 
 // close(dup(fd)) reports delayed write errors (NFS-style) at close(2), as a local file would.

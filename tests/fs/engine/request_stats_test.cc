@@ -118,10 +118,25 @@ TEST_F(RequestCountTest, OpenReadCloseOfALowerFile) {
   char buf[64];
   EXPECT_EQ(::read(fd, buf, sizeof(buf)), 10);
   ::close(fd);
-  // With passthrough the kernel reads the layer file itself.
-  Counts expected = {{"OPEN", 1}, {"FLUSH", 1}, {"RELEASE", 1}};
+  // No FLUSH (FOPEN_NOFLUSH: opened read-only). With passthrough the kernel reads the layer
+  // file itself.
+  Counts expected = {{"OPEN", 1}, {"RELEASE", 1}};
   if (!passthrough()) expected["READ"] = 1;
   EXPECT_EQ(Since(before, 1), expected);
+}
+
+// The upper here is on ext4, whose close(2) cannot fail: writers get no FLUSH either.
+TEST_F(RequestCountTest, WritingANewUpperFileSendsNoFlush) {
+  Counts before = Now();
+  int fd = ::open((mnt() / "usr/new").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::write(fd, "data", 4), 4);
+  ::close(fd);
+  Counts sent = Since(before, 1);
+  EXPECT_EQ(sent["CREATE"], 1u);
+  EXPECT_EQ(sent["WRITE"], 1u);
+  EXPECT_EQ(sent["RELEASE"], 1u);
+  EXPECT_EQ(sent.count("FLUSH"), 0u);
 }
 
 TEST(ReadRequestStatsTest, APlainDirectoryHasNoCounts) {
