@@ -56,6 +56,9 @@ const fuse_lowlevel_ops& LayerFs::Operations() {
     o.fsync = [](fuse_req_t r, fuse_ino_t i, int d, fuse_file_info* fi) { Counted(r, RequestStats::kFSync)->FSync(r, i, d, fi); };
     o.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Counted(r, RequestStats::kOpenDir)->OpenDir(r, i, fi); };
     o.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o2, fuse_file_info* fi) { Counted(r, RequestStats::kReadDir)->ReadDir(r, i, s, o2, fi); };
+    o.readdirplus = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o2, fuse_file_info* fi) {
+      Counted(r, RequestStats::kReadDirPlus)->ReadDirPlus(r, i, s, o2, fi);
+    };
     o.releasedir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Counted(r, RequestStats::kReleaseDir)->ReleaseDir(r, i, fi); };
     o.fsyncdir = [](fuse_req_t r, fuse_ino_t i, int d, fuse_file_info*) { Counted(r, RequestStats::kFSyncDir)->FSyncDir(r, i, d); };
     o.statfs = [](fuse_req_t r, fuse_ino_t i) { Counted(r, RequestStats::kStatFs)->StatFs(r, i); };

@@ -101,6 +101,7 @@ class LayerFs {
   // --- ops_dir.cc
   void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
   void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void MkDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
   void RmDir(fuse_req_t req, fuse_ino_t parent, const char* name);
@@ -152,6 +153,11 @@ class LayerFs {
   static void RefuseFileHandles(fuse_conn_info* conn);  // Init
   friend class CopyUp;
   LayerFs(MergedIndex index, const LayerFsOptions& options, UpperFormat format);
+
+  // Lists the merged directory node from offset pos (ops_dir.cc), calling add(name, ino,
+  // type, next offset) per entry until it returns false; 0 / -errno.
+  using DirentSink = std::function<bool(const std::string&, uint64_t, mode_t, uint64_t)>;
+  int ListFrom(Node* node, uint64_t pos, const DirentSink& add);
 
   // --- node resolution (node_resolve.cc)
   Node* ToNode(fuse_ino_t ino);

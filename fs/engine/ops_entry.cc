@@ -37,6 +37,9 @@ void LayerFs::Init(fuse_conn_info* conn) {
     conn->want |= acl_caps;
     posix_acl_ = true;
   }
+  // READDIRPLUS, auto mode: a listing brings its entries' nodes and attributes (ops_dir.cc).
+  const uint64_t plus = FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+  if ((conn->capable & plus) == plus) conn->want |= plus;
   // Zero-message opendir: listings need no handle (ops_dir.cc), and without one the kernel
   // also caches every listing (cache_readdir + keep_cache) until the directory changes.
   if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {

@@ -9,7 +9,7 @@ const char* RequestStats::Name(Op op) {
   static constexpr const char* kNames[kOpCount] = {
       "LOOKUP", "FORGET", "BATCH_FORGET", "GETATTR", "SETATTR", "READLINK", "MKNOD", "MKDIR",
       "UNLINK", "RMDIR", "SYMLINK", "RENAME", "LINK", "OPEN", "READ", "WRITE",
-      "FLUSH", "RELEASE", "FSYNC", "OPENDIR", "READDIR", "RELEASEDIR", "FSYNCDIR", "STATFS",
+      "FLUSH", "RELEASE", "FSYNC", "OPENDIR", "READDIR", "READDIRPLUS", "RELEASEDIR", "FSYNCDIR", "STATFS",
       "SETXATTR", "GETXATTR", "LISTXATTR", "REMOVEXATTR", "CREATE", "FALLOCATE", "IOCTL", "LSEEK"};
   return kNames[op];
 }

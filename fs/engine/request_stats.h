@@ -45,6 +45,7 @@ class RequestStats {
     kFSync,
     kOpenDir,
     kReadDir,
+    kReadDirPlus,
     kReleaseDir,
     kFSyncDir,
     kStatFs,

@@ -139,6 +139,32 @@ TEST_F(RequestCountTest, WritingANewUpperFileSendsNoFlush) {
   EXPECT_EQ(sent.count("FLUSH"), 0u);
 }
 
+// READDIRPLUS: the listing brings each entry's node and attributes, so stats of what was
+// listed send nothing; a second listing comes from the kernel's cache.
+TEST_F(RequestCountTest, AWalkLooksUpNothingItListedAndListsOnce) {
+  auto walk = [&] {
+    size_t n = 0;
+    for (const auto& e : stdfs::directory_iterator(mnt() / "usr")) {
+      struct stat st;
+      EXPECT_EQ(::lstat(e.path().c_str(), &st), 0);
+      ++n;
+    }
+    return n;
+  };
+  struct stat st;
+  ASSERT_EQ(::stat((mnt() / "usr").c_str(), &st), 0);
+  Counts before = Now();
+  EXPECT_EQ(walk(), 2u);
+  // The entries, then the end; the mount's first OPENDIR is answered ENOSYS, which turns on
+  // zero-message opendir for good.
+  EXPECT_EQ(Since(before), (Counts{{"OPENDIR", 1}, {"READDIRPLUS", 2}}));
+  before = Now();
+  EXPECT_EQ(walk(), 2u);
+  // glibc's opendir fstats the directory, whose atime the uncached listing marked stale
+  // (the kernel's fuse_invalidate_atime): one GETATTR, nothing else.
+  EXPECT_EQ(Since(before), (Counts{{"GETATTR", 1}}));
+}
+
 TEST(ReadRequestStatsTest, APlainDirectoryHasNoCounts) {
   fstest::TempDir tmp("layerfs-requests");
   auto r = ReadRequestStats(tmp.path());
