@@ -82,6 +82,23 @@ class CommitCli : public ::testing::Test {
   std::string out_;
 };
 
+// `layerfs stats`: a container's requests by operation, as a table or JSON; a directory that
+// is no layerfs mount is one error line.
+TEST_F(CommitCli, StatsShowsTheRequestsOfAMountedContainer) {
+  ASSERT_EQ(RunLayerfs({"--root", root_, "mount", "--name", "c1", "base:1", mnt_.string()}, &out_), 0) << out_;
+  std::string hosts;
+  std::getline(std::ifstream(mnt_ / "etc/hosts"), hosts);
+  ASSERT_EQ(hosts, "10.0.0.1 db");
+  ASSERT_EQ(RunLayerfs({"stats", mnt_.string()}, &out_), 0) << out_;
+  EXPECT_EQ(out_.rfind("OPERATION", 0), 0u) << out_;
+  EXPECT_NE(out_.find("\nOPEN "), std::string::npos) << out_;
+  EXPECT_NE(out_.find("\nTOTAL "), std::string::npos) << out_;
+  ASSERT_EQ(RunLayerfs({"stats", "--format", "json", mnt_.string()}, &out_), 0) << out_;
+  EXPECT_NE(out_.find("\"OPEN\":1,"), std::string::npos) << out_;
+  EXPECT_EQ(RunLayerfs({"stats", tmp_.path().string()}, &out_), 1);
+  EXPECT_EQ(Lines(out_).size(), 1u) << out_;
+}
+
 TEST_F(CommitCli, DiffAndCommitShowWhatTheContainerShowed) {
   ASSERT_EQ(RunLayerfs({"--root", root_, "mount", "--name", "c1", "base:1", mnt_.string()}, &out_), 0) << out_;
   std::ofstream(mnt_ / "etc/new") << "new\n";
