@@ -117,6 +117,15 @@ int LayerFs::OpenUpper(Node* node, int flags) {
 // keep_cache: lower files never change, so their pages stay cached across opens (and are
 // shared by every container using the layer). Upper files drop the cache on open: a copy-up
 // may have replaced what the kernel cached under this inode.
+//
+// Every open still costs an OPEN (and an asynchronous RELEASE): the kernel's no-open mode
+// (FUSE_CAP_NO_OPEN_SUPPORT, an ENOSYS from open) is per connection, so it would also drop the
+// OPEN of upper files and of opens for write: no copy-up at open as overlayfs does (a file
+// opened for write and closed unwritten would stay lower), writes and reads arriving without a
+// handle (no O_DIRECT fd, no reader switching to the upper copy), keep_cache forced on upper
+// files (stale pages of the other names of a copied-up hard link), and no passthrough, which
+// binds its backing file in the OPEN reply. Measured: OPEN is one of the two requests left per
+// warm read of a lower file (bench/RESULTS.md).
 void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::shared_ptr<Node> node = Shared(ino);
   if (WantsWrite(fi->flags)) {
