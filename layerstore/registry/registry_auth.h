@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "layerstore/base/base64.h"
 #include "layerstore/base/status.h"
 
 namespace layerfs {
@@ -46,8 +47,5 @@ Result<bool> RemoveCredentials(std::string_view registry);
 std::optional<AuthChallenge> ParseChallenge(std::string_view header);
 // The "token" (or "access_token") of a token server's JSON answer.
 Result<std::string> ParseTokenResponse(std::string_view body);
-
-std::string Base64Encode(std::string_view bytes);
-Result<std::string> Base64Decode(std::string_view text);
 
 }  // namespace layerfs
