@@ -8,7 +8,11 @@
 #include <vector>
 
 #include "fs/index/merged_index.h"
+#include "layerstore/estargz/estargz_convert.h"
+#include "layerstore/estargz/estargz_footer.h"
+#include "layerstore/estargz/estargz_reader.h"
 #include "layerstore/layer/layer_index.h"
+#include "layerstore/store/blob_store.h"
 #include "layerstore/store/store.h"
 #include "tests/fuzz/fuzz_seed_chain.h"
 #include "tests/tools/test_images.h"
@@ -119,6 +123,32 @@ void ImageLoadSeeds(const fs::path& corpus, const fs::path& scratch, const TestI
     Seed(corpus, "image_load", name, ArchiveAsFuzzInput(scratch / name));
 }
 
+// eStargz blobs of the seed layer: one chunk per file, and files cut into 3-byte chunks; the
+// bare TOC JSON of the latter too.
+void EstargzSeeds(const fs::path& corpus, const fs::path& scratch) {
+  Result<Store> store = Store::Open(scratch / "estargz-store");
+  if (!store.ok()) throw std::runtime_error(store.status().message());
+  std::string layer = BuildLayerTar(LayerFiles(), Compression::kGzip);
+  Result<Digest> digest = BlobStore(*store).PutBytes(layer);
+  if (!digest.ok()) throw std::runtime_error(digest.status().message());
+  Descriptor d{kOciLayerGzipType, *digest, layer.size(), nlohmann::json(), nlohmann::json()};
+  for (uint64_t chunk : {kEstargzDefaultChunkSize, uint64_t{3}}) {
+    EstargzOptions o;
+    o.chunk_size = chunk;
+    o.prefetch = {"etc/passwd"};
+    Result<EstargzBlob> blob = ConvertLayerToEstargz(*store, d, o);
+    if (!blob.ok()) throw std::runtime_error(blob.status().message());
+    std::string bytes = ReadFile(BlobStore(*store).Path(blob->blob.digest));
+    Seed(corpus, "estargz", "blob-chunk" + std::to_string(chunk), bytes);
+    Result<uint64_t> toc = ParseEstargzFooter(std::string_view(bytes).substr(bytes.size() - kEstargzFooterSize));
+    if (!toc.ok()) throw std::runtime_error(toc.status().message());
+    std::string_view member = std::string_view(bytes).substr(*toc, bytes.size() - kEstargzFooterSize - *toc);
+    Result<EstargzToc> parsed = ReadEstargzToc(member, *toc, blob->toc_digest);
+    if (!parsed.ok()) throw std::runtime_error(parsed.status().message());
+    if (chunk == 3) Seed(corpus, "estargz", "toc.json", EstargzTocJson(*parsed));
+  }
+}
+
 void TextSeeds(const fs::path& corpus) {
   const char* refs[] = {"redis", "user/app:1", "localhost:5000/a/b_c__d-e.f", "ghcr.io/o/r:v1.2",
                         "name@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"};
@@ -160,5 +190,6 @@ int main(int argc, char** argv) {
   OciSeeds(corpus, img);
   ImageLoadSeeds(corpus, scratch.path(), img);
   TextSeeds(corpus);
+  EstargzSeeds(corpus, scratch.path());
   return 0;
 }
