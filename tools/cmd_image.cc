@@ -18,6 +18,7 @@
 #include "layerstore/store/image_gc.h"
 #include "layerstore/store/image_store.h"
 #include "tools/cli.h"
+#include "tools/estargz_flags.h"
 #include "tools/progress.h"
 #include "tools/prune_output.h"
 #include "tools/table.h"
@@ -90,17 +91,21 @@ void AddSave(CLI::App& parent, Cli& cli) {
   struct Opts {
     std::vector<std::string> images;
     std::string output, format = "docker-archive";
+    EstargzFlags estargz;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("IMAGE", o->images, "Images (references or IDs)")->required();
   cmd->add_option("-o,--output", o->output, "Write to this file")->required();
   cmd->add_option("--format", o->format, "docker-archive (default) or oci-archive");
+  o->estargz.Add(cmd);
   cmd->callback([&cli, o] {
     auto format = ParseSaveFormat(o->format);
     if (!format.ok()) return (void)cli.Fail(format.status());
+    auto estargz = o->estargz.Options();
+    if (!estargz.ok()) return (void)cli.Fail(estargz.status().WithContext("save"));
     auto store = cli.OpenStore();
     if (!store.ok()) return;
-    Status st = SaveImages(*store, o->images, o->output, *format);
+    Status st = SaveImages(*store, o->images, o->output, *format, o->estargz.on ? &*estargz : nullptr);
     if (!st.ok()) cli.Fail(st);
   });
 }

@@ -9,6 +9,7 @@
 #include "layerstore/registry/registry_auth.h"
 #include "layerstore/registry/registry_client.h"
 #include "tools/cli.h"
+#include "tools/estargz_flags.h"
 #include "tools/progress.h"
 
 namespace layerfs::cli {
@@ -81,14 +82,19 @@ struct PushArgs {
   bool quiet = false;
   size_t max_concurrent = 5;
   std::vector<std::string> insecure;
+  EstargzFlags estargz;
 };
 
 int RunPush(Cli& cli, const PushArgs& a) {
+  auto estargz = a.estargz.Options();
+  if (!estargz.ok()) return cli.Fail(estargz.status().WithContext("push"));
   return RunTransfer(cli, a.name, a.quiet, [&](const Reference& ref, const Store& store, ProgressPrinter& printer, const TransferCallback& progress) {
     if (!a.quiet) printer.Message("The push refers to repository [" + ref.Name() + "]");
     PushOptions options;
     options.max_concurrent_uploads = a.max_concurrent;
     options.insecure_registries = a.insecure;
+    options.estargz = a.estargz.on;
+    options.estargz_options = *estargz;
     auto result = PushImage(store, ref, options, progress);
     if (!result.ok()) return cli.Fail(result.status());
     if (a.quiet) printer.Message(ref.String());
@@ -157,6 +163,7 @@ void AddPush(CLI::App& app, Cli& cli) {
   cmd->add_option("--max-concurrent-uploads", args->max_concurrent, "Layers uploaded at once (default 5)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--insecure-registry", args->insecure, "Allow plain HTTP to this registry host[:port]");
+  args->estargz.Add(cmd);
   cmd->callback([args, &cli] { cli.exit_code = RunPush(cli, *args); });
 }
 

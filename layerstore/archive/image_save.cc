@@ -174,9 +174,17 @@ Result<SaveFormat> ParseSaveFormat(std::string_view name) {
   return Status::Error(EINVAL, "unknown archive format \"" + std::string(name) + "\" (docker-archive or oci-archive)");
 }
 
-Status SaveImages(const Store& store, const std::vector<std::string>& names, const fs::path& output, SaveFormat format) {
+Status SaveImages(const Store& store, const std::vector<std::string>& names, const fs::path& output, SaveFormat format,
+                  const EstargzOptions* estargz) {
   if (names.empty()) return Status::Error(EINVAL, "save: no image given");
   ASSIGN_OR_RETURN(std::vector<Entry> entries, Collect(store, names));
+  StoreLock lock;  // the conversions' blobs belong to no image: no GC until they are written
+  if (estargz != nullptr) {
+    ASSIGN_OR_RETURN(lock, store.LockShared());
+    for (Entry& e : entries) {
+      ASSIGN_OR_RETURN(e.image, ConvertImageToEstargz(store, e.image, *estargz, {}));
+    }
+  }
   fs::path tmp = output;
   tmp += ".layerfs-tmp-" + std::to_string(::getpid());
   TarOut tar(tmp);

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "layerstore/estargz/estargz_convert.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {
@@ -22,7 +23,8 @@ enum class SaveFormat { kDockerArchive,
 
 Result<SaveFormat> ParseSaveFormat(std::string_view name);  // "docker-archive" | "oci-archive"
 // names: references or image IDs; a reference saves under that tag, an ID untagged.
+// estargz (may be null): save each image's eStargz conversion (estargz_convert.h) under its names.
 Status SaveImages(const Store& store, const std::vector<std::string>& names, const std::filesystem::path& output,
-                  SaveFormat format);
+                  SaveFormat format, const EstargzOptions* estargz = nullptr);
 
 }  // namespace layerfs

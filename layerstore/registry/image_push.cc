@@ -109,20 +109,29 @@ Result<PushResult> PushImage(const Store& store, const Reference& ref, const Pus
   ro->chunk_size = options.chunk_size;
   ro->max_attempts = options.max_attempts;
   RegistryClient client(*ro);
+  Image source = *image;
   // The manifest the image arrived with, so a registry sees the same digest it served.
-  const Descriptor pushed = image->source_manifest.digest.empty()
-                                ? Descriptor{image->manifest_media_type, image->manifest_digest, 0, nlohmann::json(), nlohmann::json()}
-                                : image->source_manifest;
-  auto manifest = BlobStore(store).ReadAll(pushed.digest);
-  if (!manifest.ok()) return manifest.status().WithContext(what);
+  Descriptor pushed = image->source_manifest.digest.empty()
+                          ? Descriptor{image->manifest_media_type, image->manifest_digest, 0, nlohmann::json(), nlohmann::json()}
+                          : image->source_manifest;
+  std::string manifest;
   {
     ASSIGN_OR_RETURN(StoreLock lock, store.LockShared());  // blobs stay while we read them
-    RETURN_IF_ERROR(PushLayers(client, store, ref, *image, options, progress).WithContext(what));
-    RETURN_IF_ERROR(PushConfig(client, store, ref, *image).WithContext(what));
+    if (options.estargz) {
+      auto converted = ConvertImageToEstargz(store, *image, options.estargz_options, progress);
+      if (!converted.ok()) return converted.status().WithContext(what);
+      source = std::move(*converted);
+      pushed = Descriptor{source.manifest_media_type, source.manifest_digest, 0, nlohmann::json(), nlohmann::json()};
+    }
+    auto bytes = BlobStore(store).ReadAll(pushed.digest);
+    if (!bytes.ok()) return bytes.status().WithContext(what);
+    manifest = std::move(*bytes);
+    RETURN_IF_ERROR(PushLayers(client, store, ref, source, options, progress).WithContext(what));
+    RETURN_IF_ERROR(PushConfig(client, store, ref, source).WithContext(what));
   }
-  auto put = client.PutManifest(ref.path, ref.tag, pushed.media_type, *manifest);
+  auto put = client.PutManifest(ref.path, ref.tag, pushed.media_type, manifest);
   if (!put.ok()) return put.status().WithContext(what);
-  return PushResult{*put, manifest->size()};
+  return PushResult{*put, manifest.size()};
 }
 
 }  // namespace layerfs

@@ -3,13 +3,15 @@
 // another repository of the same registry that a local image of that registry shares the blob
 // with ("Mounted from X"), else an upload (one PUT up to the chunk size, PATCH chunks above).
 // Then the config, then the manifest with its original bytes, so the registry serves the same
-// manifest digest the store has and a pull elsewhere reproduces the image exactly.
+// manifest digest the store has and a pull elsewhere reproduces the image exactly. With
+// `estargz`, what is pushed is the image converted to eStargz (a new OCI manifest and config).
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "layerstore/base/transfer_progress.h"
+#include "layerstore/estargz/estargz_convert.h"
 #include "layerstore/oci/reference.h"
 #include "layerstore/store/store.h"
 
@@ -20,6 +22,9 @@ struct PushOptions {
   std::vector<std::string> insecure_registries;
   uint64_t chunk_size = 16u << 20;
   int max_attempts = 5;
+  // Push an eStargz conversion of the image (estargz_convert.h) instead of the image itself.
+  bool estargz = false;
+  EstargzOptions estargz_options;
 };
 
 struct PushResult {

@@ -492,5 +492,99 @@ TEST_F(RegistryCliTest, DiskFullFailsCleanly) {
   ExpectCleanFailure(tmpfs_, "pull " + server->host() + "/team/app:v1", "No space left on device");
 }
 
+// Each path of a layer tree with its type, permissions, and content or link target.
+std::map<std::string, std::string> TreeContents(const stdfs::path& root) {
+  std::map<std::string, std::string> out;
+  for (const std::string& rel : ListTree(root)) {
+    stdfs::path p = root / rel;
+    struct stat st;
+    ::lstat(p.c_str(), &st);
+    std::string what = std::to_string(st.st_mode);
+    if (S_ISREG(st.st_mode)) what += ":" + Sha256Of(ReadFile(p)).str();
+    if (S_ISLNK(st.st_mode)) what += "->" + stdfs::read_symlink(p).string();
+    out[rel] = what;
+  }
+  return out;
+}
+
+// `push --estargz`: layers any reader takes as plain tar.gz (skopeo copies them, tar -tzf lists
+// them), carrying the TOC annotations, prefetched files first; pulled back they give the same
+// trees plus eStargz's two metadata files, as Docker's unpack of an eStargz image does.
+TEST_F(RegistryCliTest, PushEstargzIsPlainGzipToEveryReaderAndPullsToTheSameTrees) {
+  StartRegistry();
+  TestImage img = ThreeLayerImage();
+  std::string ref = registry_->host() + "/team/lazy:v1";
+  LoadAndTag(Root("a"), img, ref);
+  WriteFile(work_ / "prefetch", "# read first by the entrypoint\n/etc/os-release\n/bin/sh\n");
+
+  ShellResult push = Layerfs(Root("a"), "push --estargz --prefetch-list " + (work_ / "prefetch").string() + " " + ref);
+  ASSERT_EQ(push.code, 0) << push.err;
+  EXPECT_NE(push.out.find(img.layers[0].diff_id.short_id() + ": Converting to eStargz\n"), std::string::npos) << push.out;
+  EXPECT_EQ(Count(push.out, ": Pushed\n"), 3u) << push.out;
+
+  std::string raw;
+  ASSERT_EQ(Skopeo("inspect --raw --tls-verify=false docker://" + ref, &raw), 0);
+  auto manifest = nlohmann::json::parse(raw);
+  ASSERT_EQ(manifest["layers"].size(), 3u);
+  for (const auto& l : manifest["layers"]) {
+    EXPECT_EQ(l["mediaType"], kOciLayerGzipType);
+    EXPECT_TRUE(l["annotations"].contains("containerd.io/snapshot/stargz/toc.digest")) << l.dump();
+    EXPECT_TRUE(l["annotations"].contains("io.containers.estargz.uncompressed-size")) << l.dump();
+  }
+  ASSERT_EQ(Skopeo("copy --src-tls-verify=false docker://" + ref + " oci:" + (work_ / "copy").string() + ":x"), 0);
+  std::string first = manifest["layers"][0]["digest"].get<std::string>().substr(7);
+  ShellResult list = RunShellCommand("tar -tzf " + (work_ / "copy/blobs/sha256" / first).string());
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_TRUE(list.out.starts_with("bin/\nbin/sh\netc/\netc/os-release\n.prefetch.landmark\n")) << list.out;
+  EXPECT_TRUE(list.out.ends_with("stargz.index.json\n")) << list.out;
+
+  ShellResult pull = Layerfs(Root("b"), "pull " + ref);
+  ASSERT_EQ(pull.code, 0) << pull.err;
+  Image got = Resolve(Root("b"), ref);
+  ASSERT_EQ(got.diff_ids.size(), 3u);
+  auto a = Store::Open(Root("a"));
+  auto b = Store::Open(Root("b"));
+  for (size_t i = 0; i < 3; ++i) {
+    auto want = TreeContents(a->layer_tree(img.layers[i].diff_id));
+    auto tree = TreeContents(b->layer_tree(got.diff_ids[i]));
+    EXPECT_EQ(tree.erase("stargz.index.json"), 1u);
+    EXPECT_EQ(tree.erase(".prefetch.landmark") + tree.erase(".no.prefetch.landmark"), 1u);
+    EXPECT_EQ(tree, want) << "layer " << i;
+  }
+  ShellResult again = Layerfs(Root("a"), "push --estargz --prefetch-list " + (work_ / "prefetch").string() + " " + ref);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(Count(again.out, ": Layer already exists\n"), 3u) << "the conversion is reproducible\n"
+                                                              << again.out;
+}
+
+TEST_F(RegistryCliTest, SaveEstargzWritesAnArchiveSkopeoAndLoadRead) {
+  TestImage img = ThreeLayerImage();
+  LoadAndTag(Root("a"), img, "team/app:v1");
+  stdfs::path out = work_ / "esgz.tar";
+  ShellResult save = Layerfs(Root("a"), "save --estargz --format oci-archive -o " + out.string() + " team/app:v1");
+  ASSERT_EQ(save.code, 0) << save.err;
+  std::string raw;
+  ASSERT_EQ(Skopeo("inspect --raw oci-archive:" + out.string() + ":docker.io/team/app:v1", &raw), 0);
+  EXPECT_NE(raw.find("containerd.io/snapshot/stargz/toc.digest"), std::string::npos) << raw;
+  ShellResult load = Layerfs(Root("b"), "load -q -i " + out.string());
+  ASSERT_EQ(load.code, 0) << load.err;
+  Image got = Resolve(Root("b"), "team/app:v1");
+  ASSERT_EQ(got.layers.size(), 3u);
+  EXPECT_TRUE(got.layers[1].annotations.contains("containerd.io/snapshot/stargz/toc.digest"));
+  auto b = Store::Open(Root("b"));
+  EXPECT_EQ(ReadFile(b->layer_tree(got.diff_ids[0]) / "etc/os-release"), "ID=test\n");
+  EXPECT_EQ(Resolve(Root("a"), "team/app:v1").manifest_digest, img.manifest_digest) << "the stored image is untouched";
+}
+
+TEST_F(RegistryCliTest, EstargzFlagsFailCleanly) {
+  TestImage img = ThreeLayerImage();
+  LoadAndTag(Root("a"), img, "127.0.0.1:1/team/app:v1");
+  ExpectCleanFailure(Root("a"), "push --prefetch-list /etc/hostname 127.0.0.1:1/team/app:v1", "need --estargz");
+  ExpectCleanFailure(Root("a"), "push --estargz --prefetch-list " + (work_ / "missing").string() + " 127.0.0.1:1/team/app:v1",
+                     "read prefetch list");
+  ExpectCleanFailure(Root("a"), "save --estargz -o " + (work_ / "x.tar").string() + " team/none", "no such image");
+  EXPECT_FALSE(stdfs::exists(work_ / "x.tar"));
+}
+
 }  // namespace
 }  // namespace layerfs::testing
