@@ -1,22 +1,43 @@
 // Binds libfuse's low-level callbacks to LayerFs member functions.
 #include "fs/engine/layer_fs.h"
 
+#include <pthread.h>
+
 namespace layerfs {
 
 namespace {
 
 LayerFs* Fs(fuse_req_t req) { return static_cast<LayerFs*>(fuse_req_userdata(req)); }
 
+// Lives for the full expression `Counted(req, op)->Operation(...)`: the operation runs with
+// thread cancellation disabled. libfuse 3.18 stops its io_uring threads with pthread_cancel,
+// and a cancel that lands in a close(2) inside a destructor (noexcept) ends the process in
+// std::terminate; its /dev/fuse workers disable cancellation while they process a request for
+// the same reason. A cancel that arrives meanwhile acts at libfuse's next cancellation point.
+class Serving {
+ public:
+  explicit Serving(LayerFs* fs) : fs_(fs) { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old_state_); }
+  ~Serving() { pthread_setcancelstate(old_state_, nullptr); }
+  Serving(const Serving&) = delete;
+  Serving& operator=(const Serving&) = delete;
+  LayerFs* operator->() const { return fs_; }
+
+ private:
+  LayerFs* fs_;
+  int old_state_ = 0;
+};
+
 // The filesystem of req, with req counted as an `op` request (fs/engine/request_stats.h).
-LayerFs* Counted(fuse_req_t req, RequestStats::Op op) {
+Serving Counted(fuse_req_t req, RequestStats::Op op) {
   LayerFs* fs = Fs(req);
   fs->stats().Add(op);
-  return fs;
+  return Serving(fs);
 }
 
 // The read of the request counts themselves stays out of them.
-LayerFs* CountedGetXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  return LayerFs::IsStatsRead(ino, name) ? Fs(req) : Counted(req, RequestStats::kGetXattr);
+Serving CountedGetXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  if (LayerFs::IsStatsRead(ino, name)) return Serving(Fs(req));
+  return Counted(req, RequestStats::kGetXattr);
 }
 
 }  // namespace
