@@ -1,5 +1,7 @@
 #include "layerstore/snapshots/snapshot_filter.h"
 
+#include <re2/re2.h>
+
 #include <cctype>
 #include <utility>
 
@@ -87,11 +89,10 @@ Result<SnapshotFilter::Conjunction> SnapshotFilter::ParseOne(const std::string& 
       }
     }
     if (s.op == Op::kMatch) {
-      try {
-        s.re.emplace(s.value, std::regex::extended);
-      } catch (const std::regex_error&) {
-        return Status::Error(EINVAL, "filter " + text + ": bad regular expression " + s.value);
-      }
+      RE2::Options options;
+      options.set_log_errors(false);
+      s.re = std::make_shared<const RE2>(s.value, options);
+      if (!s.re->ok()) return Status::Error(EINVAL, "filter " + text + ": bad regular expression " + s.value);
     }
     all.push_back(std::move(s));
     if (pos < text.size() && text[pos] == ',') ++pos;
@@ -117,7 +118,7 @@ bool SnapshotFilter::Matches(const Selector& s, const SnapshotInfo& info) {
     case Op::kPresent: return v.has_value();
     case Op::kEqual: return v && *v == s.value;
     case Op::kNotEqual: return !v || *v != s.value;
-    case Op::kMatch: return v && std::regex_search(*v, *s.re);
+    case Op::kMatch: return v && RE2::PartialMatch(*v, *s.re);
   }
   return false;
 }

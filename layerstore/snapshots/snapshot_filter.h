@@ -6,13 +6,17 @@
 // ' (labels."containerd.io/snapshot.ref"==sha256:...).
 #pragma once
 
+#include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "layerstore/base/status.h"
 #include "layerstore/snapshots/snapshot_catalog.h"
+
+namespace re2 {
+class RE2;
+}
 
 namespace layerfs {
 
@@ -31,7 +35,7 @@ class SnapshotFilter {
     std::vector<std::string> field;
     Op op = Op::kPresent;
     std::string value;
-    std::optional<std::regex> re;
+    std::shared_ptr<const re2::RE2> re;  // RE2: Go's syntax, as containerd's, in linear time
   };
   using Conjunction = std::vector<Selector>;
   static Result<Conjunction> ParseOne(const std::string& text);
