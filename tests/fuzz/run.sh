@@ -58,6 +58,12 @@ run_target() {
   echo "$line" >"$BUILD/fuzz-logs/$name.line"
 }
 
+# The targets' scratch directories (tests/fuzz/fuzz_scratch.h) outlive their processes, which
+# libFuzzer ends with exit(): they go under one directory removed at the end.
+FUZZ_TMP=$(mktemp -d /tmp/layerfs-fuzz-run.XXXXXX)
+trap 'rm -rf "$FUZZ_TMP"' EXIT
+export TMPDIR=$FUZZ_TMP
+
 pids=()
 for name in $TARGETS; do
   run_target "$name" &
