@@ -200,8 +200,7 @@ Result<int> SpawnMountDaemon(const MountConfig& config, const std::filesystem::p
 }
 
 Status UnmountMountpoint(const std::filesystem::path& dir, int daemon_pid, bool lazy) {
-  struct stat st;
-  bool stale = ::stat(dir.c_str(), &st) != 0 && errno == ENOTCONN;
+  bool stale = DeadMountAt(dir);
   if (stale || !Alive(daemon_pid)) lazy = true;
   int r;
   if (::geteuid() == 0) {

@@ -50,4 +50,7 @@ class FuseMount : public Mount {
 // empty, already a mount point); also checks /dev/fuse.
 Status CheckMountpoint(const std::filesystem::path& dir);
 
+// A FUSE mount whose daemon is gone (stat: ENOTCONN) is on top at path.
+bool DeadMountAt(const std::filesystem::path& path);
+
 }  // namespace layerfs

@@ -241,16 +241,10 @@ Status FuseMount::Unmount() {
   return Status::Ok();
 }
 
-namespace {
-
-// Not called while our session serves: a stat of our own live mount from here could wait on
-// workers that are stopping.
-bool DeadMountAt(const std::string& path) {
+bool DeadMountAt(const std::filesystem::path& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) != 0 && errno == ENOTCONN;
 }
-
-}  // namespace
 
 // After the session ended on its own the path may already hold someone else's mount: containerd
 // unmounts a helper mount whose exit status its shim lost (ECHILD) and mounts again at the same
@@ -260,6 +254,8 @@ void FuseMount::UnmountLazy() {
   if (!mounted_) return;
   fuse_session_exit(se_);
   if (::geteuid() == 0) {
+    // Only once the session has ended: a stat of our own live mount from here could wait on
+    // workers that are stopping.
     if (!session_ended_ || DeadMountAt(mountpoint_)) ::umount2(mountpoint_.c_str(), MNT_DETACH);
   } else
     fuse_session_unmount(se_);
