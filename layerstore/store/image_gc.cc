@@ -9,6 +9,7 @@
 #include "layerstore/store/container_store.h"
 #include "layerstore/store/disk_usage.h"
 #include "layerstore/store/image_store.h"
+#include "layerstore/store/layer_holds.h"
 #include "layerstore/store/layer_store.h"
 
 namespace layerfs {
@@ -38,7 +39,7 @@ Result<Image> Load(const Store& store, const Digest& manifest) {
   return ImageStore(store).LoadImage({kOciManifestType, manifest, 0, nlohmann::json(), nlohmann::json()});
 }
 
-// Everything still referenced by the records and by containers' images.
+// Everything still referenced by the records, by containers' images and by holders.
 Result<Refs> LiveRefs(const Store& store, const Records& records) {
   Refs live;
   std::set<Digest> manifests;
@@ -49,6 +50,9 @@ Result<Refs> LiveRefs(const Store& store, const Records& records) {
     ASSIGN_OR_RETURN(Image image, Load(store, m));
     live.Add(image);
   }
+  ASSIGN_OR_RETURN(HeldLayers held, LayerHolds(store).All());
+  live.layers.insert(held.diff_ids.begin(), held.diff_ids.end());
+  live.chains.insert(held.chains.begin(), held.chains.end());
   return live;
 }
 

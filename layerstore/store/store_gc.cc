@@ -15,6 +15,7 @@
 #include "layerstore/store/build_cache.h"
 #include "layerstore/store/container_store.h"
 #include "layerstore/store/image_store.h"
+#include "layerstore/store/layer_holds.h"
 #include "layerstore/store/layer_store.h"
 
 namespace layerfs {
@@ -135,6 +136,9 @@ Result<LiveSet> ComputeLiveSet(const Store& store) {
     auto image = images.LoadImage(r.manifest);
     if (image.ok()) AddImage(&live, *image);
   }
+  ASSIGN_OR_RETURN(HeldLayers held, LayerHolds(store).All());
+  live.diff_ids.insert(held.diff_ids.begin(), held.diff_ids.end());
+  live.chains.insert(held.chains.begin(), held.chains.end());
   return live;
 }
 

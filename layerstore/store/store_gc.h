@@ -3,7 +3,7 @@
 //
 // Live = used by an image record (index.json), a container, or a build cache record: their
 // manifest, config and layer blobs, their layers (diff_ids), and the merged-index caches of
-// every prefix of their layer chains. Everything else under blobs/, layers/ and chains/ is
+// every prefix of their layer chains; and what a holder holds (layer_holds.h). Everything else under blobs/, layers/ and chains/ is
 // unreferenced. Writers such as commit and pull publish a blob before the record that uses it,
 // without the exclusive lock, so the sweep leaves alone anything younger than `min_age`.
 //
