@@ -39,6 +39,8 @@ Options (docs/overlay.md):
   index_cache=DIR, noindex_cache  where the lowers' merged index is kept between mounts
                             (default $LAYERFS_INDEX_CACHE, else /var/cache/layerfs/overlay-index
                             as root, ~/.cache/layerfs/overlay-index otherwise); none: walk each time
+  store=DIR                 lowers that are layers of the layerfs store DIR (DIR/layers/<id>/tree)
+                            are read from their index (what the containerd snapshotter returns)
 Anything else is an error.)";
 
 struct OverlayArgs {

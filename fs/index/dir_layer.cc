@@ -301,7 +301,8 @@ Result<LayerIndex> DirLayer::Walk(const std::filesystem::path& dir) {
 
 namespace {
 
-Result<MergedIndex> WalkAndMerge(const std::vector<std::filesystem::path>& lowers, const DirLayer::EntryFix& fix) {
+Result<MergedIndex> WalkAndMerge(const std::vector<std::filesystem::path>& lowers, const DirLayer::EntryFix& fix,
+                                 const DirLayer::LowerReader& reader) {
   std::vector<Result<LayerIndex>> indexes(lowers.size(), Status::Error(EINVAL, "not walked"));
   // The walk waits on the disk more than it computes (cold caches: an inode read per entry),
   // so it runs on more threads than cores to keep many reads in flight.
@@ -309,7 +310,9 @@ Result<MergedIndex> WalkAndMerge(const std::vector<std::filesystem::path>& lower
   tbb::global_control allow(tbb::global_control::max_allowed_parallelism, kWalkThreads);
   tbb::task_arena arena(kWalkThreads);
   arena.execute([&] {
-    tbb::parallel_for(size_t{0}, lowers.size(), [&](size_t i) { indexes[i] = DirLayer::Walk(lowers[i]); });
+    tbb::parallel_for(size_t{0}, lowers.size(), [&](size_t i) {
+      indexes[i] = reader ? reader(lowers[i]) : DirLayer::Walk(lowers[i]);
+    });
   });
   std::vector<const LayerIndex*> layers;
   for (size_t i = 0; i < indexes.size(); ++i) {
@@ -323,7 +326,8 @@ Result<MergedIndex> WalkAndMerge(const std::vector<std::filesystem::path>& lower
 
 }  // namespace
 
-Result<MergedIndex> DirLayer::BuildMerged(const std::vector<std::filesystem::path>& lowers, const EntryFix& fix) {
+Result<MergedIndex> DirLayer::BuildMerged(const std::vector<std::filesystem::path>& lowers, const EntryFix& fix,
+                                          const LowerReader& reader) {
   if (lowers.empty()) return Status::Error(EINVAL, "no lower directory given");
   if (lowers.size() > 65535) return Status::Error(EINVAL, "too many lower directories (at most 65535)");
   // The walk's per-entry strings die once merged; every container runs a daemon of its own, so
@@ -331,7 +335,7 @@ Result<MergedIndex> DirLayer::BuildMerged(const std::vector<std::filesystem::pat
   // with their memory in one free top chunk that only a free() beyond the trim threshold
   // shrinks, and glibc raises that threshold as large blocks come and go: fix it at 1 MiB.
   ::mallopt(M_TRIM_THRESHOLD, 1 << 20);
-  Result<MergedIndex> merged = WalkAndMerge(lowers, fix);
+  Result<MergedIndex> merged = WalkAndMerge(lowers, fix, reader);
   ::malloc_trim(0);
   return merged;
 }

@@ -34,8 +34,11 @@ class DirLayer {
   static Result<LayerIndex> Walk(const std::filesystem::path& dir);
   // Changes an entry of lower `layer` (bottom first) after the walk, before the merge.
   using EntryFix = std::function<void(size_t layer, LayerEntry* entry)>;
-  // Walks the lowers (bottom first) in parallel and merges them.
-  static Result<MergedIndex> BuildMerged(const std::vector<std::filesystem::path>& lowers, const EntryFix& fix = {});
+  // Gives one lower's index; unset: Walk. (A store layer's tree has no whiteouts: its index does.)
+  using LowerReader = std::function<Result<LayerIndex>(const std::filesystem::path& dir)>;
+  // Reads the lowers (bottom first) in parallel and merges them.
+  static Result<MergedIndex> BuildMerged(const std::vector<std::filesystem::path>& lowers, const EntryFix& fix = {},
+                                         const LowerReader& reader = {});
   // sha256 of the absolute lower paths (bottom first): the chain id of a directory stack.
   static Digest ChainId(const std::vector<std::filesystem::path>& lowers);
 };

@@ -46,13 +46,14 @@ Result<Digest> OverlayIndexCache::Key(const std::vector<std::filesystem::path>& 
   return Sha256Of(id);
 }
 
-Result<MergedIndex> OverlayIndexCache::LoadOrBuild(const std::vector<std::filesystem::path>& lowers, bool* hit) const {
+Result<MergedIndex> OverlayIndexCache::LoadOrBuild(const std::vector<std::filesystem::path>& lowers, bool* hit,
+                                                   const DirLayer::LowerReader& reader) const {
   ASSIGN_OR_RETURN(Digest key, Key(lowers));
   std::filesystem::path file = FileOf(key);
   auto cached = MergedIndex::Load(file, DirLayer::ChainId(lowers), static_cast<uint32_t>(lowers.size()));
   if (hit != nullptr) *hit = cached.ok();
   if (cached.ok()) return cached;
-  ASSIGN_OR_RETURN(MergedIndex built, DirLayer::BuildMerged(lowers));
+  ASSIGN_OR_RETURN(MergedIndex built, DirLayer::BuildMerged(lowers, {}, reader));
   // Stored only if no lower root changed during the walk, so a key never names an index of
   // a tree older than the key says. A write that fails costs the next mount a walk, no more.
   auto after = Key(lowers);

@@ -34,9 +34,11 @@ class OverlayIndexCache {
   // cannot be stat'ed.
   static Result<Digest> Key(const std::vector<std::filesystem::path>& lowers);
 
-  // The stack's cached index, or one built by DirLayer::BuildMerged and then stored (a cache
-  // that cannot be written costs only the next mount its walk). *hit: whether it was cached.
-  Result<MergedIndex> LoadOrBuild(const std::vector<std::filesystem::path>& lowers, bool* hit = nullptr) const;
+  // The stack's cached index, or one built by DirLayer::BuildMerged (with `reader`) and then
+  // stored (a cache that cannot be written costs only the next mount its walk). *hit: whether
+  // it was cached.
+  Result<MergedIndex> LoadOrBuild(const std::vector<std::filesystem::path>& lowers, bool* hit = nullptr,
+                                  const DirLayer::LowerReader& reader = {}) const;
   std::filesystem::path FileOf(const Digest& key) const { return dir_ / key.hex(); }
 
  private:

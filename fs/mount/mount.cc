@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
 #include "fs/index/dir_layer.h"
 #include "fs/index/overlay_index_cache.h"
 #include "fs/mount/fuse_mount.h"
+#include "layerstore/store/layer_store.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {
@@ -102,6 +104,36 @@ DirLayer::EntryFix UnmapIdmappedLowers(const MountConfig& c, const std::vector<s
   };
 }
 
+// A lower that is <store>/layers/<diff_id>/tree (canonical): its diff_id.
+std::optional<Digest> StoreLayerOf(const Store& store, const std::filesystem::path& lower) {
+  std::error_code ec;
+  if (lower.filename() != "tree" || lower.parent_path().parent_path() != std::filesystem::canonical(store.layers_dir(), ec))
+    return std::nullopt;
+  auto d = Digest::Parse("sha256:" + lower.parent_path().filename().string());
+  if (!d.ok()) return std::nullopt;
+  return *d;
+}
+
+// Lowers among which some are layers of the store at c.store_root: a stack of store layers only
+// maps the store's chain index (shared with `layerfs mount`); a mixed one reads the store
+// layers' indexes and walks the rest.
+Result<MergedIndex> StoreLowerIndex(const MountConfig& c, const std::vector<std::filesystem::path>& lowers,
+                                    const DirLayer::EntryFix& fix) {
+  if (!std::filesystem::exists(c.store_root / "oci-layout"))
+    return Status::Error(EINVAL, "store=" + c.store_root.string() + " is not a layerfs store");
+  ASSIGN_OR_RETURN(Store store, Store::Open(c.store_root));
+  std::vector<Digest> diff_ids;
+  for (const auto& dir : lowers)
+    if (auto d = StoreLayerOf(store, dir)) diff_ids.push_back(*d);
+  if (diff_ids.size() == lowers.size() && !fix) return MergedIndex::LoadOrBuild(store, diff_ids);
+  DirLayer::LowerReader reader = [store](const std::filesystem::path& dir) -> Result<LayerIndex> {
+    if (auto d = StoreLayerOf(store, dir)) return LayerStore(store).ReadIndex(*d);
+    return DirLayer::Walk(dir);
+  };
+  if (c.index_cache.empty() || fix) return DirLayer::BuildMerged(lowers, fix, reader);
+  return OverlayIndexCache(c.index_cache).LoadOrBuild(lowers, nullptr, reader);
+}
+
 // The merged index and the lower trees of a mount: store layers (cached merged index) or
 // plain directories (cached by their roots' identity, or walked now).
 Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* layer_dirs) {
@@ -115,6 +147,7 @@ Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* l
       layer_dirs->push_back(resolved.back().string());
     }
     DirLayer::EntryFix fix = UnmapIdmappedLowers(c, resolved);
+    if (!c.store_root.empty()) return StoreLowerIndex(c, resolved, fix);
     // A fix makes the index depend on the mount's id mapping, not on the lowers alone.
     if (c.index_cache.empty() || fix) return DirLayer::BuildMerged(resolved, fix);
     return OverlayIndexCache(c.index_cache).LoadOrBuild(resolved);

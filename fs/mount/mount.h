@@ -30,7 +30,10 @@ struct MountConfig {
   bool debug = false;
   // `layerfs overlay`: plain lower directories (bottom first) instead of store_root/layers,
   // and overlay's behaviour. Their merged index is walked at every mount, or kept in
-  // index_cache (OverlayIndexCache: keyed by each lower's root) when that is set.
+  // index_cache (OverlayIndexCache: keyed by each lower's root) when that is set. With
+  // store_root set too, a lower that is a layer tree of that store (the containerd
+  // snapshotter's store layers) is read from the layer's index, and a stack of store layers
+  // only maps the store's chain index, as `layerfs mount` does.
   std::vector<std::filesystem::path> lower_dirs;
   std::filesystem::path index_cache;
   std::string subtype = "layerfs";

@@ -35,6 +35,8 @@ namespace layerfs {
 // |                                       |   in security.|user.fuseoverlayfs.override_stat          |
 // | index_cache=DIR, noindex_cache        | where the lowers' merged index is kept between mounts   |
 // |                                       |   (default OverlayIndexCache::DefaultDir()); none: walk |
+// | store=DIR                             | lowers that are layers of the layerfs store DIR          |
+// |                                       |   (DIR/layers/<diff_id>/tree) are read from their index  |
 // Anything else is an error.
 
 namespace {
@@ -124,6 +126,7 @@ class Parser {
     if (name == "upperdir") return Assign(option, value, &c_.upper_dir);
     if (name == "workdir") return Assign(option, value, &c_.work_dir);
     if (name == "index_cache") return Assign(option, value, &c_.index_cache);
+    if (name == "store") return Assign(option, value, &c_.store_root);
     if (name == "squash_to_uid") return AssignId(option, value, &c_.owners.squash_uid);
     if (name == "squash_to_gid") return AssignId(option, value, &c_.owners.squash_gid);
     if (name == "uidmapping") return AssignMap(option, value, &c_.owners.uids);

@@ -24,8 +24,11 @@
 
 #include <gtest/gtest.h>
 
+#include "layerstore/archive/image_load.h"
+#include "layerstore/oci/image.h"
 #include "tests/fs/fs_harness.h"
 #include "tests/fs/tree_snapshot.h"
+#include "tests/tools/test_images.h"
 
 namespace layerfs::fstest {
 namespace {
@@ -219,6 +222,49 @@ TEST_F(OverlayMount, ReadsEveryWhiteoutAndOpaqueForm) {
   EXPECT_NE(open((mnt_ / "newfile").c_str(), O_CREAT | O_WRONLY, 0644), 0);
   EXPECT_EQ(errno, EROFS);
   Unmount();
+}
+
+// The containerd snapshotter's mounts name layers of the layerfs store as lowers, with store=:
+// their whiteouts are in the layers' indexes, not in their trees, and a plain directory (a layer
+// containerd unpacked itself) may sit above them.
+TEST_F(OverlayMount, StoreLayersAreReadFromTheirIndexes) {
+  testing::TestLayer base = testing::MakeLayer({{"etc/"}, {"etc/old", "gone"}, {"etc/keep", "kept"}, {"bin", "sh"}});
+  testing::TestLayer top = testing::MakeLayer({{"etc/.wh.old", ""}, {"app", "app"}});
+  fs::path archive = tmp_.path() / "app.tar";
+  testing::WriteOciArchive(archive, {testing::MakeImage({base, top}, {"app:1"})});
+  auto store = Store::Open(Dir("store"));
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE(LoadImages(*store, archive, {}).ok());
+  std::string layers = LowerArg({store->layer_tree(top.diff_id), store->layer_tree(base.diff_id)});
+  std::string in_store = ",store=" + store->root().string();
+
+  MountOverlay("lowerdir=" + layers, OverlayExe());  // without store=, the trees alone
+  EXPECT_EQ(Names(mnt_ / "etc"), (std::set<std::string>{"keep", "old"}));
+  Unmount();
+
+  MountOverlay("lowerdir=" + layers + in_store, OverlayExe());
+  EXPECT_EQ(Names(mnt_ / "etc"), std::set<std::string>{"keep"});
+  EXPECT_EQ(ReadFile(mnt_ / "app"), "app");
+  EXPECT_TRUE(fs::exists(store->chain_dir(ChainId({base.diff_id, top.diff_id})) / "merged"));
+  Unmount();
+
+  fs::path unpacked = Dir("unpacked"), upper = Dir("upper"), work = Dir("work");
+  WriteFile(unpacked / "etc/new", "new");
+  ASSERT_EQ(mknod((unpacked / "bin").c_str(), S_IFCHR, makedev(0, 0)), 0);
+  MountOverlay("lowerdir=" + LowerArg({unpacked}) + ":" + layers + in_store + ",upperdir=" + upper.string() +
+                   ",workdir=" + work.string(),
+               OverlayExe());
+  EXPECT_EQ(Names(mnt_), (std::set<std::string>{"app", "etc"}));
+  EXPECT_EQ(Names(mnt_ / "etc"), (std::set<std::string>{"keep", "new"}));
+  WriteFile(mnt_ / "etc/keep", "changed");
+  EXPECT_EQ(ReadFile(upper / "etc/keep"), "changed");
+  Unmount();
+  EXPECT_EQ(ReadFile(store->layer_tree(base.diff_id) / "etc/keep"), "kept");
+
+  CmdResult bad = RunBinary(OverlayExe(), {"-o", "lowerdir=" + layers + ",store=" + Dir("nostore").string(), mnt_.string()});
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.err.find("is not a layerfs store"), std::string::npos) << bad.err;
+  EXPECT_FALSE(IsMounted(mnt_));
 }
 
 // An upper fuse-overlayfs wrote rootless (its own opaque and origin xattrs, ".wh." files): a
