@@ -29,7 +29,8 @@ json ToJson(const SnapshotRecord& r) {
           {"kind", static_cast<int>(r.info.kind)},
           {"created_ns", r.info.created_ns},
           {"updated_ns", r.info.updated_ns},
-          {"labels", r.info.labels}};
+          {"labels", r.info.labels},
+          {"layer", r.layer.empty() ? "" : r.layer.str()}};
 }
 
 SnapshotRecord FromJson(const json& j) {
@@ -43,6 +44,12 @@ SnapshotRecord FromJson(const json& j) {
   r.info.created_ns = j.at("created_ns").get<int64_t>();
   r.info.updated_ns = j.at("updated_ns").get<int64_t>();
   r.info.labels = j.at("labels").get<std::map<std::string, std::string>>();
+  std::string layer = j.value("layer", "");
+  if (!layer.empty()) {
+    auto d = Digest::Parse(layer);
+    if (!d.ok()) throw std::invalid_argument(d.status().message());
+    r.layer = *d;
+  }
   return r;
 }
 
@@ -105,22 +112,25 @@ const SnapshotRecord* SnapshotCatalog::Find(const std::string& key) const {
   return it == records_.end() ? nullptr : &it->second;
 }
 
-Result<SnapshotRecord> SnapshotCatalog::Create(SnapshotKind kind, const std::string& key, const std::string& parent,
-                                               const std::map<std::string, std::string>& labels) {
+Status SnapshotCatalog::CheckNew(const std::string& key, const std::string& parent,
+                                 const std::map<std::string, std::string>& labels) const {
   RETURN_IF_ERROR(ValidateName(key));
   if (!parent.empty()) RETURN_IF_ERROR(ValidateName(parent));
   RETURN_IF_ERROR(ValidateLabels(labels));
-  if (kind == SnapshotKind::kCommitted) return Invalid("a snapshot is committed only by Commit");
   if (Find(key)) return Status::Error(EEXIST, "snapshot " + key + " already exists");
   if (!parent.empty()) {
     const SnapshotRecord* p = Find(parent);
     if (!p) return Status::Error(ENOENT, "parent snapshot " + parent + " does not exist");
     if (p->info.kind != SnapshotKind::kCommitted) return Invalid("parent " + parent + " is not a committed snapshot");
   }
-  SnapshotRecord r{next_id_, {key, parent, kind, NowNs(), 0, labels}};
-  r.info.updated_ns = r.info.created_ns;
+  return Status::Ok();
+}
+
+Result<SnapshotRecord> SnapshotCatalog::Insert(SnapshotRecord r) {
+  r.id = next_id_;
+  r.info.created_ns = r.info.updated_ns = NowNs();
   auto saved = records_;
-  records_[key] = r;
+  records_[r.info.name] = r;
   ++next_id_;
   if (Status st = Save(); !st.ok()) {
     records_ = std::move(saved);
@@ -128,6 +138,19 @@ Result<SnapshotRecord> SnapshotCatalog::Create(SnapshotKind kind, const std::str
     return st;
   }
   return r;
+}
+
+Result<SnapshotRecord> SnapshotCatalog::Create(SnapshotKind kind, const std::string& key, const std::string& parent,
+                                               const std::map<std::string, std::string>& labels) {
+  if (kind == SnapshotKind::kCommitted) return Invalid("a snapshot is committed only by Commit");
+  RETURN_IF_ERROR(CheckNew(key, parent, labels));
+  return Insert({0, {key, parent, kind, 0, 0, labels}, Digest()});
+}
+
+Result<SnapshotRecord> SnapshotCatalog::Adopt(const std::string& name, const std::string& parent,
+                                              const std::map<std::string, std::string>& labels, const Digest& layer) {
+  RETURN_IF_ERROR(CheckNew(name, parent, labels));
+  return Insert({0, {name, parent, SnapshotKind::kCommitted, 0, 0, labels}, layer});
 }
 
 Result<SnapshotRecord> SnapshotCatalog::Commit(const std::string& name, const std::string& key,

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "layerstore/base/digest.h"
 #include "layerstore/base/status.h"
 
 namespace layerfs {
@@ -35,6 +36,7 @@ struct SnapshotInfo {
 struct SnapshotRecord {
   uint64_t id = 0;
   SnapshotInfo info;
+  Digest layer;  // committed from the store: layers/<layer> holds its files (no directory of its own)
 };
 
 // EINVAL unless `name` is a usable key: 1..kMaxNameBytes bytes, no NUL or control characters,
@@ -61,6 +63,10 @@ class SnapshotCatalog {
   // `labels`. ENOENT, EEXIST for a name in use, EBUSY (FailedPrecondition) when not active.
   Result<SnapshotRecord> Commit(const std::string& name, const std::string& key,
                                 const std::map<std::string, std::string>& labels);
+  // A committed snapshot `name` on `parent` whose files are the store layer `layer`. Errors as
+  // Create's.
+  Result<SnapshotRecord> Adopt(const std::string& name, const std::string& parent,
+                               const std::map<std::string, std::string>& labels, const Digest& layer);
   // Drops the record; EBUSY when another snapshot has it as parent.
   Result<SnapshotRecord> Remove(const std::string& key);
   // Labels only: `paths` empty or "labels" replaces them all, "labels.K" sets or drops K;
@@ -78,6 +84,9 @@ class SnapshotCatalog {
  private:
   explicit SnapshotCatalog(std::filesystem::path file) : file_(std::move(file)) {}
   Status Save() const;
+  Status CheckNew(const std::string& key, const std::string& parent,
+                  const std::map<std::string, std::string>& labels) const;
+  Result<SnapshotRecord> Insert(SnapshotRecord r);  // gives it the next id and the times
   const SnapshotRecord* Find(const std::string& key) const;
 
   std::filesystem::path file_;

@@ -12,7 +12,11 @@
 
 #include "layerstore/base/failpoint.h"
 #include "layerstore/base/remove_tree.h"
+#include "layerstore/oci/image.h"
 #include "layerstore/snapshots/snapshot_filter.h"
+#include "layerstore/store/image_store.h"
+#include "layerstore/store/layer_holds.h"
+#include "layerstore/store/layer_store.h"
 
 namespace layerfs {
 
@@ -22,6 +26,7 @@ namespace {
 
 constexpr const char* kCatalogFile = "metadata.json";
 constexpr const char* kEmptyDir = "empty";  // the lower of a snapshot without parents
+constexpr const char* kHolder = "containerd-snapshotter";
 
 // containerd's unpacker names its snapshots "extract-<unique> <chain id>"; its metadata layer
 // puts "<namespace>/<sequence>/" in front.
@@ -51,9 +56,24 @@ bool IsDeadStaging(const std::string& name) {
   return pid && ::kill(static_cast<pid_t>(*pid), 0) != 0 && errno == ESRCH;
 }
 
+// The diff_ids (bottom first) of the first store image whose layer chain has `chain` as a
+// prefix, ending at the layer that makes it; empty when no image has it.
+Result<std::vector<Digest>> StoreChain(const Store& store, const Digest& chain) {
+  ASSIGN_OR_RETURN(std::vector<Image> images, ImageStore(store).List());
+  for (const Image& image : images) {
+    std::vector<Digest> prefix;
+    for (const Digest& d : image.diff_ids) {
+      prefix.push_back(d);
+      if (ChainId(prefix) == chain) return prefix;
+    }
+  }
+  return std::vector<Digest>();
+}
+
 }  // namespace
 
-Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(const fs::path& dir) {
+Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(const Store& store) {
+  fs::path dir = store.root() / "snapshots";
   std::error_code ec;
   fs::create_directories(dir / kEmptyDir, ec);
   if (ec) return Status::Error(ec.value(), "create " + dir.string() + ": " + ec.message());
@@ -62,7 +82,7 @@ Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(const fs::path& dir) {
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
     return Status::Error(EBUSY, "another snapshotter uses " + dir.string());
   ASSIGN_OR_RETURN(SnapshotCatalog catalog, SnapshotCatalog::Open(dir / kCatalogFile));
-  std::unique_ptr<Snapshotter> s(new Snapshotter(dir, std::move(lock), std::move(catalog)));
+  std::unique_ptr<Snapshotter> s(new Snapshotter(store, std::move(lock), std::move(catalog)));
   RETURN_IF_ERROR(s->Cleanup());
   return s;
 }
@@ -87,7 +107,49 @@ Result<std::vector<SnapshotMount>> Snapshotter::Create(SnapshotKind kind, const 
 
 Result<std::vector<SnapshotMount>> Snapshotter::Prepare(const std::string& key, const std::string& parent,
                                                         const Labels& labels) {
+  if (labels.count(kTargetLabel)) {
+    ASSIGN_OR_RETURN(bool adopted, AdoptStoreLayer(key, parent, labels));
+    if (adopted) return Status::Error(EEXIST, "target snapshot " + labels.at(kTargetLabel) + " is a layer of the layerfs store");
+  }
   return Create(SnapshotKind::kActive, key, parent, labels);
+}
+
+Result<bool> Snapshotter::AdoptStoreLayer(const std::string& key, const std::string& parent, const Labels& labels) {
+  RETURN_IF_ERROR(ValidateName(key));
+  const std::string& target = labels.at(kTargetLabel);
+  auto chain_id = Digest::Parse(target);
+  if (!chain_id.ok()) return false;
+  // Held from the check that the layer is there to the hold on it: no rmi or prune between.
+  ASSIGN_OR_RETURN(StoreLock store_lock, store_.LockShared());
+  ASSIGN_OR_RETURN(std::vector<Digest> chain, StoreChain(store_, *chain_id));
+  if (chain.empty() || !LayerStore(store_).Has(chain.back()) || parent.empty() != (chain.size() == 1)) return false;
+  std::lock_guard lock(mu_);
+  if (!parent.empty()) {
+    // containerd asks on the snapshot it committed for the chain below; one made otherwise
+    // (another image's layer under the same name) would stack the wrong files.
+    ASSIGN_OR_RETURN(SnapshotRecord p, catalog_.Get(parent));
+    Digest below = ChainId({chain.begin(), chain.end() - 1});
+    auto ref = p.info.labels.find(kTargetLabel);
+    if (ref != p.info.labels.end() && ref->second != below.str()) return false;
+    if (!p.layer.empty() && p.layer != chain[chain.size() - 2]) return false;
+  }
+  for (const SnapshotRecord& r : catalog_.List()) {
+    auto ref = r.info.labels.find(kTargetLabel);
+    if (r.info.kind == SnapshotKind::kCommitted && r.info.parent == parent && ref != r.info.labels.end() &&
+        ref->second == target)
+      return true;
+  }
+  // Named by the chain ID, as containerd names what it commits; made unique if another
+  // namespace's snapshot took that name on another parent.
+  std::string name = catalog_.Get(target).ok() ? target + "@" + std::to_string(catalog_.NextId()) : target;
+  Labels own = labels;
+  own["containerd.io/snapshot/layerfs.layer"] = chain.back().str();
+  ASSIGN_OR_RETURN(SnapshotRecord adopted, catalog_.Adopt(name, parent, own, chain.back()));
+  if (Status st = HoldStoreLayers(); !st.ok()) {
+    (void)catalog_.Remove(adopted.info.name);
+    return st;
+  }
+  return true;
 }
 
 Result<std::vector<SnapshotMount>> Snapshotter::View(const std::string& key, const std::string& parent,
@@ -103,19 +165,31 @@ Result<std::vector<SnapshotMount>> Snapshotter::Mounts(const std::string& key) {
   return MountsOf(r);
 }
 
+fs::path Snapshotter::FilesOf(const SnapshotRecord& r) const {
+  return r.layer.empty() ? SnapshotDir(r.id) / "fs" : store_.layer_tree(r.layer);
+}
+
 Result<std::vector<SnapshotMount>> Snapshotter::MountsOf(const SnapshotRecord& r) const {
-  ASSIGN_OR_RETURN(std::vector<uint64_t> parents, catalog_.ParentIds(r.info.name));
   std::string lower;
-  for (uint64_t id : parents) lower += (lower.empty() ? "" : ":") + (SnapshotDir(id) / "fs").string();
+  bool store_lowers = false;
+  for (std::string p = r.info.parent; !p.empty();) {
+    ASSIGN_OR_RETURN(SnapshotRecord parent, catalog_.Get(p));
+    lower += (lower.empty() ? "" : ":") + FilesOf(parent).string();
+    store_lowers |= !parent.layer.empty();
+    p = parent.info.parent;
+  }
   if (lower.empty()) lower = (dir_ / kEmptyDir).string();
   fs::path own = SnapshotDir(r.id);
-  if (r.info.kind == SnapshotKind::kView) return std::vector<SnapshotMount>{{"fuse3.layerfs-overlay", "layerfs", {"lowerdir=" + lower}}};
   std::string upper = "upperdir=" + (own / "fs").string();
   std::string work = "workdir=" + (own / "work").string();
-  if (IsUnpackKey(r.info.name))
+  // containerd's applier writes into the upper and reads the lowers only for the attributes
+  // of directories it must make: plain directories are enough for that.
+  if (r.info.kind == SnapshotKind::kActive && IsUnpackKey(r.info.name))
     return std::vector<SnapshotMount>{{"overlay", "overlay", {work, upper, "lowerdir=" + lower}}};
-  return std::vector<SnapshotMount>{
-      {"fuse3.layerfs-overlay", "layerfs", {"lowerdir=" + lower + "," + upper + "," + work}}};
+  // A store layer's tree holds no whiteouts: its index does, which `store=` makes the mount read.
+  std::string options = "lowerdir=" + lower + (store_lowers ? ",store=" + store_.root().string() : "");
+  if (r.info.kind == SnapshotKind::kActive) options += "," + upper + "," + work;
+  return std::vector<SnapshotMount>{{"fuse3.layerfs-overlay", "layerfs", {options}}};
 }
 
 Status Snapshotter::Commit(const std::string& name, const std::string& key, const Labels& labels) {
@@ -128,6 +202,7 @@ Status Snapshotter::Remove(const std::string& key) {
   std::lock_guard lock(mu_);
   // The record goes first: a crash before the directory is gone leaves litter for Cleanup.
   ASSIGN_OR_RETURN(SnapshotRecord r, catalog_.Remove(key));
+  if (!r.layer.empty()) return HoldStoreLayers();
   return RemoveTree(SnapshotDir(r.id));
 }
 
@@ -157,7 +232,7 @@ Result<SnapshotUsage> Snapshotter::Usage(const std::string& key) {
   {
     std::lock_guard lock(mu_);
     ASSIGN_OR_RETURN(SnapshotRecord r, catalog_.Get(key));
-    root = SnapshotDir(r.id) / "fs";
+    root = FilesOf(r);
   }
   SnapshotUsage u;
   std::set<std::pair<dev_t, ino_t>> seen;
@@ -187,7 +262,27 @@ Status Snapshotter::CleanupLocked() {
     if ((id && !catalog_.HasId(*id)) || IsDeadStaging(name)) RETURN_IF_ERROR(RemoveTree(e.path()));
   }
   if (ec) return Status::Error(ec.value(), "cleanup " + dir_.string() + ": " + ec.message());
-  return Status::Ok();
+  return HoldStoreLayers();
+}
+
+Status Snapshotter::HoldStoreLayers() const {
+  HeldLayers held;
+  for (const SnapshotRecord& r : catalog_.List()) {
+    if (r.layer.empty()) continue;
+    held.diff_ids.insert(r.layer);
+    // A stack of store layers only is mounted from the store's chain index: keep that too.
+    std::vector<Digest> chain{r.layer};
+    bool all_store = true;
+    for (std::string p = r.info.parent; !p.empty() && all_store;) {
+      auto parent = catalog_.Get(p);
+      all_store = parent.ok() && !parent->layer.empty();
+      if (!all_store) break;
+      chain.insert(chain.begin(), parent->layer);
+      p = parent->info.parent;
+    }
+    if (all_store) held.chains.insert(ChainId(chain));
+  }
+  return LayerHolds(store_).Set(kHolder, held);
 }
 
 }  // namespace layerfs

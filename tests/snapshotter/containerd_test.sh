@@ -7,12 +7,16 @@
 #   the one through containerd's own overlayfs snapshotter; snapshots ls/info/usage/label/
 #   prepare/mounts/tree/rm; a hostile key; four runs at once; the snapshotter killed (SIGKILL)
 #   while containerd unpacks a layer, restarted, and the retry succeeds with nothing left over;
-#   pull --plain-http from a local docker-registry and run; SIGTERM stops the snapshotter.
-#   Usage: containerd_test.sh LAYERFS_BINARY   (layerfs-overlay must sit next to it)
+#   pull --plain-http from a local docker-registry and run; images `layerfs pull` put in the store
+#   are taken as store layers, not unpacked again, and survive rmi + prune while containerd names
+#   them; SIGTERM stops the snapshotter.
+#   Usage: containerd_test.sh LAYERFS_BINARY CRI_PULL   (layerfs-overlay must sit next to
+#   LAYERFS_BINARY; CRI_PULL is tests/snapshotter/cri_pull.cc, kubelet's image pull)
 # Root only. Exit 0 pass, 1 fail, 77 skip (a tool is missing). Everything lives in one temp dir,
 # torn down at exit (tasks, containerd, registry, snapshotter, mounts), also on failure.
 set -euo pipefail
-layerfs=${1:?usage: containerd_test.sh LAYERFS_BINARY}
+layerfs=${1:?usage: containerd_test.sh LAYERFS_BINARY CRI_PULL}
+cri_pull=${2:?usage: containerd_test.sh LAYERFS_BINARY CRI_PULL}
 here=$(cd "$(dirname "$0")" && pwd)
 source_dir=$(cd "$here/../.." && pwd)
 # shellcheck source=private_containerd.sh
@@ -35,8 +39,9 @@ work=$(mktemp -d /tmp/layerfs-ctrd.XXXXXX)
 sock=$work/containerd.sock
 snsock=$work/run/snapshotter.sock
 snpid="" CTRD_PID="" REG_PID=""
-c() { ctr -a "$sock" "$@"; }
-cl() { ctr -a "$sock" snapshots --snapshotter layerfs "$@"; }
+ns=default  # containerd namespace of c, cl and run
+c() { ctr -a "$sock" -n "$ns" "$@"; }
+cl() { ctr -a "$sock" -n "$ns" snapshots --snapshotter layerfs "$@"; }
 # run IMAGE ID CMD...: `ctr run --rm --snapshotter layerfs`. containerd 1.6's shim may lose the
 # exit status of the mount helper to its own child reaper under load ("failed with ECHILD
 # (retried 10 times)", containerd#4387; fuse-overlayfs-snapshotter meets it too): that one
@@ -115,7 +120,8 @@ start_snapshotter
 [ "$(stat -c %a "$snsock")" = 600 ] || fail "socket mode $(stat -c %a "$snsock")"
 [ "$(stat -c %a "$work/run")" = 700 ] || fail "socket directory mode $(stat -c %a "$work/run")"
 
-start_private_containerd "$work" "$sock" "$snsock"
+mkdir -p "$work/cni/bin" "$work/cni/conf" "$work/certs.d"
+start_private_containerd "$work" "$sock" "$snsock" cri
 
 echo "== ctr images import --snapshotter layerfs"
 c images import --snapshotter layerfs "$work/image/sample.tar" >/dev/null
@@ -222,6 +228,56 @@ c images pull --plain-http --snapshotter layerfs "127.0.0.1:$port/alt:1" >/dev/n
 out=$(run "127.0.0.1:$port/alt:1" t3 /usr/bin/hello)
 [ "$out" = "hello from the alternative app layer" ] || fail "pulled image: $out"
 
+echo "== images \`layerfs pull\` put in the store are not unpacked again by containerd (CRI pull)"
+# kubelet's pulls go through containerd's unpacker, which names the chain it will commit in
+# each Prepare (ctr 1.6's pull does not): solo's two layers and sample's top layer are the
+# store's; sample's lower layers are ones containerd unpacked itself for samplebase.
+mkdir -p "$work/certs.d/127.0.0.1:$port" "$work/solo/bin" "$work/ctx"
+printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
+  "$port" "$port" >"$work/certs.d/127.0.0.1:$port/hosts.toml"
+cp "$(command -v busybox)" "$work/solo/bin/busybox"
+ln -s busybox "$work/solo/bin/sh"
+echo solo-base >"$work/solo/base.txt"
+tar -C "$work/solo" -czf "$work/solo.tar.gz" .
+"$layerfs" --root "$work/lstore" import "$work/solo.tar.gz" solo-base:1 >/dev/null
+"$layerfs" --root "$work/lstore" load -i "$work/image/sample.tar" >/dev/null
+"$layerfs" --root "$work/lstore" tag sample:latest "127.0.0.1:$port/samplebase:1"
+"$layerfs" --root "$work/lstore" push -q "127.0.0.1:$port/samplebase:1" >/dev/null
+echo fresh-layer >"$work/ctx/fresh"
+for base in solo-base:1 sample:latest; do
+  name=${base%%[-:]*}
+  printf 'FROM %s\nCOPY fresh /fresh\n' "$base" >"$work/ctx/Dockerfile"
+  "$layerfs" --root "$work/lstore" build -q -t "127.0.0.1:$port/$name:1" "$work/ctx" >/dev/null
+  "$layerfs" --root "$work/lstore" push -q "127.0.0.1:$port/$name:1" >/dev/null
+done
+"$cri_pull" "$sock" "127.0.0.1:$port/samplebase:1" >/dev/null
+for name in solo sample; do "$layerfs" --root "$work/store" pull -q "127.0.0.1:$port/$name:1" >/dev/null; done
+snapshot_dirs() { find "$work/store/snapshots" -mindepth 1 -maxdepth 1 -regex '.*/[0-9]+' | wc -l; }
+dirs_before=$(snapshot_dirs)
+for name in solo sample; do "$cri_pull" "$sock" "127.0.0.1:$port/$name:1" >/dev/null; done
+ns=k8s.io
+[ "$(snapshot_dirs)" -eq "$dirs_before" ] || fail "containerd unpacked layers the store holds: $(cl ls)"
+adopted=$(python3 -c 'import json, sys; print(sum(1 for s in json.load(open(sys.argv[1]))["snapshots"] if s.get("layer")))' \
+  "$work/store/snapshots/metadata.json")
+[ "$adopted" -eq 3 ] || fail "$adopted snapshots are store layers, not 3: $(cl ls)"
+"$layerfs" --root "$work/store" rmi "127.0.0.1:$port/solo:1" "127.0.0.1:$port/sample:1" >/dev/null
+"$layerfs" --root "$work/store" system prune -a -f >/dev/null
+for name in solo sample; do
+  out=$(run "127.0.0.1:$port/$name:1" "s-$name" /bin/sh -ec "
+    $root_fstype
+    cat /fresh
+    echo changed > /fresh && cat /fresh
+    { test -e /base.txt || test -e /etc/motd; } && echo lower-ok")
+  [ "$out" = "fuse.layerfs
+fresh-layer
+changed
+lower-ok" ] || fail "run of $name on store layers (after rmi and prune): $out"
+done
+for f in "$work/store/layers/"*/tree/fresh; do
+  [ "$(cat "$f")" = "fresh-layer" ] || fail "a container changed the store layer $f"
+done
+ns=default
+
 echo "== nothing left over: no unpack snapshot, no directory without a record"
 catalog=$work/store/snapshots/metadata.json
 for _ in $(seq 100); do
@@ -229,7 +285,7 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 if grep -q 'extract-' "$catalog"; then fail "unpack snapshots left: $(cat "$catalog")"; fi
-records=$(python3 -c 'import json, sys; print(" ".join(sorted(str(s["id"]) for s in json.load(open(sys.argv[1]))["snapshots"])))' "$catalog")
+records=$(python3 -c 'import json, sys; print(" ".join(sorted(str(s["id"]) for s in json.load(open(sys.argv[1]))["snapshots"] if not s.get("layer"))))' "$catalog")
 dirs=$(find "$work/store/snapshots" -mindepth 1 -maxdepth 1 -regex '.*/[0-9]+' -printf '%f\n' | LC_ALL=C sort | tr '\n' ' ')
 [ "$records" = "${dirs% }" ] || fail "snapshot directories (${dirs% }) differ from the records ($records)"
 [ -z "$(mounts_under_work)" ] || fail "mounts left after the containers: $(mounts_under_work)"

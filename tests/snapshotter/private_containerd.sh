@@ -7,13 +7,18 @@
 # /run/containerd did not exist before this file was sourced.
 if [ -d /run/containerd ]; then PRIVATE_CONTAINERD_KEEP_RUN=true; else PRIVATE_CONTAINERD_KEEP_RUN=false; fi
 
-# private_containerd_config WORK SOCKET SNAPSHOTTER_SOCKET: prints containerd's config.toml.
+# private_containerd_config WORK SOCKET SNAPSHOTTER_SOCKET [cri]: prints containerd's
+# config.toml. With cri, the CRI plugin (kubelet's image service) runs too, unpacking into the
+# layerfs snapshotter, with registry hosts from WORK/certs.d/<host>/hosts.toml; it never
+# starts a pod here (no CNI), and its streaming server listens on a free loopback port.
 private_containerd_config() {
+  local cri='"io.containerd.grpc.v1.cri", '
+  [ "${4:-}" != cri ] || cri=""
   cat <<CFG
 version = 2
 root = "$1/root"
 state = "$1/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+disabled_plugins = [${cri}"io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
 [grpc]
   address = "$2"
@@ -24,10 +29,20 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 [proxy_plugins.layerfs]
   type = "snapshot"
   address = "$3"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "layerfs"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$1/cni/bin"
+    conf_dir = "$1/cni/conf"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$1/certs.d"
 CFG
 }
 
-# start_private_containerd WORK SOCKET SNAPSHOTTER_SOCKET: starts containerd in the background
+# start_private_containerd WORK SOCKET SNAPSHOTTER_SOCKET [cri]: starts containerd in the background
 # (log in WORK/containerd.log), sets CTRD_PID and waits until it lists the layerfs plugin as
 # loaded (it answers on its socket while still loading plugins).
 start_private_containerd() {
@@ -42,15 +57,18 @@ start_private_containerd() {
   return 1
 }
 
-# stop_private_containerd SOCKET: kills and removes every task and container, then containerd
+# stop_private_containerd SOCKET: kills and removes every task and container (all namespaces), then containerd
 # (CTRD_PID), and the registry (REG_PID) when there is one.
 stop_private_containerd() {
   if [ -n "${CTRD_PID:-}" ]; then
-    for t in $(ctr -a "$1" tasks ls -q 2>/dev/null); do ctr -a "$1" tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
-    sleep 0.5
-    for t in $(ctr -a "$1" containers ls -q 2>/dev/null); do
-      ctr -a "$1" tasks rm -f "$t" >/dev/null 2>&1 || true
-      ctr -a "$1" containers rm "$t" >/dev/null 2>&1 || true
+    local n t
+    for n in $(ctr -a "$1" namespaces ls -q 2>/dev/null); do
+      for t in $(ctr -a "$1" -n "$n" tasks ls -q 2>/dev/null); do ctr -a "$1" -n "$n" tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
+      sleep 0.5
+      for t in $(ctr -a "$1" -n "$n" containers ls -q 2>/dev/null); do
+        ctr -a "$1" -n "$n" tasks rm -f "$t" >/dev/null 2>&1 || true
+        ctr -a "$1" -n "$n" containers rm "$t" >/dev/null 2>&1 || true
+      done
     done
     kill -TERM "$CTRD_PID" 2>/dev/null && wait "$CTRD_PID" 2>/dev/null || true
     CTRD_PID=""

@@ -50,8 +50,7 @@ Status PrepareSocketPath(const fs::path& socket) {
 int Serve(const fs::path& root, const fs::path& socket) {
   auto store = layerfs::Store::Open(root);
   if (!store.ok()) return Fail(store.status().message());
-  fs::path dir = store->root() / "snapshots";
-  auto sn = layerfs::Snapshotter::Open(dir);
+  auto sn = layerfs::Snapshotter::Open(*store);
   if (!sn.ok()) return Fail(sn.status().message());
   if (Status st = PrepareSocketPath(socket); !st.ok()) return Fail(st.message());
 
@@ -74,7 +73,7 @@ int Serve(const fs::path& root, const fs::path& socket) {
     server->Shutdown();
     return Fail("chmod " + socket.string() + ": " + std::strerror(errno));
   }
-  std::fprintf(stderr, "layerfs snapshotter: serving %s on %s\n", dir.c_str(), socket.c_str());
+  std::fprintf(stderr, "layerfs snapshotter: serving %s on %s\n", (store->root() / "snapshots").c_str(), socket.c_str());
   int sig = 0;
   sigwait(&stop, &sig);
   server->Shutdown();
