@@ -419,8 +419,10 @@ Result<Digest> RegistryClient::PutManifest(const std::string& repo, const std::s
   return local;
 }
 
-// One GET from *offset on; advances *offset by every byte handed to sink.
-Status RegistryClient::GetBlobAttempt(Request& req, uint64_t* offset, uint64_t size, const BlobSink& sink) {
+// One GET from *offset on; advances *offset by every byte handed to sink, and stops at `end`
+// (0: the blob's end) whatever the server sends beyond it.
+Status RegistryClient::GetBlobAttempt(Request& req, uint64_t* offset, uint64_t end, uint64_t size,
+                                      const BlobSink& sink) {
   uint64_t skip = 0;
   bool head_checked = false;
   const std::string what = req.url;
@@ -445,34 +447,57 @@ Status RegistryClient::GetBlobAttempt(Request& req, uint64_t* offset, uint64_t s
     if (size != 0 && *offset + len > size)
       return Status::Error(EINVAL, "GET " + what + ": more bytes than the " + std::to_string(size) +
                                        " the manifest declares");
+    if (end != 0) len = static_cast<size_t>(std::min<uint64_t>(len, end - *offset));
     RETURN_IF_ERROR(sink(data, len));
     *offset += len;
+    // Ends the transfer (a 200 would send the whole blob); the caller sees *offset == end.
+    if (*offset == end) return Status::Error(ECANCELED, "range complete");
     return Status::Ok();
   };
   auto resp = SendOnce(req);
+  if (end != 0 && *offset == end) return Status::Ok();
   if (!resp.ok()) return resp.status();
   if (resp->status == 416 && size != 0 && *offset == size) return Status::Ok();
   if (resp->status != 200 && resp->status != 206) {
     req.transient = TransientHttp(resp->status);
     return HttpError(req, *resp);
   }
-  if (size != 0 && *offset < size) {
+  uint64_t want = end != 0 ? end : size;
+  if (want != 0 && *offset < want) {
     req.transient = true;
-    return Status::Error(EIO, "GET " + what + ": connection closed after " + std::to_string(*offset) + " of " +
-                                  std::to_string(size) + " bytes");
+    return Status::Error(EIO, "GET " + what + ": connection closed at byte " + std::to_string(*offset) +
+                                  " of the " + std::to_string(want) + " asked for");
   }
   return Status::Ok();
 }
 
 Status RegistryClient::GetBlob(const std::string& repo, const Digest& digest, uint64_t size, const BlobSink& sink) {
-  uint64_t offset = 0;
+  return GetBlobBytes(repo, digest, 0, 0, size, sink);
+}
+
+Result<std::string> RegistryClient::GetBlobRange(const std::string& repo, const Digest& digest, uint64_t offset,
+                                                 uint64_t length) {
+  std::string out;
+  if (length == 0) return out;
+  out.reserve(length);
+  RETURN_IF_ERROR(GetBlobBytes(repo, digest, offset, offset + length, 0, [&](const char* data, size_t len) {
+    out.append(data, len);
+    return Status::Ok();
+  }));
+  return out;
+}
+
+// From `offset` to `end` (0: the blob's end), resuming after a cut where it stopped.
+Status RegistryClient::GetBlobBytes(const std::string& repo, const Digest& digest, uint64_t offset, uint64_t end,
+                                    uint64_t size, const BlobSink& sink) {
   for (int attempt = 1;; ++attempt) {
     Request req;
     req.url = Url("/v2/" + repo + "/blobs/" + digest.str());
     req.scope = PullScope(repo);
-    if (offset > 0) req.headers.push_back("Range: bytes=" + std::to_string(offset) + "-");
+    if (offset > 0 || end != 0)
+      req.headers.push_back("Range: bytes=" + std::to_string(offset) + "-" + (end != 0 ? std::to_string(end - 1) : ""));
     uint64_t before = offset;
-    Status st = GetBlobAttempt(req, &offset, size, sink);
+    Status st = GetBlobAttempt(req, &offset, end, size, sink);
     if (st.ok() || !req.transient) return st;
     if (offset > before) attempt = 1;  // progress: the connection works, start counting again
     if (attempt >= options_.max_attempts)

@@ -74,6 +74,11 @@ class RegistryClient {
   // Streams the blob to sink, resuming with Range after a dropped connection. size: the
   // descriptor's size (more bytes are an error); 0 when unknown.
   Status GetBlob(const std::string& repo, const Digest& digest, uint64_t size, const BlobSink& sink);
+  // Bytes [offset, offset + length) of the blob, asked for with one Range request (206),
+  // resumed and retried as GetBlob is. A registry that ignores Range (200, the whole blob) is
+  // read up to the range's end and cut there. The bytes are not verified: the caller checks
+  // them against what it knows (a chunk digest).
+  Result<std::string> GetBlobRange(const std::string& repo, const Digest& digest, uint64_t offset, uint64_t length);
   Result<bool> HasBlob(const std::string& repo, const Digest& digest);
   // POST ?mount=&from=: true when the registry mounted it (201), false when it declined.
   Result<bool> MountBlob(const std::string& repo, const Digest& digest, const std::string& from_repo);
@@ -91,7 +96,9 @@ class RegistryClient {
   Status Authenticate(const Request& req, const Response& challenge_resp);
   Result<std::string> FetchToken(const std::map<std::string, std::string>& params, const std::string& scope);
   std::string AuthHeaderFor(const std::string& scope);
-  Status GetBlobAttempt(Request& req, uint64_t* offset, uint64_t size, const BlobSink& sink);
+  Status GetBlobBytes(const std::string& repo, const Digest& digest, uint64_t offset, uint64_t end, uint64_t size,
+                      const BlobSink& sink);
+  Status GetBlobAttempt(Request& req, uint64_t* offset, uint64_t end, uint64_t size, const BlobSink& sink);
   Status UploadOnce(const std::string& repo, const Digest& digest, const std::filesystem::path& file,
                     uint64_t size, const TransferProgress& progress, bool* transient);
   std::string Url(const std::string& path) const;

@@ -42,17 +42,19 @@ bool WriteFile(const stdfs::path& file, const std::string& bytes) {
   return static_cast<bool>(out);
 }
 
-std::string Config(const stdfs::path& dir, int port, bool htpasswd) {
+std::string Config(const stdfs::path& dir, int port, const LocalRegistry::Options& options) {
   std::string c =
       "version: 0.1\n"
-      "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+      "log:\n  level: error\n  accesslog:\n    disabled: " +
+      std::string(options.access_log ? "false" : "true") +
+      "\n"
       "storage:\n  filesystem:\n    rootdirectory: " +
       (dir / "storage").string() +
       "\n"
       "  delete:\n    enabled: true\n"
       "http:\n  addr: 127.0.0.1:" +
       std::to_string(port) + "\n  secret: layerfs-test-secret\n";
-  if (htpasswd) c += "auth:\n  htpasswd:\n    realm: layerfs-test\n    path: " + (dir / "htpasswd").string() + "\n";
+  if (options.htpasswd) c += "auth:\n  htpasswd:\n    realm: layerfs-test\n    path: " + (dir / "htpasswd").string() + "\n";
   return c;
 }
 
@@ -107,7 +109,7 @@ std::unique_ptr<LocalRegistry> LocalRegistry::Start(const Options& options, std:
   }
   for (int tries = 0; tries < 5 && r->pid_ < 0; ++tries) {
     r->port_ = FreeLoopbackPort();
-    WriteFile(r->dir_ / "config.yml", Config(r->dir_, r->port_, options.htpasswd));
+    WriteFile(r->dir_ / "config.yml", Config(r->dir_, r->port_, options));
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     std::string log = (r->dir_ / "registry.log").string();
@@ -141,6 +143,12 @@ std::unique_ptr<LocalRegistry> LocalRegistry::Start(const Options& options, std:
 }
 
 LocalRegistry::~LocalRegistry() {
+  Stop();
+  std::error_code ec;
+  if (!dir_.empty()) stdfs::remove_all(dir_, ec);
+}
+
+void LocalRegistry::Stop() {
   if (pid_ > 0) {
     ::kill(pid_, SIGTERM);
     bool gone = false;
@@ -152,9 +160,8 @@ LocalRegistry::~LocalRegistry() {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
+    pid_ = -1;
   }
-  std::error_code ec;
-  if (!dir_.empty()) stdfs::remove_all(dir_, ec);
 }
 
 std::string LocalRegistry::Log() const {

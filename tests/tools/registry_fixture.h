@@ -1,7 +1,8 @@
 // LocalRegistry: Debian's docker-registry (CNCF distribution) running for one test on
 // 127.0.0.1 at a free port, with a temporary config and storage directory, optionally behind
 // htpasswd basic auth (users made with `htpasswd -Bbn`). Stopped by PID (SIGTERM, then
-// SIGKILL) and its directory removed when the object dies.
+// SIGKILL) and its directory removed when the object dies. Blobs are stored as files under
+// dir()/storage (the distribution filesystem driver), where a test may tamper with them.
 #pragma once
 
 #include <sys/types.h>
@@ -18,11 +19,14 @@ class LocalRegistry {
     bool htpasswd = false;
     std::string username = "tester";
     std::string password = "s3cret-pass";
+    bool access_log = false;  // one line per request in Log(), for tests that count them
   };
   // nullptr (and a reason in *error) when the registry cannot start.
   static std::unique_ptr<LocalRegistry> Start(const Options& options, std::string* error);
   static bool Available();  // docker-registry (and htpasswd) installed
   ~LocalRegistry();
+  // Stops the registry now (one that goes away under a client); its directory stays.
+  void Stop();
 
   std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }

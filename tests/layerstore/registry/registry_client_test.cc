@@ -193,6 +193,37 @@ TEST(RegistryClient, FetchesManifestByTagAndDigest) {
   EXPECT_TRUE(c.Ping().ok());
 }
 
+// This server answers a Range from 0 with 200 and the whole blob, and any other with 206 up to
+// the blob's end: the client keeps exactly the bytes it asked for either way.
+TEST(RegistryClient, BlobRangeIsTheBytesAskedForWhateverTheServerSends) {
+  FakeFixture f;
+  RegistryClient c(Fast(f.server->host()));
+  for (auto [off, len] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 1000}, {123456, 777}, {f.blob.size() - 10, 10}}) {
+    auto r = c.GetBlobRange("team/app", f.blob_digest, off, len);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(*r, f.blob.substr(off, len)) << "from " << off;
+  }
+  EXPECT_EQ(f.reg.blob_gets, 3);
+  EXPECT_TRUE(c.GetBlobRange("team/app", f.blob_digest, 5, 0)->empty());
+}
+
+TEST(RegistryClient, BlobRangeResumesAfterACutAndGivesUpWhenTheRegistryIsGone) {
+  FakeFixture f;
+  f.reg.SetFault(f.blob_digest.str(), FakeRegistry::Fault::kCutOnce);  // cut at the blob's half
+  RegistryClient c(Fast(f.server->host()));
+  uint64_t from = f.blob.size() / 2 - 1000;
+  auto r = c.GetBlobRange("team/app", f.blob_digest, from, 3000);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(*r, f.blob.substr(from, 3000));
+  EXPECT_EQ(f.reg.cuts, 1);
+  EXPECT_EQ(f.reg.blob_gets, 2);
+  std::string host = f.server->host();
+  f.server.reset();
+  auto gone = RegistryClient(Fast(host)).GetBlobRange("team/app", f.blob_digest, 0, 10);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_NE(gone.status().message().find("after 3 attempts"), std::string::npos) << gone.status().message();
+}
+
 TEST(RegistryClient, UnknownManifestIsENOENTWithTheRegistrysWords) {
   FakeFixture f;
   RegistryClient c(Fast(f.server->host()));
