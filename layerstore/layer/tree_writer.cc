@@ -107,12 +107,13 @@ Status WriteAt(int fd, const char* p, size_t n, off_t off) {
   return Status::Ok();
 }
 
+// a: nullptr when the data comes later (AddWithoutData): the file is all hole.
 Status CopyData(archive* a, int fd, uint64_t size) {
   const void* buf;
   size_t len;
   la_int64_t off;
   uint64_t end = 0;
-  for (;;) {
+  while (a != nullptr) {
     int r = archive_read_data_block(a, &buf, &len, &off);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {

@@ -38,6 +38,9 @@ class TreeWriter {
 
   // Writes one entry; reads its data from `a`. The error names the entry.
   Status Add(archive* a, archive_entry* e);
+  // The same for an entry whose data is not at hand (a lazy layer's, from its table of
+  // contents): a regular file gets its size, all of it a hole, for the data to come later.
+  Status AddWithoutData(archive_entry* e) { return Add(nullptr, e); }
   // Applies directory metadata and moves the sorted entries into the index.
   Status Finish();
 

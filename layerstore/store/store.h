@@ -4,6 +4,7 @@
 //   <root>/layers/<diff_id hex>/tree/                   unpacked read-only layer tree
 //   <root>/layers/<diff_id hex>/index                   per-layer index (layer_index.h)
 //   <root>/chains/<chain_id hex>/merged                 merged index cache (fs/index/merged_index.h)
+//   <root>/lazy/<diff_id hex>/                          a layer being pulled lazily (lazy/lazy_layer.h)
 //   <root>/containers/<id>/{upper,work,container.json}  writable container state
 //   <root>/buildcache/                                  build cache records
 //   <root>/tmp/                                         staging; everything is renamed out of it
@@ -58,6 +59,8 @@ class Store {
   fs::path layer_dir(const Digest& diff_id) const { return layers_dir() / diff_id.hex(); }
   fs::path layer_tree(const Digest& diff_id) const { return layer_dir(diff_id) / "tree"; }
   fs::path layer_index_path(const Digest& diff_id) const { return layer_dir(diff_id) / "index"; }
+  fs::path lazy_dir() const { return root_ / "lazy"; }
+  fs::path lazy_layer_dir(const Digest& diff_id) const { return lazy_dir() / diff_id.hex(); }
   fs::path chains_dir() const { return root_ / "chains"; }
   fs::path chain_dir(const Digest& chain_id) const { return chains_dir() / chain_id.hex(); }
   fs::path containers_dir() const { return root_ / "containers"; }

@@ -54,6 +54,16 @@ inline std::string ReadFile(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// n bytes that do not compress, the same for the same seed.
+inline std::string RandomBytes(size_t n, uint32_t seed) {
+  std::string s(n, '\0');
+  for (char& c : s) {
+    seed = seed * 1103515245u + 12345u;
+    c = static_cast<char>(seed >> 16);
+  }
+  return s;
+}
+
 // Every path below root, relative, without following symlinks.
 inline std::set<std::string> ListTree(const fs::path& root) {
   std::set<std::string> out;

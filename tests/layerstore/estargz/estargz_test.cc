@@ -51,15 +51,6 @@ std::vector<std::string> TarNames(const std::string& tar) {
   return names;
 }
 
-std::string Random(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  for (char& c : s) {
-    seed = seed * 1103515245u + 12345u;
-    c = static_cast<char>(seed >> 16);
-  }
-  return s;
-}
-
 class EstargzTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -102,7 +93,7 @@ class EstargzTest : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<Store> store_;
-  std::string big_ = Random(300000, 7);  // five chunks of 64 KiB
+  std::string big_ = RandomBytes(300000, 7);  // five chunks of 64 KiB
   std::string source_;
   Descriptor layer_;
 };

@@ -1,0 +1,449 @@
+#include "layerstore/lazy/lazy_layer.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "layerstore/base/remove_tree.h"
+#include "layerstore/estargz/estargz_footer.h"
+#include "layerstore/estargz/estargz_toc.h"
+#include "layerstore/layer/chunk_pipe.h"
+#include "layerstore/layer/decompressor.h"
+#include "layerstore/lazy/lazy_tree.h"
+#include "layerstore/store/blob_store.h"
+#include "layerstore/store/layer_store.h"
+
+namespace layerfs {
+
+namespace {
+
+constexpr uint32_t kNoFile = UINT32_MAX;
+
+Result<Digest> TocDigestOf(const Descriptor& blob) {
+  const nlohmann::json& a = blob.annotations;
+  if (a.is_object() && a.contains(kEstargzTocDigestAnnotation) && a[kEstargzTocDigestAnnotation].is_string())
+    if (auto d = Digest::Parse(a[kEstargzTocDigestAnnotation].get<std::string>()); d.ok()) return *d;
+  return Status::Error(EINVAL, "layer " + blob.digest.str() + " is not eStargz (no valid " +
+                                   kEstargzTocDigestAnnotation + " annotation)");
+}
+
+Status WriteAll(int fd, std::string_view bytes, uint64_t offset, const std::string& what) {
+  while (!bytes.empty()) {
+    ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno(what);
+    bytes.remove_prefix(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ReadAt(int fd, uint64_t offset, uint64_t length, const std::string& what) {
+  std::string out(length, '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::FromErrno(n < 0 ? errno : EIO, what);
+    got += static_cast<size_t>(n);
+  }
+  return out;
+}
+
+// A file of the tree by its name in the TOC: parent symlinks resolve inside the tree, as the
+// TreeWriter resolved them; the last component is never followed.
+Result<UniqueFd> OpenInTree(int tree_fd, const std::string& name, int flags) {
+  open_how how{};
+  how.flags = static_cast<uint64_t>(flags | O_NOFOLLOW | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  long fd = ::syscall(SYS_openat2, tree_fd, name.c_str(), &how, sizeof how);
+  if (fd < 0) return Status::FromErrno("open \"" + name + "\" in the lazy tree");
+  return UniqueFd(static_cast<int>(fd));
+}
+
+Result<Digest> Sha256OfFile(int fd) {
+  Sha256 h;
+  std::string buf(1 << 20, '\0');
+  for (off_t off = 0;;) {
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("read blob");
+    if (n == 0) return h.Finish();
+    h.Update(buf.data(), static_cast<size_t>(n));
+    off += n;
+  }
+}
+
+// The sha256 of the blob's uncompressed tar: its diff_id.
+Result<Digest> DiffIdOf(int fd) {
+  if (::lseek(fd, 0, SEEK_SET) != 0) return Status::FromErrno("seek blob");
+  ChunkPipe pipe(4, 1 << 20);
+  std::thread producer(Decompress, fd, &pipe, std::function<void(uint64_t)>());
+  Sha256 h;
+  while (Chunk* c = pipe.Pop()) {
+    h.Update(c->data.get(), c->size);
+    pipe.Release(c);
+  }
+  producer.join();
+  RETURN_IF_ERROR(pipe.status());
+  return h.Finish();
+}
+
+nlohmann::json LayerJson(const Descriptor& blob, const Digest& diff_id, uint64_t toc_offset) {
+  return {{"mediaType", blob.media_type}, {"digest", blob.digest.str()}, {"size", blob.size}, {"annotations", blob.annotations}, {"diffId", diff_id.str()}, {"tocOffset", toc_offset}};
+}
+
+}  // namespace
+
+struct LazyLayer::File {
+  std::string toc_name;  // opens it in the tree
+  uint64_t size = 0;
+  std::vector<uint32_t> chunks;  // in file order
+  timespec times[2] = {};        // the tree's atime and mtime, put back after each write
+};
+
+struct LazyLayer::Chunk {
+  EstargzChunk where;
+  uint32_t file = kNoFile;  // kNoFile: data a later entry of the same name replaced
+};
+
+LazyLayer::LazyLayer(const Store& store, RegistryClient& client, std::string repo, Descriptor blob, Digest diff_id,
+                     LazyLayerOptions options)
+    : store_(store), client_(&client), repo_(std::move(repo)), blob_(std::move(blob)), diff_id_(std::move(diff_id)), options_(std::move(options)) {}
+
+LazyLayer::~LazyLayer() = default;
+
+Result<std::unique_ptr<LazyLayer>> LazyLayer::Open(const Store& store, RegistryClient& client, const std::string& repo,
+                                                   const Descriptor& blob, const Digest& diff_id,
+                                                   LazyLayerOptions options) {
+  ASSIGN_OR_RETURN(Digest toc_digest, TocDigestOf(blob));
+  if (LayerStore(store).Has(diff_id)) return Status::Error(EEXIST, "layer " + diff_id.str() + " is already pulled");
+  struct stat st;
+  bool create = ::stat(store.lazy_layer_dir(diff_id).c_str(), &st) != 0;
+  if (create) RETURN_IF_ERROR(Create(store, client, repo, blob, diff_id, toc_digest));
+  std::unique_ptr<LazyLayer> layer(new LazyLayer(store, client, repo, blob, diff_id, std::move(options)));
+  RETURN_IF_ERROR(layer->Load(toc_digest).WithContext("lazy layer " + diff_id.str()));
+  if (create) {  // the footer's and the TOC's requests
+    layer->requests_ = 2;
+    layer->fetched_ = blob.size - layer->toc_offset_;
+  }
+  return layer;
+}
+
+// Footer, then TOC (two Range requests); the tree, index, sparse blob and layer.json in tmp/,
+// renamed to lazy/<hex> whole.
+Status LazyLayer::Create(const Store& store, RegistryClient& client, const std::string& repo, const Descriptor& blob,
+                         const Digest& diff_id, const Digest& toc_digest) {
+  const std::string name = "lazy layer " + diff_id.str();
+  if (blob.size <= kEstargzFooterSize) return Status::Error(EINVAL, name + ": blob too small for eStargz");
+  const uint64_t footer_at = blob.size - kEstargzFooterSize;
+  ASSIGN_OR_RETURN(std::string footer, client.GetBlobRange(repo, blob.digest, footer_at, kEstargzFooterSize));
+  auto toc_offset = ParseEstargzFooter(footer);
+  if (!toc_offset.ok()) return toc_offset.status().WithContext(name);
+  if (*toc_offset >= footer_at || footer_at - *toc_offset > kMaxEstargzTocSize)
+    return Status::Error(EINVAL, name + ": the footer's TOC offset is out of range");
+  ASSIGN_OR_RETURN(std::string member, client.GetBlobRange(repo, blob.digest, *toc_offset, footer_at - *toc_offset));
+  auto toc = ReadEstargzToc(member, *toc_offset, toc_digest);
+  if (!toc.ok()) return toc.status().WithContext(name);
+
+  fs::path tmp = store.NewTempPath("lazy");
+  auto build = [&]() -> Status {
+    if (::mkdir(tmp.c_str(), 0755) != 0 || ::mkdir((tmp / "tree").c_str(), 0755) != 0)
+      return Status::FromErrno("create " + tmp.string());
+    ASSIGN_OR_RETURN(LayerIndex index, BuildLazyTree(*toc, member, tmp / "tree"));
+    RETURN_IF_ERROR(index.Write(tmp / "index"));
+    UniqueFd fd(::open((tmp / "blob").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid() || ::ftruncate(fd.get(), static_cast<off_t>(blob.size)) != 0) return Status::FromErrno("blob file");
+    RETURN_IF_ERROR(WriteAll(fd.get(), member, *toc_offset, "blob file"));
+    RETURN_IF_ERROR(WriteAll(fd.get(), footer, footer_at, "blob file"));
+    RETURN_IF_ERROR(WriteFileAtomicVia(tmp / "layer.json.tmp", tmp / "layer.json",
+                                       LayerJson(blob, diff_id, *toc_offset).dump()));
+    std::error_code ec;
+    fs::create_directories(store.lazy_dir(), ec);
+    if (::rename(tmp.c_str(), store.lazy_layer_dir(diff_id).c_str()) == 0) return Status::Ok();
+    if (errno == EEXIST || errno == ENOTEMPTY) return RemoveTree(tmp);  // another process made it first
+    return Status::FromErrno("publish " + store.lazy_layer_dir(diff_id).string());
+  };
+  Status st = build();
+  if (!st.ok()) (void)RemoveTree(tmp);
+  return st.WithContext(name);
+}
+
+// Reads lazy/<hex> back: the descriptor must be this one and the TOC must check out again.
+Status LazyLayer::Load(const Digest& toc_digest) {
+  std::ifstream in(dir() / "layer.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json meta = nlohmann::json::parse(text.str(), nullptr, false);
+  if (!meta.is_object() || meta.value("digest", "") != blob_.digest.str() || meta.value("size", uint64_t{0}) != blob_.size ||
+      !meta["tocOffset"].is_number_unsigned())
+    return Status::Error(EEXIST, dir().string() + " holds another blob of this layer, or is damaged");
+  toc_offset_ = meta["tocOffset"].get<uint64_t>();
+  if (toc_offset_ >= blob_.size - kEstargzFooterSize) return Status::Error(EINVAL, "bad tocOffset in layer.json");
+  blob_fd_.Reset(::open((dir() / "blob").c_str(), O_RDWR | O_CLOEXEC));
+  tree_fd_.Reset(::open((dir() / "tree").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!blob_fd_.valid() || !tree_fd_.valid()) return Status::FromErrno("open " + dir().string());
+  uint64_t footer_at = blob_.size - kEstargzFooterSize;
+  ASSIGN_OR_RETURN(std::string member, ReadAt(blob_fd_.get(), toc_offset_, footer_at - toc_offset_, "read TOC"));
+  ASSIGN_OR_RETURN(EstargzToc toc, ReadEstargzToc(member, toc_offset_, toc_digest));
+  ASSIGN_OR_RETURN(index_, LayerIndex::Read(dir() / "index"));
+  RETURN_IF_ERROR(MapFiles(EstargzChunks(toc, toc_offset_)));
+  // What no chunk holds: the first member's headers, data a later entry replaced.
+  uint64_t at = 0;
+  for (const Chunk& c : chunks_) {
+    if (c.where.offset > at) gaps_.emplace_back(at, c.where.offset);
+    at = std::max(at, c.where.end);
+  }
+  if (at < toc_offset_) gaps_.emplace_back(at, toc_offset_);
+  std::lock_guard lk(mu_);
+  ASSIGN_OR_RETURN(ChunkJournal journal, ChunkJournal::Open(dir() / "chunks", chunks_.size(), &verified_));
+  journal_.emplace(std::move(journal));
+  in_flight_.assign(chunks_.size(), false);
+  return Status::Ok();
+}
+
+// Chunks in blob order, each with the file it fills; index paths to files by inode, which
+// covers hard links and names below symlinked parents alike.
+Status LazyLayer::MapFiles(const std::map<std::string, std::vector<EstargzChunk>>& by_name) {
+  std::unordered_map<ino_t, uint32_t> file_of_inode;
+  for (const auto& [name, chunks] : by_name) {
+    auto fd = OpenInTree(tree_fd_.get(), name, O_RDONLY);
+    struct stat st;
+    bool regular = fd.ok() && ::fstat(fd->get(), &st) == 0 && S_ISREG(st.st_mode);
+    auto file = static_cast<uint32_t>(files_.size());
+    if (regular && file_of_inode.emplace(st.st_ino, file).second)
+      files_.push_back(File{name, static_cast<uint64_t>(st.st_size), {}, {st.st_atim, st.st_mtim}});
+    for (const EstargzChunk& c : chunks) chunks_.push_back(Chunk{c, regular ? file_of_inode[st.st_ino] : kNoFile});
+  }
+  std::sort(chunks_.begin(), chunks_.end(), [](const Chunk& a, const Chunk& b) { return a.where.offset < b.where.offset; });
+  for (uint32_t id = 0; id < chunks_.size(); ++id)
+    if (chunks_[id].file != kNoFile) files_[chunks_[id].file].chunks.push_back(id);
+  for (const LayerEntry& e : index_.entries()) {
+    // The TOC's own file came whole with the TOC (lazy_tree.h).
+    if (e.type != EntryType::kRegular || e.size == 0 || e.path == kEstargzTocName) continue;
+    struct stat st;
+    auto it = ::fstatat(tree_fd_.get(), e.path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ? file_of_inode.find(st.st_ino)
+                                                                                       : file_of_inode.end();
+    if (it == file_of_inode.end()) return Status::Error(EINVAL, "the TOC has no data for \"" + e.path + "\"");
+    file_of_.emplace(e.path, it->second);
+  }
+  return Status::Ok();
+}
+
+fs::path LazyLayer::tree_dir() const {
+  std::lock_guard lk(mu_);
+  return installed_ ? store_.layer_tree(diff_id_) : dir() / "tree";
+}
+
+LazyLayerStats LazyLayer::stats() const {
+  LazyLayerStats s;
+  s.chunks = chunks_.size();
+  s.requests = requests_;
+  s.fetched_bytes = fetched_;
+  std::lock_guard lk(mu_);
+  s.verified_chunks = static_cast<uint64_t>(std::count(verified_.begin(), verified_.end(), true));
+  return s;
+}
+
+Status LazyLayer::EnsureRange(const std::string& path, uint64_t offset, uint64_t length) {
+  auto it = file_of_.find(path);
+  if (it == file_of_.end()) {
+    auto& entries = index_.entries();
+    auto e = std::lower_bound(entries.begin(), entries.end(), path,
+                              [](const LayerEntry& x, const std::string& p) { return x.path < p; });
+    if (e != entries.end() && e->path == path && e->type == EntryType::kRegular) return Status::Ok();  // no chunks
+    return Status::Error(ENOENT, Name() + ": no regular file \"" + path + "\"");
+  }
+  const File& f = files_[it->second];
+  uint64_t end = offset + std::min(length, f.size - std::min(offset, f.size));
+  std::vector<uint32_t> ids;
+  for (uint32_t id : f.chunks) {
+    const EstargzChunk& c = chunks_[id].where;
+    if (c.file_offset < end && c.file_offset + c.length > offset) ids.push_back(id);
+  }
+  Status st = Ensure(ids);
+  return st.ok() ? st : st.WithContext(path);
+}
+
+// Claims the chunks nobody is fetching, fetches them, waits for the others; again if a chunk
+// another thread was fetching failed there (this thread then tries it itself).
+Status LazyLayer::Ensure(const std::vector<uint32_t>& ids) {
+  for (;;) {
+    std::vector<uint32_t> mine;
+    bool others = false;
+    {
+      std::lock_guard lk(mu_);
+      for (uint32_t id : ids) {
+        if (verified_[id]) continue;
+        if (in_flight_[id]) {
+          others = true;
+          continue;
+        }
+        in_flight_[id] = true;
+        mine.push_back(id);
+      }
+    }
+    // Runs of chunks whose members touch, each up to max_request: one Range request each.
+    for (size_t i = 0; i < mine.size();) {
+      std::vector<uint32_t> run = {mine[i]};
+      uint64_t bytes = chunks_[mine[i]].where.end - chunks_[mine[i]].where.offset;
+      for (++i; i < mine.size(); ++i) {
+        const EstargzChunk& next = chunks_[mine[i]].where;
+        if (next.offset != chunks_[run.back()].where.end || bytes + next.end - next.offset > options_.max_request) break;
+        bytes += next.end - next.offset;
+        run.push_back(mine[i]);
+      }
+      Status st = FetchRun(run);
+      if (!st.ok()) {
+        Release(std::vector<uint32_t>(mine.begin() + static_cast<ptrdiff_t>(i), mine.end()), {});
+        return st;
+      }
+    }
+    if (!mine.empty()) continue;
+    if (!others) return Status::Ok();
+    std::unique_lock lk(mu_);
+    fetched_cv_.wait(lk, [&] { return std::none_of(ids.begin(), ids.end(), [&](uint32_t id) { return in_flight_[id]; }); });
+  }
+}
+
+Result<std::string> LazyLayer::Fetch(uint64_t offset, uint64_t length) {
+  ++requests_;
+  auto bytes = client_->GetBlobRange(repo_, blob_.digest, offset, length);
+  if (!bytes.ok()) return Status::Error(EIO, Name() + ": " + bytes.status().message());
+  fetched_ += bytes->size();
+  return bytes;
+}
+
+// One Range request for the run; every chunk checked, then written and synced, then journaled.
+Status LazyLayer::FetchRun(const std::vector<uint32_t>& run) {
+  const uint64_t first = chunks_[run.front()].where.offset;
+  auto bytes = Fetch(first, chunks_[run.back()].where.end - first);
+  if (!bytes.ok()) {
+    Release(run, {});
+    return bytes.status();
+  }
+  std::vector<uint32_t> done;
+  Status st;
+  for (uint32_t id : run) {
+    const Chunk& c = chunks_[id];
+    std::string_view member = std::string_view(*bytes).substr(c.where.offset - first, c.where.end - c.where.offset);
+    auto data = ReadEstargzChunk(member, c.where);
+    if (!data.ok()) {
+      std::string file = c.file == kNoFile ? "replaced data" : files_[c.file].toc_name;
+      std::string line = Name() + ": " + file + ": refused: " + data.status().message();
+      if (options_.log) options_.log(line);
+      else
+        std::fprintf(stderr, "layerfs: %s\n", line.c_str());
+      st = Status::Error(EIO, line);
+      break;
+    }
+    st = WriteChunk(c, *data, member);
+    if (!st.ok()) break;
+    done.push_back(id);
+  }
+  if (!done.empty() && ::fdatasync(blob_fd_.get()) != 0) done.clear();
+  if (!done.empty()) {
+    std::lock_guard lk(mu_);
+    Status journaled = journal_->Append(done);
+    if (!journaled.ok()) done.clear();
+    if (st.ok()) st = journaled;
+  }
+  Release(run, done);
+  return st;
+}
+
+// The chunk's data into its file (synced: the journal may then name it), the member into the
+// sparse blob.
+Status LazyLayer::WriteChunk(const Chunk& chunk, const std::string& data, std::string_view member) {
+  if (chunk.file != kNoFile) {
+    const File& f = files_[chunk.file];
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenInTree(tree_fd_.get(), f.toc_name, O_WRONLY));
+    RETURN_IF_ERROR(WriteAll(fd.get(), data, chunk.where.file_offset, Name() + ": write " + f.toc_name));
+    if (::futimens(fd.get(), f.times) != 0 || ::fdatasync(fd.get()) != 0)
+      return Status::FromErrno(Name() + ": write " + f.toc_name);
+  }
+  return WriteAll(blob_fd_.get(), member, chunk.where.offset, Name() + ": write blob file");
+}
+
+void LazyLayer::Release(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& verified) {
+  std::lock_guard lk(mu_);
+  for (uint32_t id : verified) verified_[id] = true;
+  for (uint32_t id : ids) in_flight_[id] = false;
+  fetched_cv_.notify_all();
+}
+
+// The blob's bytes no chunk holds; the blob digest checks them.
+Status LazyLayer::FetchGaps() {
+  for (auto [from, to] : gaps_) {
+    ASSIGN_OR_RETURN(std::string bytes, Fetch(from, to - from));
+    RETURN_IF_ERROR(WriteAll(blob_fd_.get(), bytes, from, Name() + ": write blob file"));
+  }
+  if (::fdatasync(blob_fd_.get()) != 0) return Status::FromErrno(Name() + ": write blob file");
+  return Status::Ok();
+}
+
+Status LazyLayer::Complete(const LazyProgress& progress) {
+  {
+    std::lock_guard lk(mu_);
+    if (installed_) return Status::Ok();
+  }
+  uint64_t done = blob_.size - toc_offset_;  // the TOC and the footer
+  std::vector<uint32_t> batch;
+  uint64_t batch_bytes = 0;
+  for (uint32_t id = 0; id <= chunks_.size(); ++id) {
+    bool last = id == chunks_.size();
+    if (last || batch_bytes >= options_.max_request) {
+      RETURN_IF_ERROR(Ensure(batch));
+      done += batch_bytes;
+      if (progress) progress(done, blob_.size);
+      batch.clear();
+      batch_bytes = 0;
+    }
+    if (last) break;
+    batch.push_back(id);
+    batch_bytes += chunks_[id].where.end - chunks_[id].where.offset;
+  }
+  RETURN_IF_ERROR(FetchGaps());
+  if (progress) progress(blob_.size, blob_.size);
+  return Install();
+}
+
+// The checks `layerfs pull` makes (blob digest, diff_id), then the tree and index become
+// layers/<hex> and the blob goes to blobs/.
+Status LazyLayer::Install() {
+  ASSIGN_OR_RETURN(Digest got, Sha256OfFile(blob_fd_.get()));
+  if (got != blob_.digest)
+    return Status::Error(EIO, Name() + ": blob digest mismatch (assembled " + got.str() + ", manifest says " +
+                                  blob_.digest.str() + ")");
+  ASSIGN_OR_RETURN(Digest unpacked, DiffIdOf(blob_fd_.get()));
+  if (unpacked != diff_id_)
+    return Status::Error(EIO, Name() + ": diff_id mismatch (blob " + blob_.digest.str() + " unpacks to " +
+                                  unpacked.str() + ")");
+  RETURN_IF_ERROR(BlobStore(store_).PutFile(dir() / "blob", blob_.digest).status().WithContext(Name()));
+  fs::path tmp = store_.NewTempPath("layer");
+  if (::mkdir(tmp.c_str(), 0755) != 0) return Status::FromErrno(Name() + ": create " + tmp.string());
+  std::lock_guard lk(mu_);
+  if (::rename((dir() / "tree").c_str(), (tmp / "tree").c_str()) != 0 ||
+      ::rename((dir() / "index").c_str(), (tmp / "index").c_str()) != 0)
+    return Status::FromErrno(Name() + ": install");
+  if (::rename(tmp.c_str(), store_.layer_dir(diff_id_).c_str()) != 0) {
+    if (errno != EEXIST && errno != ENOTEMPTY) return Status::FromErrno(Name() + ": install");
+    (void)RemoveTree(tmp);  // another process installed it first: theirs is as verified
+  }
+  installed_ = true;
+  fs::path gone = store_.NewTempPath("rm-lazy");
+  if (::rename(dir().c_str(), gone.c_str()) == 0) (void)RemoveTree(gone);
+  return Status::Ok();
+}
+
+}  // namespace layerfs

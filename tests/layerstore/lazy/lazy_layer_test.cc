@@ -1,0 +1,310 @@
+// LazyLayer against a real docker-registry on 127.0.0.1 serving an eStargz blob made by
+// EstargzWriter (through ConvertLayerToEstargz): the index built from the TOC equals the one
+// LayerStore::Ensure unpacks from the same blob; EnsureRange brings exactly the chunks asked for
+// (Range requests counted in the registry's access log), once however many threads ask; a
+// tampered chunk is refused; a registry gone gives EIO and keeps what was verified, as does a
+// killed process; Complete makes an ordinary layer equal to the eager one.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "layerstore/estargz/estargz_convert.h"
+#include "layerstore/estargz/estargz_footer.h"
+#include "layerstore/lazy/lazy_layer.h"
+#include "layerstore/store/blob_store.h"
+#include "layerstore/store/layer_store.h"
+#include "tests/layerstore/test_util.h"
+#include "tests/tools/registry_fixture.h"
+
+namespace layerfs::testing {
+namespace {
+
+constexpr const char* kRepo = "test/lazy";
+constexpr uint64_t kChunk = 64 << 10;
+
+std::string PreadAll(const fs::path& file, uint64_t offset, size_t length) {
+  std::string out(length, '\0');
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : ::pread(fd, out.data(), length, static_cast<off_t>(offset));
+  if (fd >= 0) ::close(fd);
+  out.resize(n < 0 ? 0 : static_cast<size_t>(n));
+  return out;
+}
+
+class LazyLayerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!LocalRegistry::Available()) GTEST_SKIP() << "docker-registry is not installed";
+    std::string error;
+    LocalRegistry::Options o;
+    o.access_log = true;
+    registry_ = LocalRegistry::Start(o, &error);
+    ASSERT_TRUE(registry_) << error;
+    auto eager = Store::Open(dir_.path() / "eager");
+    auto lazy = Store::Open(dir_.path() / "lazy");
+    ASSERT_TRUE(eager.ok() && lazy.ok());
+    eager_ = std::make_unique<Store>(std::move(*eager));
+    lazy_ = std::make_unique<Store>(std::move(*lazy));
+    MakeBlob();
+    RegistryOptions ro;
+    ro.registry = registry_->host();
+    ro.max_attempts = 3;
+    ro.backoff = std::chrono::milliseconds(20);
+    client_ = std::make_unique<RegistryClient>(ro);
+    Status up = client_->UploadBlob(kRepo, blob_.digest, BlobStore(*eager_).Path(blob_.digest));
+    ASSERT_TRUE(up.ok()) << up.message();
+  }
+
+  // A layer with every kind of entry, converted to eStargz with 64 KiB chunks and a prefetch
+  // list (so the blob has the landmark).
+  void MakeBlob() {
+    TarBuilder b;
+    b.Dir("etc/").File("etc/os-release", "ID=test\n").File("etc/empty", "");
+    b.Add({.path = "etc/attr", .data = "x", .uid = 1000, .gid = 100, .mtime_nsec = 123456789, .xattrs = {{"user.note", std::string("a\0b", 3)}}});
+    b.Dir("usr/").Dir("usr/bin/").File("usr/bin/tool", big_, 0755).Hardlink("usr/bin/tool2", "usr/bin/tool");
+    b.Symlink("usr/bin/sh", "tool").File("usr/.wh.gone", "").Dir("opt/").File("opt/.wh..wh..opq", "");
+    b.Add({.path = "dev/null", .type = AE_IFCHR, .perm = 0666, .dev_major = 1, .dev_minor = 3});
+    b.Add({.path = "dev/fifo", .type = AE_IFIFO, .perm = 0600});
+    b.File("usr/bin/other", RandomBytes(100000, 9), 0555);
+    std::string source = b.Build(Compression::kGzip);
+    auto d = BlobStore(*eager_).PutBytes(source);
+    ASSERT_TRUE(d.ok());
+    EstargzOptions o;
+    o.prefetch = {"etc/os-release"};
+    o.chunk_size = kChunk;
+    auto out = ConvertLayerToEstargz(*eager_, Descriptor{kOciLayerGzipType, *d, source.size(), {}, {}}, o);
+    ASSERT_TRUE(out.ok()) << out.status().message();
+    blob_ = out->blob;
+    diff_id_ = out->diff_id;
+  }
+
+  std::unique_ptr<LazyLayer> OpenLazy(LazyLayerOptions options = {}) {
+    auto l = LazyLayer::Open(*lazy_, *client_, kRepo, blob_, diff_id_, std::move(options));
+    EXPECT_TRUE(l.ok()) << l.status().message();
+    return l.ok() ? std::move(*l) : nullptr;
+  }
+
+  LayerIndex EagerIndex() {
+    Status st = LayerStore(*eager_).Ensure({{blob_.digest, diff_id_}});
+    EXPECT_TRUE(st.ok()) << st.message();
+    auto index = LayerStore(*eager_).ReadIndex(diff_id_);
+    EXPECT_TRUE(index.ok());
+    return index.ok() ? *index : LayerIndex();
+  }
+
+  // Blob GETs the registry answered, by its access log.
+  int BlobGets() {
+    std::string log = registry_->Log();
+    std::string needle = std::string("\"GET /v2/") + kRepo + "/blobs/" + blob_.digest.str();
+    int n = 0;
+    for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+    return n;
+  }
+
+  // Chunk i of a file, by the blob's own footer and TOC.
+  EstargzChunk ChunkOf(const std::string& name, size_t i) {
+    std::string blob = ReadFile(BlobStore(*eager_).Path(blob_.digest));
+    auto toc_offset = ParseEstargzFooter(std::string_view(blob).substr(blob.size() - kEstargzFooterSize));
+    EXPECT_TRUE(toc_offset.ok());
+    std::string_view member = std::string_view(blob).substr(*toc_offset, blob.size() - kEstargzFooterSize - *toc_offset);
+    auto toc = ReadEstargzToc(member, *toc_offset, Digest());
+    EXPECT_TRUE(toc.ok());
+    auto chunks = EstargzChunks(*toc, *toc_offset);
+    EXPECT_GT(chunks[name].size(), i);
+    return chunks[name].size() > i ? chunks[name][i] : EstargzChunk();
+  }
+
+  fs::path RegistryBlobFile() {
+    return registry_->dir() / "storage/docker/registry/v2/blobs/sha256" / blob_.digest.hex().substr(0, 2) /
+           blob_.digest.hex() / "data";
+  }
+
+  TempDir dir_;
+  std::unique_ptr<LocalRegistry> registry_;
+  std::unique_ptr<Store> eager_, lazy_;
+  std::unique_ptr<RegistryClient> client_;
+  std::string big_ = RandomBytes(300000, 7);  // five chunks of 64 KiB
+  Descriptor blob_;
+  Digest diff_id_;
+};
+
+void ExpectSameIndex(const LayerIndex& lazy, const LayerIndex& eager) {
+  ASSERT_EQ(lazy.entries().size(), eager.entries().size());
+  for (size_t i = 0; i < lazy.entries().size(); ++i)
+    EXPECT_EQ(lazy.entries()[i], eager.entries()[i]) << "entry " << i << ": " << lazy.entries()[i].path << " vs "
+                                                     << eager.entries()[i].path;
+}
+
+TEST_F(LazyLayerTest, IndexFromTheTocEqualsTheEagerUnpacksEntryByEntry) {
+  auto lazy = OpenLazy();
+  ASSERT_TRUE(lazy);
+  EXPECT_EQ(BlobGets(), 2) << "the footer and the TOC only";
+  LayerIndex eager = EagerIndex();
+  ExpectSameIndex(lazy->index(), eager);
+  std::set<EntryType> kinds;
+  bool opaque = false, linked = false;
+  for (const LayerEntry& e : eager.entries()) {
+    kinds.insert(e.type);
+    opaque |= e.opaque;
+    linked |= e.hardlink_group != 0;
+  }
+  EXPECT_TRUE(opaque && linked && kinds.count(EntryType::kWhiteout) && kinds.count(EntryType::kSymlink) &&
+              kinds.count(EntryType::kCharDevice))
+      << "the layer has every kind of entry the test means to compare";
+  struct stat st;
+  ASSERT_EQ(::stat((lazy->tree_dir() / "usr/bin/tool").c_str(), &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), big_.size());
+  EXPECT_EQ(st.st_blocks, 0) << "no data before a read asks for it";
+  EXPECT_EQ(lazy->stats().chunks, 10u) << "tool 5, other 2, os-release, attr, the landmark";
+}
+
+TEST_F(LazyLayerTest, EnsureRangeFetchesOnlyTheMissingChunksCoalesced) {
+  auto lazy = OpenLazy();
+  ASSERT_TRUE(lazy);
+  int before = BlobGets();
+  Status st = lazy->EnsureRange("usr/bin/tool", kChunk + 10, 100);  // inside chunk 1
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(BlobGets(), before + 1);
+  EXPECT_EQ(lazy->stats().verified_chunks, 1u);
+  fs::path tool = lazy->tree_dir() / "usr/bin/tool";
+  EXPECT_EQ(PreadAll(tool, kChunk + 10, 100), big_.substr(kChunk + 10, 100));
+  EXPECT_EQ(PreadAll(tool, 0, 16), std::string(16, '\0')) << "chunk 0 is still a hole";
+  // The whole file: chunk 0 alone, then chunks 2-4 together (their members touch).
+  st = lazy->EnsureRange("usr/bin/tool2", 0, big_.size());  // a hard link reaches the same data
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(BlobGets(), before + 3);
+  EXPECT_EQ(PreadAll(tool, 0, big_.size()), big_);
+  ASSERT_TRUE(lazy->EnsureRange("usr/bin/tool", 0, UINT64_MAX).ok());
+  ASSERT_TRUE(lazy->EnsureRange("etc/empty", 0, 10).ok());
+  EXPECT_EQ(BlobGets(), before + 3) << "nothing fetched twice";
+  EXPECT_EQ(lazy->EnsureRange("usr/bin/sh", 0, 1).code(), ENOENT);
+  EXPECT_EQ(lazy->EnsureRange("no/such", 0, 1).code(), ENOENT);
+  struct stat st_tool;
+  ASSERT_EQ(::stat(tool.c_str(), &st_tool), 0);
+  EXPECT_EQ(st_tool.st_mtim.tv_sec, 1700000000) << "writing the data keeps the tree's mtime";
+}
+
+TEST_F(LazyLayerTest, ConcurrentReadersOfOneChunkFetchItOnce) {
+  auto lazy = OpenLazy();
+  ASSERT_TRUE(lazy);
+  int before = BlobGets();
+  std::vector<std::thread> readers;
+  readers.reserve(8);
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 8; ++i)
+    readers.emplace_back([&, i] {
+      if (!lazy->EnsureRange("usr/bin/other", static_cast<uint64_t>(i) * 1000, 5000).ok()) ++failures;
+    });
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(BlobGets(), before + 1);
+  EXPECT_EQ(lazy->stats().requests, 3u);
+}
+
+TEST_F(LazyLayerTest, TamperedChunkIsRefusedLoggedAndNothingWritten) {
+  EstargzChunk chunk0 = ChunkOf("usr/bin/tool", 0);
+  std::string stored = ReadFile(RegistryBlobFile());
+  ASSERT_EQ(stored.size(), blob_.size) << "the registry keeps the blob as a file";
+  stored[(chunk0.offset + chunk0.end) / 2] ^= 0x55;
+  WriteFile(RegistryBlobFile(), stored);
+  std::vector<std::string> lines;
+  LazyLayerOptions o;
+  o.log = [&](const std::string& line) { lines.push_back(line); };
+  auto lazy = OpenLazy(o);
+  ASSERT_TRUE(lazy);
+  Status st = lazy->EnsureRange("usr/bin/tool", 0, 10);
+  EXPECT_EQ(st.code(), EIO) << st.message();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("usr/bin/tool"), std::string::npos) << lines[0];
+  fs::path tool = lazy->tree_dir() / "usr/bin/tool";
+  struct stat sb;
+  ASSERT_EQ(::stat(tool.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_blocks, 0) << "not a byte of the refused chunk written";
+  EXPECT_EQ(lazy->stats().verified_chunks, 0u);
+  ASSERT_TRUE(lazy->EnsureRange("usr/bin/tool", kChunk, 10).ok()) << "the untouched chunks still come";
+  EXPECT_EQ(lazy->EnsureRange("usr/bin/tool", 0, 10).code(), EIO) << "refused again, not remembered as good";
+  EXPECT_EQ(lazy->Complete().code(), EIO);
+  EXPECT_FALSE(LayerStore(*lazy_).Has(diff_id_));
+}
+
+TEST_F(LazyLayerTest, RegistryGoneGivesEioAndWhatWasVerifiedStays) {
+  auto lazy = OpenLazy();
+  ASSERT_TRUE(lazy);
+  ASSERT_TRUE(lazy->EnsureRange("usr/bin/tool", 0, kChunk).ok());
+  registry_->Stop();
+  auto t0 = std::chrono::steady_clock::now();
+  Status st = lazy->EnsureRange("usr/bin/tool", kChunk, 10);
+  EXPECT_EQ(st.code(), EIO) << st.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "a bounded retry";
+  EXPECT_TRUE(lazy->EnsureRange("usr/bin/tool", 0, kChunk).ok()) << "what is local still serves";
+  fs::path tool = lazy->tree_dir() / "usr/bin/tool";
+  EXPECT_EQ(PreadAll(tool, 0, kChunk), big_.substr(0, kChunk));
+  lazy.reset();
+  auto again = OpenLazy();  // a new process's view: no network needed to open
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->stats().verified_chunks, 1u);
+  EXPECT_TRUE(again->EnsureRange("usr/bin/tool", 0, kChunk).ok());
+  EXPECT_EQ(again->stats().requests, 0u);
+}
+
+TEST_F(LazyLayerTest, KilledProcessLosesNothingVerified) {
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto l = LazyLayer::Open(*lazy_, *client_, kRepo, blob_, diff_id_);
+    bool ok = l.ok() && (*l)->EnsureRange("usr/bin/tool", 0, 2 * kChunk).ok();
+    ::kill(::getpid(), ok ? SIGKILL : SIGTERM);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the child's reads failed";
+  int before = BlobGets();
+  auto lazy = OpenLazy();
+  ASSERT_TRUE(lazy);
+  EXPECT_EQ(lazy->stats().verified_chunks, 2u);
+  ASSERT_TRUE(lazy->EnsureRange("usr/bin/tool", 0, 2 * kChunk).ok());
+  EXPECT_EQ(BlobGets(), before) << "nothing fetched again";
+  EXPECT_EQ(PreadAll(lazy->tree_dir() / "usr/bin/tool", 0, 2 * kChunk), big_.substr(0, 2 * kChunk));
+}
+
+TEST_F(LazyLayerTest, CompleteMakesAnOrdinaryLayerEqualToTheEagerOne) {
+  auto lazy = OpenLazy();
+  ASSERT_TRUE(lazy);
+  ASSERT_TRUE(lazy->EnsureRange("usr/bin/tool", kChunk, 10).ok());
+  std::vector<std::pair<uint64_t, uint64_t>> progress;
+  Status st = lazy->Complete([&](uint64_t done, uint64_t total) { progress.emplace_back(done, total); });
+  ASSERT_TRUE(st.ok()) << st.message();
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back(), std::make_pair(blob_.size, blob_.size));
+  EXPECT_EQ(lazy->stats().fetched_bytes, blob_.size) << "every byte of the blob fetched once";
+  EXPECT_TRUE(LayerStore(*lazy_).Has(diff_id_));
+  EXPECT_TRUE(BlobStore(*lazy_).Has(blob_.digest));
+  EXPECT_FALSE(fs::exists(lazy_->lazy_layer_dir(diff_id_)));
+  EXPECT_EQ(lazy->tree_dir(), lazy_->layer_tree(diff_id_));
+  LayerIndex eager = EagerIndex();
+  auto installed = LayerStore(*lazy_).ReadIndex(diff_id_);
+  ASSERT_TRUE(installed.ok());
+  ExpectSameIndex(*installed, eager);
+  for (const LayerEntry& e : eager.entries()) {
+    if (e.type != EntryType::kRegular) continue;
+    fs::path a = lazy_->layer_tree(diff_id_) / e.path, b = eager_->layer_tree(diff_id_) / e.path;
+    EXPECT_EQ(ReadFile(a), ReadFile(b)) << e.path;
+    struct stat sa, sb;
+    ASSERT_EQ(::lstat(a.c_str(), &sa), 0);
+    ASSERT_EQ(::lstat(b.c_str(), &sb), 0);
+    EXPECT_EQ(sa.st_mode, sb.st_mode) << e.path;
+    EXPECT_EQ(sa.st_mtim.tv_sec, sb.st_mtim.tv_sec) << e.path;
+    EXPECT_EQ(sa.st_nlink, sb.st_nlink) << e.path;
+  }
+  EXPECT_TRUE(lazy->EnsureRange("usr/bin/tool", 0, 1).ok());
+  EXPECT_EQ(LazyLayer::Open(*lazy_, *client_, kRepo, blob_, diff_id_).status().code(), EEXIST);
+}
+
+}  // namespace
+}  // namespace layerfs::testing
