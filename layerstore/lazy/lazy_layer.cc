@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "layerstore/base/parallel_jobs.h"
 #include "layerstore/base/remove_tree.h"
 #include "layerstore/estargz/estargz_footer.h"
 #include "layerstore/estargz/estargz_toc.h"
@@ -397,22 +398,33 @@ Status LazyLayer::Complete(const LazyProgress& progress) {
     std::lock_guard lk(mu_);
     if (installed_) return Status::Ok();
   }
-  uint64_t done = blob_.size - toc_offset_;  // the TOC and the footer
-  std::vector<uint32_t> batch;
-  uint64_t batch_bytes = 0;
-  for (uint32_t id = 0; id <= chunks_.size(); ++id) {
-    bool last = id == chunks_.size();
-    if (last || batch_bytes >= options_.max_request) {
-      RETURN_IF_ERROR(Ensure(batch));
-      done += batch_bytes;
-      if (progress) progress(done, blob_.size);
-      batch.clear();
-      batch_bytes = 0;
+  // Batches of about max_request bytes in blob order, taken in order by `jobs` threads.
+  std::vector<std::vector<uint32_t>> batches(1);
+  uint64_t bytes = 0;
+  for (uint32_t id = 0; id < chunks_.size(); ++id) {
+    if (bytes >= options_.max_request) {
+      batches.emplace_back();
+      bytes = 0;
     }
-    if (last) break;
-    batch.push_back(id);
-    batch_bytes += chunks_[id].where.end - chunks_[id].where.offset;
+    batches.back().push_back(id);
+    bytes += chunks_[id].where.end - chunks_[id].where.offset;
   }
+  std::atomic<uint64_t> done{blob_.size - toc_offset_};  // the TOC and the footer
+  std::mutex error_mu;
+  Status error;
+  RunJobs(batches.size(), options_.jobs, [&](size_t i) {
+    Status st = Ensure(batches[i]);
+    if (!st.ok()) {
+      std::lock_guard lk(error_mu);
+      if (error.ok()) error = st;
+      return;
+    }
+    uint64_t batch = 0;
+    for (uint32_t id : batches[i]) batch += chunks_[id].where.end - chunks_[id].where.offset;
+    uint64_t now = done += batch;
+    if (progress) progress(now, blob_.size);
+  });
+  RETURN_IF_ERROR(error);
   RETURN_IF_ERROR(FetchGaps());
   if (progress) progress(blob_.size, blob_.size);
   return Install();

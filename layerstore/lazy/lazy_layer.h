@@ -43,6 +43,7 @@ namespace layerfs {
 
 struct LazyLayerOptions {
   uint64_t max_request = 8u << 20;              // a coalesced Range request grows up to this
+  unsigned jobs = 3;                            // Complete's requests at once (pull's default)
   std::function<void(const std::string&)> log;  // one line per refused chunk; empty: stderr
 };
 
@@ -53,7 +54,8 @@ struct LazyLayerStats {
   uint64_t fetched_bytes = 0;  // of the blob, by those requests
 };
 
-// done and total: bytes of the blob present (verified) and its size.
+// done and total: bytes of the blob present (verified) and its size. Called from Complete's
+// fetching threads, several at once.
 using LazyProgress = std::function<void(uint64_t done, uint64_t total)>;
 
 class LazyLayer {
@@ -72,8 +74,9 @@ class LazyLayer {
   // path: a regular file's path in index(). Returns once bytes [offset, offset + length) of it
   // (clipped to its size) are verified in the tree.
   Status EnsureRange(const std::string& path, uint64_t offset, uint64_t length);
-  // Every missing chunk (blob order, which puts the prefetch landmark's files first), then the
-  // whole blob's checks and the install. Readers may go on calling EnsureRange meanwhile.
+  // Every missing chunk (blob order, which puts the prefetch landmark's files first; `jobs`
+  // Range requests at once), then the whole blob's checks and the install. Readers may go on
+  // calling EnsureRange meanwhile.
   Status Complete(const LazyProgress& progress = {});
   LazyLayerStats stats() const;
 

@@ -274,7 +274,10 @@ TEST_F(LazyLayerTest, KilledProcessLosesNothingVerified) {
 }
 
 TEST_F(LazyLayerTest, CompleteMakesAnOrdinaryLayerEqualToTheEagerOne) {
-  auto lazy = OpenLazy();
+  LazyLayerOptions o;
+  o.max_request = kChunk;  // a batch per chunk or two, three fetching at once
+  o.jobs = 3;
+  auto lazy = OpenLazy(o);
   ASSERT_TRUE(lazy);
   ASSERT_TRUE(lazy->EnsureRange("usr/bin/tool", kChunk, 10).ok());
   std::vector<std::pair<uint64_t, uint64_t>> progress;
