@@ -72,19 +72,6 @@ Result<UniqueFd> OpenInTree(int tree_fd, const std::string& name, int flags) {
   return UniqueFd(static_cast<int>(fd));
 }
 
-Result<Digest> Sha256OfFile(int fd) {
-  Sha256 h;
-  std::string buf(1 << 20, '\0');
-  for (off_t off = 0;;) {
-    ssize_t n = ::pread(fd, buf.data(), buf.size(), off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno("read blob");
-    if (n == 0) return h.Finish();
-    h.Update(buf.data(), static_cast<size_t>(n));
-    off += n;
-  }
-}
-
 // The sha256 of the blob's uncompressed tar: its diff_id.
 Result<Digest> DiffIdOf(int fd) {
   if (::lseek(fd, 0, SEEK_SET) != 0) return Status::FromErrno("seek blob");
@@ -210,7 +197,30 @@ Status LazyLayer::Load(const Digest& toc_digest) {
   ASSIGN_OR_RETURN(ChunkJournal journal, ChunkJournal::Open(dir() / "chunks", chunks_.size(), &verified_));
   journal_.emplace(std::move(journal));
   in_flight_.assign(chunks_.size(), false);
-  return Status::Ok();
+  return journal_->stale() ? Recheck() : Status::Ok();
+}
+
+// After a reboot: the chunks whose member (in the blob file) and data (in the tree) are still
+// what their digest says stay verified; the others are fetched again when asked for.
+Status LazyLayer::Recheck() {
+  std::vector<uint32_t> good;
+  for (uint32_t id = 0; id < chunks_.size(); ++id) {
+    if (!verified_[id]) continue;
+    const Chunk& c = chunks_[id];
+    auto member = ReadAt(blob_fd_.get(), c.where.offset, c.where.end - c.where.offset, "read blob file");
+    auto data = member.ok() ? ReadEstargzChunk(*member, c.where) : Result<std::string>(member.status());
+    bool intact = data.ok();
+    if (intact && c.file != kNoFile) {
+      auto fd = OpenInTree(tree_fd_.get(), files_[c.file].toc_name, O_RDONLY);
+      auto written = fd.ok() ? ReadAt(fd->get(), c.where.file_offset, c.where.length, "read tree")
+                             : Result<std::string>(fd.status());
+      intact = written.ok() && *written == *data;
+    }
+    if (intact) good.push_back(id);
+    else
+      verified_[id] = false;
+  }
+  return journal_->Rewrite(good);
 }
 
 // Chunks in blob order, each with the file it fills; index paths to files by inode, which
@@ -325,7 +335,7 @@ Result<std::string> LazyLayer::Fetch(uint64_t offset, uint64_t length) {
   return bytes;
 }
 
-// One Range request for the run; every chunk checked, then written and synced, then journaled.
+// One Range request for the run; every chunk checked, then written, then journaled.
 Status LazyLayer::FetchRun(const std::vector<uint32_t>& run) {
   const uint64_t first = chunks_[run.front()].where.offset;
   auto bytes = Fetch(first, chunks_[run.back()].where.end - first);
@@ -352,7 +362,6 @@ Status LazyLayer::FetchRun(const std::vector<uint32_t>& run) {
     if (!st.ok()) break;
     done.push_back(id);
   }
-  if (!done.empty() && ::fdatasync(blob_fd_.get()) != 0) done.clear();
   if (!done.empty()) {
     std::lock_guard lk(mu_);
     Status journaled = journal_->Append(done);
@@ -363,14 +372,13 @@ Status LazyLayer::FetchRun(const std::vector<uint32_t>& run) {
   return st;
 }
 
-// The chunk's data into its file (synced: the journal may then name it), the member into the
-// sparse blob.
+// The chunk's data into its file, the member into the sparse blob.
 Status LazyLayer::WriteChunk(const Chunk& chunk, const std::string& data, std::string_view member) {
   if (chunk.file != kNoFile) {
     const File& f = files_[chunk.file];
     ASSIGN_OR_RETURN(UniqueFd fd, OpenInTree(tree_fd_.get(), f.toc_name, O_WRONLY));
     RETURN_IF_ERROR(WriteAll(fd.get(), data, chunk.where.file_offset, Name() + ": write " + f.toc_name));
-    if (::futimens(fd.get(), f.times) != 0 || ::fdatasync(fd.get()) != 0)
+    if (::futimens(fd.get(), f.times) != 0)
       return Status::FromErrno(Name() + ": write " + f.toc_name);
   }
   return WriteAll(blob_fd_.get(), member, chunk.where.offset, Name() + ": write blob file");
@@ -389,7 +397,6 @@ Status LazyLayer::FetchGaps() {
     ASSIGN_OR_RETURN(std::string bytes, Fetch(from, to - from));
     RETURN_IF_ERROR(WriteAll(blob_fd_.get(), bytes, from, Name() + ": write blob file"));
   }
-  if (::fdatasync(blob_fd_.get()) != 0) return Status::FromErrno(Name() + ": write blob file");
   return Status::Ok();
 }
 
@@ -433,15 +440,16 @@ Status LazyLayer::Complete(const LazyProgress& progress) {
 // The checks `layerfs pull` makes (blob digest, diff_id), then the tree and index become
 // layers/<hex> and the blob goes to blobs/.
 Status LazyLayer::Install() {
-  ASSIGN_OR_RETURN(Digest got, Sha256OfFile(blob_fd_.get()));
-  if (got != blob_.digest)
-    return Status::Error(EIO, Name() + ": blob digest mismatch (assembled " + got.str() + ", manifest says " +
-                                  blob_.digest.str() + ")");
-  ASSIGN_OR_RETURN(Digest unpacked, DiffIdOf(blob_fd_.get()));
+  // PutFile hashes the assembled blob while it copies it, and publishes it only if it matches
+  // (a blob the store already has was verified when it came).
+  auto put = BlobStore(store_).PutFile(dir() / "blob", blob_.digest);
+  if (!put.ok()) return Status::Error(EIO, Name() + ": the assembled blob: " + put.status().message());
+  UniqueFd stored(::open(store_.blob_path(blob_.digest).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!stored.valid()) return Status::FromErrno(Name() + ": blob " + blob_.digest.str());
+  ASSIGN_OR_RETURN(Digest unpacked, DiffIdOf(stored.get()));
   if (unpacked != diff_id_)
     return Status::Error(EIO, Name() + ": diff_id mismatch (blob " + blob_.digest.str() + " unpacks to " +
                                   unpacked.str() + ")");
-  RETURN_IF_ERROR(BlobStore(store_).PutFile(dir() / "blob", blob_.digest).status().WithContext(Name()));
   fs::path tmp = store_.NewTempPath("layer");
   if (::mkdir(tmp.c_str(), 0755) != 0) return Status::FromErrno(Name() + ": create " + tmp.string());
   std::lock_guard lk(mu_);

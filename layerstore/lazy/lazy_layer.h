@@ -88,6 +88,7 @@ class LazyLayer {
   static Status Create(const Store& store, RegistryClient& client, const std::string& repo, const Descriptor& blob,
                        const Digest& diff_id, const Digest& toc_digest);
   Status Load(const Digest& toc_digest);
+  Status Recheck();
   Status MapFiles(const std::map<std::string, std::vector<EstargzChunk>>& by_name);
   Status Ensure(const std::vector<uint32_t>& ids);
   Status FetchRun(const std::vector<uint32_t>& run);
