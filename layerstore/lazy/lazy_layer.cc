@@ -98,6 +98,7 @@ struct LazyLayer::File {
   uint64_t size = 0;
   std::vector<uint32_t> chunks;  // in file order
   timespec times[2] = {};        // the tree's atime and mtime, put back after each write
+  mode_t mode = 0;               // the tree's permission bits
 };
 
 struct LazyLayer::Chunk {
@@ -233,7 +234,7 @@ Status LazyLayer::MapFiles(const std::map<std::string, std::vector<EstargzChunk>
     bool regular = fd.ok() && ::fstat(fd->get(), &st) == 0 && S_ISREG(st.st_mode);
     auto file = static_cast<uint32_t>(files_.size());
     if (regular && file_of_inode.emplace(st.st_ino, file).second)
-      files_.push_back(File{name, static_cast<uint64_t>(st.st_size), {}, {st.st_atim, st.st_mtim}});
+      files_.push_back(File{name, static_cast<uint64_t>(st.st_size), {}, {st.st_atim, st.st_mtim}, st.st_mode & 07777});
     for (const EstargzChunk& c : chunks) chunks_.push_back(Chunk{c, regular ? file_of_inode[st.st_ino] : kNoFile});
   }
   std::sort(chunks_.begin(), chunks_.end(), [](const Chunk& a, const Chunk& b) { return a.where.offset < b.where.offset; });
@@ -376,12 +377,28 @@ Status LazyLayer::FetchRun(const std::vector<uint32_t>& run) {
 Status LazyLayer::WriteChunk(const Chunk& chunk, const std::string& data, std::string_view member) {
   if (chunk.file != kNoFile) {
     const File& f = files_[chunk.file];
-    ASSIGN_OR_RETURN(UniqueFd fd, OpenInTree(tree_fd_.get(), f.toc_name, O_WRONLY));
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenForWrite(f));
     RETURN_IF_ERROR(WriteAll(fd.get(), data, chunk.where.file_offset, Name() + ": write " + f.toc_name));
     if (::futimens(fd.get(), f.times) != 0)
       return Status::FromErrno(Name() + ": write " + f.toc_name);
   }
   return WriteAll(blob_fd_.get(), member, chunk.where.offset, Name() + ": write blob file");
+}
+
+// Without root, a file whose mode lacks the owner's write bit (0555 binaries, 0000 shadow
+// files) gets it for the moment of the open, through its O_PATH descriptor: the index, not the
+// tree, says what readers see, and the mode is the tree's again before a byte is written.
+Result<UniqueFd> LazyLayer::OpenForWrite(const File& f) {
+  auto fd = OpenInTree(tree_fd_.get(), f.toc_name, O_WRONLY);
+  if (fd.ok() || fd.status().code() != EACCES) return fd;
+  ASSIGN_OR_RETURN(UniqueFd path, OpenInTree(tree_fd_.get(), f.toc_name, O_PATH));
+  std::string proc = "/proc/self/fd/" + std::to_string(path.get());
+  if (::chmod(proc.c_str(), f.mode | S_IWUSR) != 0) return Status::FromErrno("chmod \"" + f.toc_name + "\"");
+  UniqueFd out(::open(proc.c_str(), O_WRONLY | O_CLOEXEC));
+  int err = errno;
+  if (::chmod(proc.c_str(), f.mode) != 0) return Status::FromErrno("chmod \"" + f.toc_name + "\"");
+  if (!out.valid()) return Status::FromErrno(err, "open \"" + f.toc_name + "\" in the lazy tree");
+  return out;
 }
 
 void LazyLayer::Release(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& verified) {
@@ -450,19 +467,17 @@ Status LazyLayer::Install() {
   if (unpacked != diff_id_)
     return Status::Error(EIO, Name() + ": diff_id mismatch (blob " + blob_.digest.str() + " unpacks to " +
                                   unpacked.str() + ")");
+  // The whole directory moves (moving tree/ alone would need write permission on it, which a
+  // 0555 layer root denies without root); a crash half way leaves litter in tmp/.
   fs::path tmp = store_.NewTempPath("layer");
-  if (::mkdir(tmp.c_str(), 0755) != 0) return Status::FromErrno(Name() + ": create " + tmp.string());
   std::lock_guard lk(mu_);
-  if (::rename((dir() / "tree").c_str(), (tmp / "tree").c_str()) != 0 ||
-      ::rename((dir() / "index").c_str(), (tmp / "index").c_str()) != 0)
-    return Status::FromErrno(Name() + ": install");
+  if (::rename(dir().c_str(), tmp.c_str()) != 0) return Status::FromErrno(Name() + ": install");
+  for (const char* name : {"blob", "chunks", "chunks.boot", "layer.json"}) ::unlink((tmp / name).c_str());
   if (::rename(tmp.c_str(), store_.layer_dir(diff_id_).c_str()) != 0) {
     if (errno != EEXIST && errno != ENOTEMPTY) return Status::FromErrno(Name() + ": install");
     (void)RemoveTree(tmp);  // another process installed it first: theirs is as verified
   }
   installed_ = true;
-  fs::path gone = store_.NewTempPath("rm-lazy");
-  if (::rename(dir().c_str(), gone.c_str()) == 0) (void)RemoveTree(gone);
   return Status::Ok();
 }
 

@@ -93,6 +93,7 @@ class LazyLayer {
   Status Ensure(const std::vector<uint32_t>& ids);
   Status FetchRun(const std::vector<uint32_t>& run);
   Status WriteChunk(const Chunk& chunk, const std::string& data, std::string_view member);
+  Result<UniqueFd> OpenForWrite(const File& f);
   void Release(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& verified);
   Result<std::string> Fetch(uint64_t offset, uint64_t length);
   Status FetchGaps();

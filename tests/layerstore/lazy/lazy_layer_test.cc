@@ -66,7 +66,7 @@ class LazyLayerTest : public ::testing::Test {
   // list (so the blob has the landmark).
   void MakeBlob() {
     TarBuilder b;
-    b.Dir("etc/").File("etc/os-release", "ID=test\n").File("etc/empty", "");
+    b.Dir("./", 0555).Dir("etc/").File("etc/os-release", "ID=test\n").File("etc/empty", "");
     b.Add({.path = "etc/attr", .data = "x", .uid = 1000, .gid = 100, .mtime_nsec = 123456789, .xattrs = {{"user.note", std::string("a\0b", 3)}}});
     b.Dir("usr/").Dir("usr/bin/").File("usr/bin/tool", big_, 0755).Hardlink("usr/bin/tool2", "usr/bin/tool");
     b.Symlink("usr/bin/sh", "tool").File("usr/.wh.gone", "").Dir("opt/").File("opt/.wh..wh..opq", "");
@@ -303,6 +303,40 @@ TEST_F(LazyLayerTest, AfterARebootVerifiedChunksAreCheckedAgain) {
   EXPECT_EQ(lazy->stats().requests, 1u);
   EXPECT_EQ(BlobGets(4), 4);
   EXPECT_EQ(PreadAll(tool, 0, 2 * kChunk), big_.substr(0, 2 * kChunk));
+}
+
+// Without root (a child as nobody, its own store): the tree keeps the layer's modes, and
+// files without the owner's write bit (usr/bin/other is 0555) still fill and complete.
+TEST_F(LazyLayerTest, WithoutRootReadOnlyFilesFillAndComplete) {
+  constexpr uid_t kNobody = 65534;
+  fs::path root = dir_.path() / "rootless";
+  ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
+  ASSERT_EQ(::chown(root.c_str(), kNobody, kNobody), 0);
+  ASSERT_EQ(::chmod(dir_.path().c_str(), 0711), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::setresgid(kNobody, kNobody, kNobody) != 0 || ::setresuid(kNobody, kNobody, kNobody) != 0) ::_exit(10);
+    auto store = Store::Open(root);
+    if (!store.ok()) ::_exit(11);
+    auto l = LazyLayer::Open(*store, *client_, kRepo, blob_, diff_id_);
+    if (!l.ok()) ::_exit(12);
+    fs::path other = (*l)->tree_dir() / "usr/bin/other";
+    if (!(*l)->EnsureRange("usr/bin/other", 0, 100000).ok()) ::_exit(13);
+    struct stat st;
+    if (::stat(other.c_str(), &st) != 0 || (st.st_mode & 07777) != 0555) ::_exit(14);
+    if (PreadAll(other, 0, 100000) != RandomBytes(100000, 9)) ::_exit(15);
+    ::_exit((*l)->Complete().ok() ? 0 : 16);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "10 setuid, 11 store, 12 open, 13 read, 14 mode, 15 bytes, 16 complete";
+  auto store = Store::Open(root);
+  ASSERT_TRUE(store.ok());
+  auto installed = LayerStore(*store).ReadIndex(diff_id_);
+  ASSERT_TRUE(installed.ok()) << installed.status().message();
+  ExpectSameIndex(*installed, EagerIndex());
 }
 
 TEST_F(LazyLayerTest, CompleteMakesAnOrdinaryLayerEqualToTheEagerOne) {
