@@ -2,9 +2,10 @@
 // EstargzWriter (through ConvertLayerToEstargz): the index built from the TOC equals the one
 // LayerStore::Ensure unpacks from the same blob; EnsureRange brings exactly the chunks asked for
 // (Range requests counted in the registry's access log), once however many threads ask; a
-// tampered chunk is refused; a registry gone gives EIO and keeps what was verified, as does a
-// killed process, and a reboot keeps what survived it; Complete makes an ordinary layer equal
-// to the eager one.
+// tampered chunk is refused; a registry gone, or a reply cut on every attempt (the test's own
+// server), gives EIO and keeps what was verified, as does a killed process, and a reboot keeps
+// what survived it; Complete, with readers beside it and without root too, makes an ordinary
+// layer equal to the eager one.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -21,6 +22,7 @@
 #include "layerstore/store/blob_store.h"
 #include "layerstore/store/layer_store.h"
 #include "tests/layerstore/test_util.h"
+#include "tests/tools/loopback_http_server.h"
 #include "tests/tools/registry_fixture.h"
 
 namespace layerfs::testing {
@@ -261,6 +263,46 @@ TEST_F(LazyLayerTest, RegistryGoneGivesEioAndWhatWasVerifiedStays) {
   EXPECT_EQ(again->stats().requests, 0u);
 }
 
+// A connection cut in the middle of a Range reply, from the test's own server (it stops every
+// reply at the blob's half): the client resumes where the cut was; when every attempt is cut,
+// the reader gets EIO after the bounded retries and nothing of the chunk is written.
+TEST_F(LazyLayerTest, ConnectionCutMidReplyResumesOrGivesEio) {
+  FakeRegistry reg;
+  reg.repo = kRepo;
+  reg.blobs[blob_.digest.str()] = ReadFile(BlobStore(*eager_).Path(blob_.digest));
+  LoopbackHttpServer server([&](const auto& r) { return reg.Handle(r); });
+  RegistryOptions ro;
+  ro.registry = server.host();
+  ro.max_attempts = 3;
+  ro.backoff = std::chrono::milliseconds(5);
+  RegistryClient client(ro);
+  size_t index = 0;  // the chunk of usr/bin/tool whose member holds the blob's half
+  while (index < 5 && ChunkOf("usr/bin/tool", index).end <= blob_.size / 2) ++index;
+  ASSERT_LT(ChunkOf("usr/bin/tool", index).offset, blob_.size / 2);
+  uint64_t at = index * kChunk;
+  for (FakeRegistry::Fault fault : {FakeRegistry::Fault::kCutOnce, FakeRegistry::Fault::kCutAlways}) {
+    auto store = Store::Open(dir_.path() / (fault == FakeRegistry::Fault::kCutOnce ? "once" : "always"));
+    ASSERT_TRUE(store.ok());
+    auto lazy = LazyLayer::Open(*store, client, kRepo, blob_, diff_id_);
+    ASSERT_TRUE(lazy.ok()) << lazy.status().message();
+    reg.SetFault(blob_.digest.str(), fault);
+    Status st = (*lazy)->EnsureRange("usr/bin/tool", at, 10);
+    fs::path tool = (*lazy)->tree_dir() / "usr/bin/tool";
+    if (fault == FakeRegistry::Fault::kCutOnce) {
+      ASSERT_TRUE(st.ok()) << st.message();
+      EXPECT_EQ(reg.cuts, 1);
+      EXPECT_EQ(PreadAll(tool, at, kChunk), big_.substr(at, kChunk));
+    } else {
+      EXPECT_EQ(st.code(), EIO) << st.message();
+      EXPECT_NE(st.message().find("after 3 attempts"), std::string::npos) << st.message();
+      struct stat sb;
+      ASSERT_EQ(::stat(tool.c_str(), &sb), 0);
+      EXPECT_EQ(sb.st_blocks, 0) << "nothing of the cut chunk written";
+    }
+    reg.SetFault(FakeRegistry::Fault::kNone);
+  }
+}
+
 TEST_F(LazyLayerTest, KilledProcessLosesNothingVerified) {
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
@@ -303,6 +345,28 @@ TEST_F(LazyLayerTest, AfterARebootVerifiedChunksAreCheckedAgain) {
   EXPECT_EQ(lazy->stats().requests, 1u);
   EXPECT_EQ(BlobGets(4), 4);
   EXPECT_EQ(PreadAll(tool, 0, 2 * kChunk), big_.substr(0, 2 * kChunk));
+}
+
+// Complete on two threads while three readers read whole files: they share the fetches (no
+// byte of the blob comes twice) and all end with the right bytes in the installed layer.
+TEST_F(LazyLayerTest, ReadersDuringCompleteShareItsFetches) {
+  LazyLayerOptions o;
+  o.max_request = kChunk;
+  o.jobs = 2;
+  auto lazy = OpenLazy(o);
+  ASSERT_TRUE(lazy);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  threads.reserve(4);
+  threads.emplace_back([&] { failures += lazy->Complete().ok() ? 0 : 1; });
+  for (const char* path : {"usr/bin/tool", "usr/bin/other", "etc/os-release"})
+    threads.emplace_back([&, path] { failures += lazy->EnsureRange(path, 0, UINT64_MAX).ok() ? 0 : 1; });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(lazy->stats().fetched_bytes, blob_.size);
+  EXPECT_EQ(ReadFile(lazy->tree_dir() / "usr/bin/tool"), big_);
+  EXPECT_EQ(ReadFile(lazy->tree_dir() / "usr/bin/other"), RandomBytes(100000, 9));
+  EXPECT_TRUE(LayerStore(*lazy_).Has(diff_id_));
 }
 
 // Without root (a child as nobody, its own store): the tree keeps the layer's modes, and
