@@ -229,7 +229,7 @@ Status LazyLayer::Recheck() {
 Status LazyLayer::MapFiles(const std::map<std::string, std::vector<EstargzChunk>>& by_name) {
   std::unordered_map<ino_t, uint32_t> file_of_inode;
   for (const auto& [name, chunks] : by_name) {
-    auto fd = OpenInTree(tree_fd_.get(), name, O_RDONLY);
+    auto fd = OpenInTree(tree_fd_.get(), name, O_PATH);  // a 0000 file too, without root
     struct stat st;
     bool regular = fd.ok() && ::fstat(fd->get(), &st) == 0 && S_ISREG(st.st_mode);
     auto file = static_cast<uint32_t>(files_.size());

@@ -74,7 +74,7 @@ class LazyLayerTest : public ::testing::Test {
     b.Symlink("usr/bin/sh", "tool").File("usr/.wh.gone", "").Dir("opt/").File("opt/.wh..wh..opq", "");
     b.Add({.path = "dev/null", .type = AE_IFCHR, .perm = 0666, .dev_major = 1, .dev_minor = 3});
     b.Add({.path = "dev/fifo", .type = AE_IFIFO, .perm = 0600});
-    b.File("usr/bin/other", RandomBytes(100000, 9), 0555);
+    b.File("usr/bin/other", RandomBytes(100000, 9), 0555).File("etc/shadow", "root:*:19000::::::\n", 0);
     std::string source = b.Build(Compression::kGzip);
     auto d = BlobStore(*eager_).PutBytes(source);
     ASSERT_TRUE(d.ok());
@@ -172,7 +172,7 @@ TEST_F(LazyLayerTest, IndexFromTheTocEqualsTheEagerUnpacksEntryByEntry) {
   ASSERT_EQ(::stat((lazy->tree_dir() / "usr/bin/tool").c_str(), &st), 0);
   EXPECT_EQ(static_cast<size_t>(st.st_size), big_.size());
   EXPECT_EQ(st.st_blocks, 0) << "no data before a read asks for it";
-  EXPECT_EQ(lazy->stats().chunks, 10u) << "tool 5, other 2, os-release, attr, the landmark";
+  EXPECT_EQ(lazy->stats().chunks, 11u) << "tool 5, other 2, os-release, attr, shadow, the landmark";
 }
 
 TEST_F(LazyLayerTest, EnsureRangeFetchesOnlyTheMissingChunksCoalesced) {
@@ -370,7 +370,8 @@ TEST_F(LazyLayerTest, ReadersDuringCompleteShareItsFetches) {
 }
 
 // Without root (a child as nobody, its own store): the tree keeps the layer's modes, and
-// files without the owner's write bit (usr/bin/other is 0555) still fill and complete.
+// files without the owner's write bit (usr/bin/other is 0555, etc/shadow 0000) still fill
+// and complete.
 TEST_F(LazyLayerTest, WithoutRootReadOnlyFilesFillAndComplete) {
   constexpr uid_t kNobody = 65534;
   fs::path root = dir_.path() / "rootless";
@@ -390,6 +391,7 @@ TEST_F(LazyLayerTest, WithoutRootReadOnlyFilesFillAndComplete) {
     struct stat st;
     if (::stat(other.c_str(), &st) != 0 || (st.st_mode & 07777) != 0555) ::_exit(14);
     if (PreadAll(other, 0, 100000) != RandomBytes(100000, 9)) ::_exit(15);
+    if (!(*l)->EnsureRange("etc/shadow", 0, 100).ok()) ::_exit(13);  // mode 0000
     ::_exit((*l)->Complete().ok() ? 0 : 16);
   }
   int status = 0;
