@@ -436,9 +436,12 @@ Status LazyLayer::Complete(const LazyProgress& progress) {
   std::atomic<uint64_t> done{blob_.size - toc_offset_};  // the TOC and the footer
   std::mutex error_mu;
   Status error;
+  std::atomic<bool> failed{false};
   RunJobs(batches.size(), options_.jobs, [&](size_t i) {
+    if (failed) return;  // a registry gone would otherwise cost every batch its retries
     Status st = Ensure(batches[i]);
     if (!st.ok()) {
+      failed = true;
       std::lock_guard lk(error_mu);
       if (error.ok()) error = st;
       return;

@@ -244,7 +244,10 @@ TEST_F(LazyLayerTest, TamperedChunkIsRefusedLoggedAndNothingWritten) {
 }
 
 TEST_F(LazyLayerTest, RegistryGoneGivesEioAndWhatWasVerifiedStays) {
-  auto lazy = OpenLazy();
+  LazyLayerOptions o;
+  o.max_request = kChunk;  // Complete has a batch per chunk, one at a time
+  o.jobs = 1;
+  auto lazy = OpenLazy(o);
   ASSERT_TRUE(lazy);
   ASSERT_TRUE(lazy->EnsureRange("usr/bin/tool", 0, kChunk).ok());
   registry_->Stop();
@@ -253,6 +256,9 @@ TEST_F(LazyLayerTest, RegistryGoneGivesEioAndWhatWasVerifiedStays) {
   EXPECT_EQ(st.code(), EIO) << st.message();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "a bounded retry";
   EXPECT_TRUE(lazy->EnsureRange("usr/bin/tool", 0, kChunk).ok()) << "what is local still serves";
+  uint64_t requests = lazy->stats().requests;
+  EXPECT_EQ(lazy->Complete().code(), EIO);
+  EXPECT_EQ(lazy->stats().requests, requests + 1) << "Complete stops at its first failed batch";
   fs::path tool = lazy->tree_dir() / "usr/bin/tool";
   EXPECT_EQ(PreadAll(tool, 0, kChunk), big_.substr(0, kChunk));
   lazy.reset();
