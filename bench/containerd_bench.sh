@@ -5,7 +5,9 @@
 #           unpack included (each round starts with the image and its content removed)
 #   run     `ctr run --rm IMAGE true`, start to exit
 #   20      20 containers of the image at once, each reading every file of its big layer:
-#           disk held by the snapshotters (du of both roots)
+#           disk held by the snapshotters (du of both roots) and page cache the reads added
+#           (Cached of /proc/meminfo after dropping caches; with FUSE passthrough the containers
+#           share the lower files' pages as on overlayfs, without it each mount caches its own)
 # Rounds alternate the two snapshotters; prints per-round times, the medians and the ratios
 # layerfs / overlayfs (< 1: layerfs faster).
 #
@@ -38,6 +40,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 1' TERM INT  # a timeout or ^C still tears everything down
 
 # The image: busybox and LAYER_MB of files in a second layer, pushed to a loopback registry.
 mkdir -p "$WORK/base/bin" "$WORK/data/data" "$WORK/lstore"
@@ -84,13 +87,26 @@ for m in pull run; do
 done
 
 # COUNT containers of each snapshotter at once, each reading every data file once: the disk
-# both snapshotters hold (du of their roots). Page cache is not measured here (see bench/README).
+# both snapshotters hold (du of their roots) and the page cache the containers added.
+cached_mib() { awk '$1 == "Cached:" {print int($2 / 1024)}' /proc/meminfo; }
 for sn in overlayfs layerfs; do
   c images pull --plain-http --snapshotter "$sn" "$IMAGE" >/dev/null 2>&1 || true
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+  cached0=$(cached_mib)
   for i in $(seq "$COUNT"); do
-    c run -d --snapshotter "$sn" "$IMAGE" "many-$sn-$i" sh -c 'cat /data/* >/dev/null; sleep 600' >/dev/null
+    c run -d --snapshotter "$sn" "$IMAGE" "many-$sn-$i" sh -c 'cat /data/* >/dev/null; echo >/done-reading; sleep 600' >/dev/null
   done
-  sleep 5
+  for i in $(seq "$COUNT"); do
+    n=0
+    until c tasks exec --exec-id "w$i-$n" "many-$sn-$i" cat /done-reading >/dev/null 2>&1; do
+      n=$((n + 1))
+      [ "$n" -lt 240 ] || { echo "containerd_bench: container many-$sn-$i did not read its data" >&2; exit 1; }
+      sleep 0.5
+    done
+  done
+  printf '%d containers %-9s page cache added %d MiB (one copy of the data: %d MiB)\n' \
+    "$COUNT" "$sn" $(($(cached_mib) - cached0)) "$LAYER_MB"
   case $sn in
     overlayfs) root=$WORK/root/io.containerd.snapshotter.v1.overlayfs ;;
     layerfs) root=$WORK/store/snapshots ;;
