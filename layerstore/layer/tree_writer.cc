@@ -165,7 +165,10 @@ Status TreeWriter::AddEntry(archive* a, archive_entry* e, const std::string& raw
   }
   ASSIGN_OR_RETURN(int dir_fd, DirFd(dir));
   if (type == AE_IFREG) entry.size = static_cast<uint64_t>(std::max<la_int64_t>(archive_entry_size(e), 0));
-  if (type == AE_IFLNK) entry.link_target = archive_entry_symlink(e) ? archive_entry_symlink(e) : "";
+  if (type == AE_IFLNK) {
+    entry.link_target = archive_entry_symlink(e) ? archive_entry_symlink(e) : "";
+    entry.mode = 0777;  // a Linux symlink has no mode of its own, whatever the tar header says
+  }
   switch (type) {
     case AE_IFDIR: entry.type = EntryType::kDirectory; return AddDirectory(dir_fd, name, std::move(entry));
     case AE_IFREG: entry.type = EntryType::kRegular; return AddRegular(a, dir_fd, name, std::move(entry));

@@ -105,8 +105,8 @@ class TarBuilder {
     Add({.path = std::move(path), .type = AE_IFDIR, .perm = perm});
     return *this;
   }
-  TarBuilder& Symlink(std::string path, std::string target) {
-    Add({.path = std::move(path), .type = AE_IFLNK, .perm = 0777, .link = std::move(target)});
+  TarBuilder& Symlink(std::string path, std::string target, mode_t perm = 0777) {
+    Add({.path = std::move(path), .type = AE_IFLNK, .perm = perm, .link = std::move(target)});
     return *this;
   }
   TarBuilder& Hardlink(std::string path, std::string target) {
