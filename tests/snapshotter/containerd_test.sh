@@ -128,33 +128,55 @@ c images import --snapshotter layerfs "$work/image/sample.tar" >/dev/null
 image=docker.io/library/sample:latest
 [ "$(cl ls | awk 'NR > 1 && $NF == "Committed"' | wc -l)" -eq 2 ] || fail "import did not commit 2 snapshots: $(cl ls)"
 
+# compare_views TOP_SNAPSHOT NAME: the image's tree through a layerfs view of TOP_SNAPSHOT equals
+# the one through containerd's overlayfs snapshotter (WORK/tree-NAME-*), then both views go.
+compare_views() {
+  local sn type src target opts
+  declare -A views
+  for sn in layerfs overlayfs; do
+    mkdir -p "$work/mnt-$sn"
+    # ctr prints "mount -t TYPE SOURCE TARGET -o OPTIONS"; mounted the way containerd's mount
+    # package does: fuse3.* types through mount.fuse3 -t <the rest>, others with mount(2).
+    new_snapshot "$sn" view "view-$2-$sn" "$1" "$work/mnt-$sn"
+    views[$sn]=$snap_key
+    read -r _ _ type src target _ opts <<<"$snap_mount"
+    case $type in
+      fuse3.*) mount.fuse3 "$src" "$target" -o "$opts" -t "${type#fuse3.}" ;;
+      *) mount -t "$type" "$src" "$target" -o "$opts" ;;
+    esac
+  done
+  grep -q " $work/mnt-layerfs .* - fuse.layerfs " /proc/self/mountinfo ||
+    fail "the layerfs view is not fuse.layerfs: $(grep mnt-layerfs /proc/self/mountinfo)"
+  "$here/tree_digest.py" "$work/mnt-layerfs" >"$work/tree-$2-layerfs"
+  "$here/tree_digest.py" "$work/mnt-overlayfs" >"$work/tree-$2-overlayfs"
+  diff "$work/tree-$2-overlayfs" "$work/tree-$2-layerfs" >&2 || fail "the $2 trees differ (overlayfs < > layerfs)"
+  for sn in layerfs overlayfs; do
+    umount "$work/mnt-$sn"
+    c snapshots --snapshotter "$sn" rm "${views[$sn]}"
+  done
+}
+
 echo "== the image through a layerfs view equals it through containerd's overlayfs snapshotter"
 c images import --snapshotter overlayfs "$work/image/sample.tar" >/dev/null
 top=$(cl ls | awk 'NR > 1 && NF == 3 && $3 == "Committed" {print $1}')
 [ -n "$top" ] || fail "no committed snapshot with a parent: $(cl ls)"
-declare -A views
-for sn in layerfs overlayfs; do
-  mkdir -p "$work/mnt-$sn"
-  # ctr prints "mount -t TYPE SOURCE TARGET -o OPTIONS"; mounted the way containerd's mount
-  # package does: fuse3.* types through mount.fuse3 -t <the rest>, others with mount(2).
-  new_snapshot "$sn" view "view-$sn" "$top" "$work/mnt-$sn"
-  views[$sn]=$snap_key
-  read -r _ _ type src target _ opts <<<"$snap_mount"
-  case $type in
-    fuse3.*) mount.fuse3 "$src" "$target" -o "$opts" -t "${type#fuse3.}" ;;
-    *) mount -t "$type" "$src" "$target" -o "$opts" ;;
-  esac
-done
-grep -q " $work/mnt-layerfs .* - fuse.layerfs " /proc/self/mountinfo ||
-  fail "the layerfs view is not fuse.layerfs: $(grep mnt-layerfs /proc/self/mountinfo)"
-"$here/tree_digest.py" "$work/mnt-layerfs" >"$work/tree-layerfs"
-"$here/tree_digest.py" "$work/mnt-overlayfs" >"$work/tree-overlayfs"
-diff "$work/tree-overlayfs" "$work/tree-layerfs" >&2 || fail "the trees differ (overlayfs < > layerfs)"
-[ "$(wc -l <"$work/tree-layerfs")" -gt 30 ] || fail "the tree is too small: $(wc -l <"$work/tree-layerfs") entries"
-for sn in layerfs overlayfs; do
-  umount "$work/mnt-$sn"
-  c snapshots --snapshotter "$sn" rm "${views[$sn]}"
-done
+compare_views "$top" sample
+[ "$(wc -l <"$work/tree-sample-layerfs")" -gt 30 ] || fail "the tree is too small: $(wc -l <"$work/tree-sample-layerfs") entries"
+
+echo "== hard links, xattrs, owners, opaque dir, whiteout: containerd's applier = overlayfs = layerfs load"
+rich_top=$("$here/make_rich_image.py" "$work/rich.tar")
+for sn in layerfs overlayfs; do c images import --snapshotter "$sn" "$work/rich.tar" >/dev/null; done
+compare_views "$rich_top" rich
+grep -q '^x2 .* links=2 ' "$work/tree-rich-layerfs" || fail "hard link lost: $(grep '^x' "$work/tree-rich-layerfs")"
+grep -q '^d/c .*user.test.two=' "$work/tree-rich-layerfs" || fail "xattr lost: $(grep '^d/c' "$work/tree-rich-layerfs")"
+if grep -qE '^(gone|d/a) ' "$work/tree-rich-layerfs"; then fail "whiteout or opaque dir not applied"; fi
+"$layerfs" --root "$work/lstore" load -i "$work/rich.tar" >/dev/null
+mkdir -p "$work/mnt-load"
+"$layerfs" --root "$work/lstore" mount --name rich-load rich:1 "$work/mnt-load" >/dev/null
+"$here/tree_digest.py" "$work/mnt-load" >"$work/tree-rich-load"
+"$layerfs" --root "$work/lstore" umount "$work/mnt-load" >/dev/null
+"$layerfs" --root "$work/lstore" rm rich-load >/dev/null
+diff "$work/tree-rich-load" "$work/tree-rich-layerfs" >&2 || fail "containerd's unpack differs from layerfs load (load < > containerd)"
 
 echo "== ctr run --rm: the root is fuse.layerfs; read, write, delete image files"
 root_fstype='sed -n "s/^[0-9]* [0-9]* [0-9:]* \/ \/ .* - \([^ ]*\) .*/\1/p" /proc/self/mountinfo'

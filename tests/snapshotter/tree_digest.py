@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints one line per entry below ROOT: path, type, mode, owner, size (files and links), content
-sha256, link target and xattrs, sorted by path, so that two views of one image can be diffed."""
+sha256 and link count (files), link target and xattrs, sorted by path, so that two views of one image can be diffed."""
 import hashlib
 import os
 import stat
@@ -17,7 +17,7 @@ for dirpath, dirnames, filenames in os.walk(root):
         line = [rel, oct(kind), oct(stat.S_IMODE(st.st_mode)), str(st.st_uid), str(st.st_gid)]
         if stat.S_ISREG(kind):
             with open(path, "rb") as f:
-                line += [str(st.st_size), hashlib.sha256(f.read()).hexdigest()]
+                line += [str(st.st_size), hashlib.sha256(f.read()).hexdigest(), "links=%d" % st.st_nlink]
         elif stat.S_ISLNK(kind):
             line += [str(st.st_size), os.readlink(path)]
         try:
