@@ -84,6 +84,17 @@ int LayerFs::OpenLower(uint32_t idx, int flags) const {
   return fd >= 0 ? fd : -errno;
 }
 
+bool LayerFs::FromLazyLayer(uint32_t idx) const {
+  return idx != kNoLower && options_.lazy && options_.lazy->IsLazy(index_.node(idx).layer);
+}
+
+// A lazy layer's error (registry gone, chunk refused) reaches the reader as EIO, never as
+// bytes: the tree still holds a hole there.
+int LayerFs::EnsureLower(uint32_t idx, uint64_t offset, uint64_t length) const {
+  if (!FromLazyLayer(idx) || length == 0) return 0;
+  return options_.lazy->Ensure(index_.node(idx).layer, index_.Path(idx), offset, length) == 0 ? 0 : -EIO;
+}
+
 class CopyUp {
  public:
   CopyUp(LayerFs* fs, Node* node, int parent_fd, const std::string& name)
@@ -127,6 +138,7 @@ class CopyUp {
   }
 
   int CopyFile() {
+    if (int r = fs_->EnsureLower(idx_, 0, n_.size); r != 0) return r;
     int src = fs_->OpenLower(idx_, O_RDONLY);
     if (src < 0) return src;
     Fd in(src);

@@ -23,6 +23,7 @@
 
 #include "fs/engine/id_map.h"
 #include "fs/engine/inode_table.h"
+#include "fs/engine/lazy_lowers.h"
 #include "fs/engine/open_handles.h"
 #include "fs/engine/passthrough.h"
 #include "fs/engine/request_stats.h"
@@ -71,6 +72,8 @@ struct LayerFsOptions {
   // dirsync (or sync): a change to an upper directory (create, delete, rename) is on disk
   // before the call returns, as on a dirsync ext4; the FUSE kernel leaves it to the daemon.
   bool dirsync = false;
+  // Lower layers whose data arrives while mounted (lazy pull); null: every layer is complete.
+  std::shared_ptr<LazyLowers> lazy;
 };
 
 // Where the owners and modes a container sets are kept in the upper (fuse-overlayfs's rules).
@@ -190,8 +193,13 @@ class LayerFs {
   const std::vector<uint32_t>& GroupOf(uint32_t ino_node);  // lower hard-link members
   std::shared_ptr<Node> ResolveLowerDir(uint32_t idx);
   int OpenLower(uint32_t idx, int flags) const;  // fd / -errno
-  int OpenUpper(Node* node, int flags);          // fd / -errno (non-dirs)
-  int OpenForFlags(Node* node);                  // ops_ioctl.cc: fd / -errno
+  // Whether lower entry idx comes from a lazy layer (LazyLowers): no passthrough for it.
+  bool FromLazyLayer(uint32_t idx) const;
+  // Before reading [offset, offset + length) of lower file idx: 0, or -EIO when a lazy layer
+  // cannot supply it.
+  int EnsureLower(uint32_t idx, uint64_t offset, uint64_t length) const;
+  int OpenUpper(Node* node, int flags);  // fd / -errno (non-dirs)
+  int OpenForFlags(Node* node);          // ops_ioctl.cc: fd / -errno
   int ReadFd(Node* node, FileHandle* h);
   int OpenDirect(FileHandle* h, fuse_file_info* fi);      // open/create with O_DIRECT: 0 / -errno
   bool FlushReports(int open_flags) const;                // whether FLUSH may fail (else FOPEN_NOFLUSH)

@@ -143,7 +143,10 @@ void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (h->fd < 0) return (void)fuse_reply_err(req, -h->fd);
   if (int r = OpenDirect(h.get(), fi); r != 0) return (void)fuse_reply_err(req, -r);
   fi->noflush = !FlushReports(fi->flags);
-  if (!passthrough_.Attach(req, node.get(), h.get(), fi)) return RetryOnNewInode(req, node);
+  // A lazy layer's file (also once copied up: its lower opens are not passthrough) is read by
+  // the daemon, which fetches what is missing first.
+  bool lazy = FromLazyLayer(node->lower.load(std::memory_order_acquire));
+  if (!lazy && !passthrough_.Attach(req, node.get(), h.get(), fi)) return RetryOnNewInode(req, node);
   fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_open(req, fi) != 0) Close(req, node.get(), Handle(fi));
 }
@@ -226,7 +229,12 @@ int LayerFs::ReadFd(Node* node, FileHandle* h) {
 void LayerFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   passthrough_.CountRead();
   FileHandle* h = Handle(fi);
-  int fd = ReadFd(ToNode(ino), h);
+  Node* node = ToNode(ino);
+  int fd = ReadFd(node, h);
+  if (fd == h->fd && h->lower) {
+    if (int r = EnsureLower(node->lower.load(std::memory_order_acquire), off, size); r != 0)
+      return (void)fuse_reply_err(req, -r);
+  }
   if (fi->flags & O_DIRECT) return ReadDirect(req, fd == h->fd ? h->direct_fd : h->upper_direct_fd, fd, size, off);
   if (size < kSmallRead) return ReadIntoThreadBuffer(req, fd, size, off);
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
@@ -301,8 +309,16 @@ void LayerFs::FAllocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, 
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
+// A lazy layer's file is all hole until fetched: SEEK_DATA / SEEK_HOLE wait for the whole of it.
 void LayerFs::LSeek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
-  off_t r = ::lseek(ReadFd(ToNode(ino), Handle(fi)), off, whence);
+  Node* node = ToNode(ino);
+  FileHandle* h = Handle(fi);
+  int fd = ReadFd(node, h);
+  if (fd == h->fd && h->lower && (whence == SEEK_DATA || whence == SEEK_HOLE)) {
+    uint32_t idx = node->lower.load(std::memory_order_acquire);
+    if (int e = EnsureLower(idx, 0, index_.node(idx).size); e != 0) return (void)fuse_reply_err(req, -e);
+  }
+  off_t r = ::lseek(fd, off, whence);
   if (r < 0) return (void)fuse_reply_err(req, errno);
   fuse_reply_lseek(req, r);
 }

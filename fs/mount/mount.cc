@@ -14,6 +14,7 @@
 #include "fs/index/dir_layer.h"
 #include "fs/index/overlay_index_cache.h"
 #include "fs/mount/fuse_mount.h"
+#include "layerstore/oci/image.h"
 #include "layerstore/store/layer_store.h"
 #include "layerstore/store/store.h"
 
@@ -134,6 +135,24 @@ Result<MergedIndex> StoreLowerIndex(const MountConfig& c, const std::vector<std:
   return OverlayIndexCache(c.index_cache).LoadOrBuild(lowers, nullptr, reader);
 }
 
+// A chain with lazy layers: merged in memory from their indexes (built from the TOCs) and the
+// store's indexes of the others; not cached, since the chain is in the store only once complete.
+Result<MergedIndex> LazyLowerIndex(const Store& store, const MountConfig& c, std::vector<std::string>* layer_dirs) {
+  std::vector<LayerIndex> read(c.layers.size());
+  std::vector<const LayerIndex*> indexes;
+  for (uint32_t i = 0; i < c.layers.size(); ++i) {
+    if (c.lazy->IsLazy(i)) {
+      indexes.push_back(&c.lazy->Index(i));
+      layer_dirs->push_back(c.lazy->TreeDir(i));
+      continue;
+    }
+    ASSIGN_OR_RETURN(read[i], LayerStore(store).ReadIndex(c.layers[i]));
+    indexes.push_back(&read[i]);
+    layer_dirs->push_back(store.layer_tree(c.layers[i]).string());
+  }
+  return MergedIndex::Build(indexes, ChainId(c.layers));
+}
+
 // The merged index and the lower trees of a mount: store layers (cached merged index) or
 // plain directories (cached by their roots' identity, or walked now).
 Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* layer_dirs) {
@@ -153,6 +172,7 @@ Result<MergedIndex> LowerIndex(const MountConfig& c, std::vector<std::string>* l
     return OverlayIndexCache(c.index_cache).LoadOrBuild(resolved);
   }
   ASSIGN_OR_RETURN(Store store, Store::Open(c.store_root));
+  if (c.lazy) return LazyLowerIndex(store, c, layer_dirs);
   for (const Digest& d : c.layers) layer_dirs->push_back(store.layer_tree(d).string());
   return MergedIndex::LoadOrBuild(store, c.layers);
 }
@@ -211,6 +231,7 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.dirsync = config.flags.set & (MS_DIRSYNC | MS_SYNCHRONOUS);
   options.upper_dir = config.upper_dir.string();
   options.work_dir = config.work_dir.string();
+  options.lazy = config.lazy;
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));
 
   TransportChoice choice = ChooseTransport(config.io_uring);

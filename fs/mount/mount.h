@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fs/engine/id_map.h"
+#include "fs/engine/lazy_lowers.h"
 #include "fs/mount/mount_flags.h"
 #include "layerstore/base/digest.h"
 #include "layerstore/base/status.h"
@@ -19,7 +20,9 @@ namespace layerfs {
 
 struct MountConfig {
   std::filesystem::path store_root;
-  std::vector<Digest> layers;       // diff_ids, bottom first; all present in the store
+  std::vector<Digest> layers;  // diff_ids, bottom first; all present in the store
+  // or lazy: the layers lazy->IsLazy names come from it (index, tree, data on demand)
+  std::shared_ptr<LazyLowers> lazy;
   std::filesystem::path upper_dir;  // empty together with work_dir: read-only mount
   std::filesystem::path work_dir;   // same filesystem as upper_dir
   std::filesystem::path mountpoint;
