@@ -97,6 +97,45 @@ Result<RegistryOptions> MakeRegistryOptions(const std::string& registry, const s
   return o;
 }
 
+Result<RemoteImage> FetchRemoteManifest(RegistryClient& client, const Reference& ref, const Platform& platform) {
+  ASSIGN_OR_RETURN(FetchedManifest top, client.GetManifest(ref.path, ref.digest.empty() ? ref.tag : ref.digest));
+  RemoteImage remote{ref, top.digest, {}, {}, {}};
+  ASSIGN_OR_RETURN(remote.manifest, ResolveManifest(client, ref, platform, top));
+  remote.image.manifest_digest = remote.manifest.digest;
+  RETURN_IF_ERROR(ParseManifest(remote.manifest.bytes, "manifest " + remote.manifest.digest.str(), &remote.image));
+  return remote;
+}
+
+Status FetchRemoteConfig(RegistryClient& client, RemoteImage* remote) {
+  const Descriptor& d = remote->image.config_descriptor;
+  ASSIGN_OR_RETURN(remote->config, FetchConfig(client, remote->ref.path, d));
+  return ParseConfig(remote->config, "config " + d.digest.str(), &remote->image);
+}
+
+Status PullLayers(const Store& store, RegistryClient& client, const RemoteImage& remote,
+                  const std::function<bool(size_t)>& want, size_t concurrency, const TransferCallback& progress) {
+  ASSIGN_OR_RETURN(StoreLock lock, store.LockShared());
+  Image wanted = remote.image;
+  wanted.layers.clear();
+  wanted.diff_ids.clear();
+  for (size_t i = 0; i < remote.image.layers.size() && i < remote.image.diff_ids.size(); ++i) {
+    if (!want(i)) continue;
+    wanted.layers.push_back(remote.image.layers[i]);
+    wanted.diff_ids.push_back(remote.image.diff_ids[i]);
+  }
+  return FetchLayers(store, client, remote.ref.path, UniqueLayers(wanted), std::max<size_t>(concurrency, 1), progress);
+}
+
+Status RecordImage(const Store& store, const RemoteImage& remote) {
+  {
+    ASSIGN_OR_RETURN(StoreLock lock, store.LockShared());
+    BlobStore blobs(store);
+    RETURN_IF_ERROR(blobs.PutBytes(remote.config, remote.image.config_descriptor.digest).status());
+    RETURN_IF_ERROR(blobs.PutBytes(remote.manifest.bytes, remote.manifest.digest).status());
+  }
+  return ImageStore(store).Add(remote.manifest.digest, remote.ref.String());
+}
+
 Result<PullResult> PullImage(const Store& store, const Reference& ref, const PullOptions& options,
                              const TransferCallback& progress) {
   const std::string what = "pull " + ref.String();
@@ -106,31 +145,17 @@ Result<PullResult> PullImage(const Store& store, const Reference& ref, const Pul
   ro->backoff = options.backoff;
   RegistryClient client(*ro);
 
-  auto top = client.GetManifest(ref.path, ref.digest.empty() ? ref.tag : ref.digest);
-  if (!top.ok()) return top.status().WithContext(what);
-  auto manifest = ResolveManifest(client, ref, options.platform, *top);
-  if (!manifest.ok()) return manifest.status().WithContext(what);
-  Image image;
-  image.manifest_digest = manifest->digest;
-  RETURN_IF_ERROR(ParseManifest(manifest->bytes, "manifest " + manifest->digest.str(), &image).WithContext(what));
-  PullResult result{top->digest, manifest->digest, false};
-  if (UpToDate(store, ref, manifest->digest)) {
+  auto remote = FetchRemoteManifest(client, ref, options.platform);
+  if (!remote.ok()) return remote.status().WithContext(what);
+  PullResult result{remote->digest, remote->manifest.digest, false};
+  if (UpToDate(store, ref, remote->manifest.digest)) {
     result.up_to_date = true;
     return result;
   }
-
-  auto config = FetchConfig(client, ref.path, image.config_descriptor);
-  if (!config.ok()) return config.status().WithContext(what);
-  RETURN_IF_ERROR(ParseConfig(*config, "config " + image.config_descriptor.digest.str(), &image).WithContext(what));
-  {
-    ASSIGN_OR_RETURN(StoreLock lock, store.LockShared());
-    size_t concurrency = std::max<size_t>(options.max_concurrent_downloads, 1);
-    RETURN_IF_ERROR(FetchLayers(store, client, ref.path, UniqueLayers(image), concurrency, progress).WithContext(what));
-    BlobStore blobs(store);
-    RETURN_IF_ERROR(blobs.PutBytes(*config, image.config_descriptor.digest).status().WithContext(what));
-    RETURN_IF_ERROR(blobs.PutBytes(manifest->bytes, manifest->digest).status().WithContext(what));
-  }
-  RETURN_IF_ERROR(ImageStore(store).Add(manifest->digest, ref.String()).WithContext(what));
+  RETURN_IF_ERROR(FetchRemoteConfig(client, &*remote).WithContext(what));
+  auto all = [](size_t) { return true; };
+  RETURN_IF_ERROR(PullLayers(store, client, *remote, all, options.max_concurrent_downloads, progress).WithContext(what));
+  RETURN_IF_ERROR(RecordImage(store, *remote).WithContext(what));
   return result;
 }
 

@@ -9,6 +9,7 @@
 // tmp/ files; it is dropped before the tag is written under ImageStore's exclusive lock.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,24 @@ struct PullResult {
 
 // Client options for `registry`: credentials from the Docker config, insecure flag from the list.
 Result<RegistryOptions> MakeRegistryOptions(const std::string& registry, const std::vector<std::string>& insecure);
+
+// The steps of PullImage, for a pull that fetches some layers otherwise (mount --lazy).
+// RemoteImage: an image in a registry with its manifest and config fetched and verified.
+struct RemoteImage {
+  Reference ref;
+  Digest digest;             // what the reference resolved to
+  FetchedManifest manifest;  // the platform's
+  std::string config;        // empty until FetchRemoteConfig
+  Image image;               // the manifest parsed; with FetchRemoteConfig, the config too
+};
+Result<RemoteImage> FetchRemoteManifest(RegistryClient& client, const Reference& ref, const Platform& platform);
+Status FetchRemoteConfig(RegistryClient& client, RemoteImage* image);
+// Fetches and unpacks, as `pull` does, the image's layers (by position) for which want() holds
+// and that the store lacks; a shared store lock is held meanwhile.
+Status PullLayers(const Store& store, RegistryClient& client, const RemoteImage& image,
+                  const std::function<bool(size_t)>& want, size_t concurrency, const TransferCallback& progress);
+// Stores config and manifest and tags the image: it appears. Every layer must be in the store.
+Status RecordImage(const Store& store, const RemoteImage& image);
 
 Result<PullResult> PullImage(const Store& store, const Reference& ref, const PullOptions& options,
                              const TransferCallback& progress);
