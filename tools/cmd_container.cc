@@ -28,8 +28,18 @@ void RegisterMount(CLI::App& app, Cli& cli) {
                   "and mount(8)'s own: ro rw nosuid nodev noexec noatime relatime strictatime lazytime sync dirsync ...")
       ->allow_extra_args(false);
   cmd->add_flag("-f,--foreground", req->foreground, "Serve in the foreground until unmounted or interrupted");
+  cmd->add_flag("--lazy", req->lazy,
+                "IMAGE is a registry reference: mount before its eStargz layers have arrived; they are fetched as "
+                "read and completed in the background (README: Lazy mount)");
+  auto platform = std::make_shared<std::string>();
+  cmd->add_option("--platform", *platform, "With --lazy: pick this platform from a multi-platform image (os/arch[/variant])");
+  cmd->add_option("--insecure-registry", req->lazy_options.insecure_registries,
+                  "With --lazy: allow plain HTTP to this registry host[:port]");
   cmd->add_option("args", *args, "IMAGE DIR (DIR alone with --name of an existing container)")->required();
-  cmd->callback([&cli, req, args] {
+  cmd->callback([&cli, req, args, platform] {
+    auto parsed = ParsePlatform(*platform);
+    if (!parsed.ok()) return (void)cli.Fail(parsed.status());
+    req->lazy_options.platform = *parsed;
     if (args->size() == 2) {
       req->image = (*args)[0];
       req->dir = (*args)[1];

@@ -9,6 +9,7 @@
 
 #include "fs/index/merged_index.h"
 #include "fs/mount/fuse_mount.h"
+#include "fs/mount/lazy_image_lowers.h"
 #include "fs/mount/mount.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
@@ -139,8 +140,19 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
   MountConfig config;
   config.allow_other = ::geteuid() == 0;
   RETURN_IF_ERROR(ApplyOptions(req.options, &config));  // before a record exists: a bad -o changes nothing
-  ASSIGN_OR_RETURN(Image image, ImageOf(store, req, existing ? &*existing : nullptr));
-  RETURN_IF_ERROR(PrepareLayers(store, image));
+  Image image;
+  if (req.lazy) {
+    if (existing) return Status::Error(EEXIST, "container " + existing->name + " exists: --lazy makes a new one");
+    ASSIGN_OR_RETURN(Reference ref, ParseReference(req.image));
+    ASSIGN_OR_RETURN(std::shared_ptr<LazyImage> lazy, LazyImage::Pull(store, ref, req.lazy_options, {}));
+    image = lazy->image();
+    auto lowers = std::make_shared<LazyImageLowers>(lazy);
+    config.lazy = lowers;
+    config.after_mount = [lowers] { lowers->CompleteInBackground(); };
+  } else {
+    ASSIGN_OR_RETURN(image, ImageOf(store, req, existing ? &*existing : nullptr));
+    RETURN_IF_ERROR(PrepareLayers(store, image));
+  }
   ContainerRecord record;
   if (existing) {
     record = *existing;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "layerstore/lazy/lazy_image.h"
 #include "layerstore/store/container_store.h"
 #include "layerstore/store/store.h"
 
@@ -22,6 +23,10 @@ struct MountContainerRequest {
   std::filesystem::path dir;
   std::vector<std::string> options;  // -o: allow_other, default_permissions, debug, threads=N, volatile
   bool foreground = false;           // serve in this process until unmounted or signalled
+  // --lazy: `image` is a registry reference; its eStargz layers are fetched as they are read
+  // and completed in the background by the daemon (LazyImage), which records the image then.
+  bool lazy = false;
+  LazyPullOptions lazy_options;
 };
 
 Result<ContainerRecord> MountContainer(const Store& store, const MountContainerRequest& request);

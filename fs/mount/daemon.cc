@@ -77,6 +77,7 @@ Status RunMountDaemon(const MountConfig& config, int ready_fd) {
   std::fprintf(stderr, "layerfs: %s: FUSE requests over %s%s%s\n", config.mountpoint.c_str(),
                TransportName(m.transport()), m.transport_why().empty() ? "" : ": ", m.transport_why().c_str());
   Report(ready_fd, "R");
+  if (config.after_mount) config.after_mount();
   int sig = 0;
   sigwait(&set, &sig);
   if (sig != SIGUSR1) {

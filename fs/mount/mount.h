@@ -23,6 +23,8 @@ struct MountConfig {
   std::vector<Digest> layers;  // diff_ids, bottom first; all present in the store
   // or lazy: the layers lazy->IsLazy names come from it (index, tree, data on demand)
   std::shared_ptr<LazyLowers> lazy;
+  // RunMountDaemon calls it once the mount answers (mount --lazy: starts the background fetch).
+  std::function<void()> after_mount;
   std::filesystem::path upper_dir;  // empty together with work_dir: read-only mount
   std::filesystem::path work_dir;   // same filesystem as upper_dir
   std::filesystem::path mountpoint;

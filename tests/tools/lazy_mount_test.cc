@@ -1,0 +1,192 @@
+// `layerfs mount --lazy` against a real docker-registry on 127.0.0.1, serving an image pushed
+// by `layerfs push --estargz` (64 KiB chunks; hard links, a whiteout, xattrs and owners, a
+// symlink, multi-chunk files): the lazy mount's tree equals an eager pull + mount's, entry by
+// entry, before and after the background fetch, which then leaves ordinary layers and the
+// image in `images`; in-process, without the background fetch, a read brings only part of
+// the blob, and with the registry stopped a file never read gives EIO while what was fetched
+// still reads.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fs/mount/lazy_image_lowers.h"
+#include "fs/mount/mount.h"
+#include "layerstore/archive/image_load.h"
+#include "layerstore/store/image_store.h"
+#include "layerstore/store/layer_store.h"
+#include "tests/fs/tree_snapshot.h"
+#include "tests/tools/registry_fixture.h"
+#include "tests/tools/shell_command.h"
+#include "tests/tools/test_images.h"
+
+namespace layerfs::testing {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+TestLayer GzipLayer(const TarBuilder& b) {
+  std::string tar = b.Build();
+  TestLayer l;
+  l.blob = Gzip(tar);
+  l.media_type = kOciLayerGzipType;
+  l.digest = Sha256Of(l.blob);
+  l.diff_id = Sha256Of(tar);
+  return l;
+}
+
+// GETs of blob `digest` of team/lazy in the registry's access log.
+size_t BlobGets(const LocalRegistry& registry, const Digest& digest) {
+  std::string log = registry.Log(), needle = "\"GET /v2/team/lazy/blobs/" + digest.str();
+  size_t n = 0;
+  for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// 4 KiB at offset of file, its page cache dropped first so that the daemon answers: the
+// bytes' sha256, or "errno N".
+std::string ReadUncached(const stdfs::path& file, off_t offset) {
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "errno " + std::to_string(errno);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  std::string buf(4096, '\0');
+  ssize_t n = ::pread(fd, buf.data(), buf.size(), offset);
+  std::string out = n < 0 ? "errno " + std::to_string(errno) : Sha256Of(buf.substr(0, n)).str();
+  ::close(fd);
+  return out;
+}
+
+class LazyMountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!LocalRegistry::Available()) GTEST_SKIP() << "docker-registry is not installed";
+    std::string error;
+    LocalRegistry::Options o;
+    o.access_log = true;
+    registry_ = LocalRegistry::Start(o, &error);
+    ASSERT_TRUE(registry_) << error;
+    ref_ = registry_->host() + "/team/lazy:v1";
+    tool_ = RandomBytes(1 << 20, 5);
+    TarBuilder base;
+    base.Dir("etc/").File("etc/os-release", "ID=lazy\n").File("etc/gone", "bye\n");
+    base.Add({.path = "etc/attr", .data = "x", .uid = 1000, .gid = 100, .xattrs = {{"user.note", "lazy"}}});
+    base.Dir("usr/").Dir("usr/bin/").File("usr/bin/tool", tool_, 0755).Hardlink("usr/bin/tool2", "usr/bin/tool");
+    base.Symlink("usr/bin/sh", "tool").Dir("data/").File("data/second", RandomBytes(300000, 3));
+    TarBuilder top;
+    top.File("etc/.wh.gone", "").File("etc/app.conf", "port=1\n");
+    image_ = MakeImage({GzipLayer(base), GzipLayer(top)}, {"v1"});
+
+    stdfs::path archive = dir_.path() / "image.tar";
+    WriteOciArchive(archive, {image_});
+    auto src = Store::Open(Root("src"));
+    ASSERT_TRUE(src.ok());
+    ASSERT_TRUE(LoadImages(*src, archive, {}).ok());
+    ASSERT_TRUE(ImageStore(*src).Tag(image_.config_digest.str(), ref_).ok());
+    ShellResult push = Layerfs("src", "push --estargz --estargz-chunk-size 65536 " + ref_);
+    ASSERT_EQ(push.code, 0) << push.err;
+  }
+
+  void TearDown() override {
+    for (const auto& [store, dir] : cli_mounts_)
+      if (Layerfs(store, "umount " + dir.string()).code != 0) ::umount2(dir.c_str(), MNT_DETACH);
+    mount_.reset();
+  }
+
+  stdfs::path Root(const std::string& name) const { return dir_.path() / name; }
+
+  ShellResult Layerfs(const std::string& store, const std::string& args) {
+    return RunShellCommand(ShellQuote(LAYERFS_BINARY) + " --root " + ShellQuote(Root(store).string()) + " " + args);
+  }
+
+  // `layerfs mount [extra] REF DIR` into store; DIR is unmounted at TearDown.
+  stdfs::path CliMount(const std::string& store, const std::string& extra) {
+    stdfs::path dir = dir_.path() / ("mnt-" + store);
+    stdfs::create_directories(dir);
+    ShellResult r = Layerfs(store, "mount " + extra + " " + ref_ + " " + dir.string());
+    EXPECT_EQ(r.code, 0) << r.err;
+    if (r.code == 0) cli_mounts_.emplace_back(store, dir);
+    return dir;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<LocalRegistry> registry_;
+  std::string ref_, tool_;
+  TestImage image_;
+  std::vector<std::pair<std::string, stdfs::path>> cli_mounts_;
+  std::unique_ptr<Mount> mount_;  // in-process: unmounted before dir_ goes
+};
+
+TEST_F(LazyMountTest, TreeEqualsTheEagerMountAndCompletesIntoOrdinaryLayers) {
+  ASSERT_EQ(Layerfs("eager", "pull " + ref_).code, 0);
+  stdfs::path eager = CliMount("eager", "");
+  stdfs::path lazy = CliMount("lazy", "--lazy");
+  ASSERT_FALSE(HasFailure());
+  fstest::CompareOptions opt;
+  opt.mtime_before = 1800000000;  // every mtime here is the image's
+  std::string error;
+  fstest::Tree want = fstest::SnapshotTree(eager, &error);
+  ASSERT_EQ(error, "");
+  EXPECT_TRUE(want.count("usr/bin/tool2") && want.count("etc/attr") && !want.count("etc/gone"));
+  for (const auto& d : fstest::CompareTrees(want, fstest::SnapshotTree(lazy, &error), opt)) ADD_FAILURE() << d;
+  ASSERT_EQ(error, "");
+
+  // The background fetch records the image once every layer is ordinary.
+  auto store = Store::Open(Root("lazy"));
+  ASSERT_TRUE(store.ok());
+  bool recorded = false;
+  for (int i = 0; i < 300 && !recorded; ++i) {
+    recorded = ImageStore(*store).Resolve(ref_).ok();
+    if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(recorded) << "the image did not appear within 30 s";
+  auto pulled = ImageStore(*store).Resolve(ref_);
+  for (const Digest& d : pulled->diff_ids) {
+    EXPECT_TRUE(LayerStore(*store).Has(d)) << d.str();
+    EXPECT_FALSE(stdfs::exists(store->lazy_layer_dir(d))) << d.str();
+  }
+  for (const auto& d : fstest::CompareTrees(want, fstest::SnapshotTree(lazy, &error), opt)) ADD_FAILURE() << d;
+}
+
+TEST_F(LazyMountTest, AReadFetchesPartOfTheBlobAndARegistryGoneGivesEioForTheRestOnly) {
+  auto store = Store::Open(Root("lazy"));
+  ASSERT_TRUE(store.ok());
+  auto ref = ParseReference(ref_);
+  ASSERT_TRUE(ref.ok());
+  LazyPullOptions options;
+  options.max_attempts = 2;
+  options.backoff = std::chrono::milliseconds(20);
+  auto lazy = LazyImage::Pull(*store, *ref, options, {});
+  ASSERT_TRUE(lazy.ok()) << lazy.status().message();
+  std::shared_ptr<LazyImage> image = std::move(*lazy);
+  ASSERT_NE(image->layer(0), nullptr);
+  const Descriptor blob = image->image().layers[0];
+  size_t opened = BlobGets(*registry_, blob.digest);
+
+  MountConfig c;
+  c.store_root = Root("lazy");
+  c.layers = image->image().diff_ids;
+  c.mountpoint = dir_.path() / "mnt";
+  c.lazy = std::make_shared<LazyImageLowers>(image);
+  stdfs::create_directories(c.mountpoint);
+  auto m = Mount::Start(c);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  mount_ = std::move(*m);
+
+  EXPECT_EQ(ReadUncached(c.mountpoint / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
+  LazyLayerStats s = image->layer(0)->stats();
+  EXPECT_GT(s.fetched_bytes, 0u);
+  EXPECT_LT(s.fetched_bytes, blob.size / 4) << "one 4 KiB read fetched a quarter of the blob";
+  EXPECT_GT(BlobGets(*registry_, blob.digest), opened) << "no Range request for the read";
+
+  registry_->Stop();
+  EXPECT_EQ(ReadUncached(c.mountpoint / "data/second", 0), "errno " + std::to_string(EIO));
+  EXPECT_EQ(ReadUncached(c.mountpoint / "usr/bin/tool2", 200000), Sha256Of(tool_.substr(200000, 4096)).str()) << "fetched data stops";
+  EXPECT_EQ(ReadUncached(c.mountpoint / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
+}
+
+}  // namespace
+}  // namespace layerfs::testing
