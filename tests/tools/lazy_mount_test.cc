@@ -112,6 +112,34 @@ class LazyMountTest : public ::testing::Test {
     return dir;
   }
 
+  // LazyImage::Pull into store "lazy" and a read-only mount of it at mnt() in this process,
+  // without the background fetch: every byte a read gets is fetched for it.
+  std::shared_ptr<LazyImage> MountLazyHere() {
+    auto store = Store::Open(Root("lazy"));
+    auto ref = ParseReference(ref_);
+    EXPECT_TRUE(store.ok() && ref.ok());
+    if (!store.ok() || !ref.ok()) return nullptr;
+    LazyPullOptions options;
+    options.max_attempts = 2;
+    options.backoff = std::chrono::milliseconds(20);
+    auto lazy = LazyImage::Pull(*store, *ref, options, {});
+    EXPECT_TRUE(lazy.ok()) << lazy.status().message();
+    if (!lazy.ok()) return nullptr;
+    std::shared_ptr<LazyImage> image = std::move(*lazy);
+    MountConfig c;
+    c.store_root = Root("lazy");
+    c.layers = image->image().diff_ids;
+    c.mountpoint = mnt();
+    c.lazy = std::make_shared<LazyImageLowers>(image);
+    stdfs::create_directories(c.mountpoint);
+    auto m = Mount::Start(c);
+    EXPECT_TRUE(m.ok()) << m.status().message();
+    if (!m.ok()) return nullptr;
+    mount_ = std::move(*m);
+    return image;
+  }
+  stdfs::path mnt() const { return dir_.path() / "mnt"; }
+
   TempDir dir_;
   std::unique_ptr<LocalRegistry> registry_;
   std::string ref_, tool_;
@@ -126,7 +154,7 @@ TEST_F(LazyMountTest, TreeEqualsTheEagerMountAndCompletesIntoOrdinaryLayers) {
   stdfs::path lazy = CliMount("lazy", "--lazy");
   ASSERT_FALSE(HasFailure());
   fstest::CompareOptions opt;
-  opt.mtime_before = 1800000000;  // every mtime here is the image's
+  opt.mtime_before = 1750000000;  // the image's mtimes (1700000000), not the upper's
   std::string error;
   fstest::Tree want = fstest::SnapshotTree(eager, &error);
   ASSERT_EQ(error, "");
@@ -149,43 +177,46 @@ TEST_F(LazyMountTest, TreeEqualsTheEagerMountAndCompletesIntoOrdinaryLayers) {
     EXPECT_FALSE(stdfs::exists(store->lazy_layer_dir(d))) << d.str();
   }
   for (const auto& d : fstest::CompareTrees(want, fstest::SnapshotTree(lazy, &error), opt)) ADD_FAILURE() << d;
+  std::string log;
+  for (const auto& c : stdfs::directory_iterator(Root("lazy") / "containers"))
+    if (stdfs::exists(c.path() / "daemon.log")) log += ReadFile(c.path() / "daemon.log");
+  EXPECT_NE(log.find(ref_ + " complete: "), std::string::npos) << log;
+}
+
+TEST_F(LazyMountTest, BeforeAnyBackgroundFetchTheTreeEqualsTheEagerMount) {
+  ASSERT_EQ(Layerfs("eager", "pull " + ref_).code, 0);
+  stdfs::path eager = CliMount("eager", "");
+  std::shared_ptr<LazyImage> image = MountLazyHere();
+  ASSERT_TRUE(image);
+  fstest::CompareOptions opt;
+  opt.mtime_before = 1750000000;  // the image's mtimes (1700000000), not the upper's
+  std::string error;
+  fstest::Tree want = fstest::SnapshotTree(eager, &error), got = fstest::SnapshotTree(mnt(), &error);
+  want.erase("");  // the root: the container's upper directory there, the image's (none) here
+  got.erase("");
+  for (const auto& d : fstest::CompareTrees(want, got, opt)) ADD_FAILURE() << d;
+  EXPECT_EQ(error, "");
+  auto store = Store::Open(Root("lazy"));
+  EXPECT_FALSE(ImageStore(*store).Resolve(ref_).ok()) << "recorded before its layers are ordinary";
 }
 
 TEST_F(LazyMountTest, AReadFetchesPartOfTheBlobAndARegistryGoneGivesEioForTheRestOnly) {
-  auto store = Store::Open(Root("lazy"));
-  ASSERT_TRUE(store.ok());
-  auto ref = ParseReference(ref_);
-  ASSERT_TRUE(ref.ok());
-  LazyPullOptions options;
-  options.max_attempts = 2;
-  options.backoff = std::chrono::milliseconds(20);
-  auto lazy = LazyImage::Pull(*store, *ref, options, {});
-  ASSERT_TRUE(lazy.ok()) << lazy.status().message();
-  std::shared_ptr<LazyImage> image = std::move(*lazy);
+  std::shared_ptr<LazyImage> image = MountLazyHere();
+  ASSERT_TRUE(image);
   ASSERT_NE(image->layer(0), nullptr);
   const Descriptor blob = image->image().layers[0];
   size_t opened = BlobGets(*registry_, blob.digest);
 
-  MountConfig c;
-  c.store_root = Root("lazy");
-  c.layers = image->image().diff_ids;
-  c.mountpoint = dir_.path() / "mnt";
-  c.lazy = std::make_shared<LazyImageLowers>(image);
-  stdfs::create_directories(c.mountpoint);
-  auto m = Mount::Start(c);
-  ASSERT_TRUE(m.ok()) << m.status().message();
-  mount_ = std::move(*m);
-
-  EXPECT_EQ(ReadUncached(c.mountpoint / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
+  EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
   LazyLayerStats s = image->layer(0)->stats();
   EXPECT_GT(s.fetched_bytes, 0u);
   EXPECT_LT(s.fetched_bytes, blob.size / 4) << "one 4 KiB read fetched a quarter of the blob";
   EXPECT_GT(BlobGets(*registry_, blob.digest), opened) << "no Range request for the read";
 
   registry_->Stop();
-  EXPECT_EQ(ReadUncached(c.mountpoint / "data/second", 0), "errno " + std::to_string(EIO));
-  EXPECT_EQ(ReadUncached(c.mountpoint / "usr/bin/tool2", 200000), Sha256Of(tool_.substr(200000, 4096)).str()) << "fetched data stops";
-  EXPECT_EQ(ReadUncached(c.mountpoint / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
+  EXPECT_EQ(ReadUncached(mnt() / "data/second", 0), "errno " + std::to_string(EIO));
+  EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool2", 200000), Sha256Of(tool_.substr(200000, 4096)).str()) << "fetched data stops";
+  EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
 }
 
 }  // namespace
