@@ -64,17 +64,14 @@ Status LazyImage::OpenLayers(const LazyLayerOptions& options) {
 Status LazyImage::Complete() {
   std::mutex mu;
   Status first;
-  {
-    ASSIGN_OR_RETURN(StoreLock lock, store_.LockShared());
-    std::vector<std::thread> threads;
-    for (const auto& layer : unique_)
-      threads.emplace_back([&, layer] {
-        Status st = layer->Complete();
-        std::lock_guard guard(mu);
-        if (first.ok() && !st.ok()) first = st;
-      });
-    for (auto& t : threads) t.join();
-  }
+  std::vector<std::thread> threads;
+  for (const auto& layer : unique_)
+    threads.emplace_back([&, layer] {
+      Status st = layer->Complete();
+      std::lock_guard guard(mu);
+      if (first.ok() && !st.ok()) first = st;
+    });
+  for (auto& t : threads) t.join();
   RETURN_IF_ERROR(first.WithContext("complete " + ref_));
   return RecordImage(store_, remote_).WithContext("complete " + ref_);
 }

@@ -2,9 +2,9 @@
 // (`layerfs mount --lazy`, docs/lazy-pull.md). Pull() fetches manifest and config as `layerfs
 // pull` does (image_pull.h), pulls as it does every layer without the TOC digest annotation,
 // and opens a LazyLayer (footer and TOC only) for each eStargz layer the store lacks.
-// Complete() completes those layers, one thread per layer, under the store's shared (writer)
-// lock as pull holds it, and only then records config, manifest and tag: the image appears in
-// `layerfs images` once every layer is ordinary, never before.
+// Complete() completes those layers, one thread per layer, and only then records config,
+// manifest and tag: the image appears in `layerfs images` once every layer is ordinary, never
+// before.
 #pragma once
 
 #include <chrono>

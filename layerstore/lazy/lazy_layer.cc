@@ -458,8 +458,11 @@ Status LazyLayer::Complete(const LazyProgress& progress) {
 }
 
 // The checks `layerfs pull` makes (blob digest, diff_id), then the tree and index become
-// layers/<hex> and the blob goes to blobs/.
+// layers/<hex> and the blob goes to blobs/, under the store's shared lock as pull publishes
+// (held for the install only: a background Complete must not keep `mount` or `tag`, which
+// take the exclusive lock, waiting for the whole fetch).
 Status LazyLayer::Install() {
+  ASSIGN_OR_RETURN(StoreLock lock, store_.LockShared());
   // PutFile hashes the assembled blob while it copies it, and publishes it only if it matches
   // (a blob the store already has was verified when it came).
   auto put = BlobStore(store_).PutFile(dir() / "blob", blob_.digest);

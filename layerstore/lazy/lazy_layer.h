@@ -5,7 +5,7 @@
 // not yet present, adjacent ones coalesced into one Range request, each checked against its
 // TOC digest before a byte of it is written. Complete() fetches the rest, checks the whole
 // blob's digest and the diff_id as `layerfs pull` does, and installs the layer as an ordinary
-// layers/<diff_id> (and its blob in blobs/).
+// layers/<diff_id> (and its blob in blobs/), under the store's shared lock for the install only.
 //
 // On disk: <store>/lazy/<diff_id hex>/, not tmp/ (tmp/ is swept once its writer dies, and what
 // a killed process verified must stay): tree/, index, layer.json (the descriptor and the TOC's
