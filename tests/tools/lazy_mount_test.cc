@@ -219,5 +219,20 @@ TEST_F(LazyMountTest, AReadFetchesPartOfTheBlobAndARegistryGoneGivesEioForTheRes
   EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
 }
 
+// Bad input: one line, exit 1, no container and no image recorded.
+TEST_F(LazyMountTest, AnUnknownTagOrPlatformFailsWithOneLineAndLeavesNoContainer) {
+  stdfs::path dir = dir_.path() / "mnt-bad";
+  stdfs::create_directories(dir);
+  std::string missing = registry_->host() + "/team/lazy:nope";
+  for (const std::string& args : {"--lazy " + missing, "--lazy --platform not/a/platform/really " + ref_}) {
+    ShellResult r = Layerfs("bad", "mount " + args + " " + dir.string());
+    EXPECT_EQ(r.code, 1) << args;
+    EXPECT_TRUE(r.err.starts_with("layerfs: ") && r.err.find('\n') == r.err.size() - 1) << args << ": " << r.err;
+  }
+  EXPECT_TRUE(stdfs::is_empty(dir));
+  EXPECT_TRUE(!stdfs::exists(Root("bad") / "containers") || stdfs::is_empty(Root("bad") / "containers"));
+  EXPECT_EQ(Layerfs("bad", "images -q").out, "");
+}
+
 }  // namespace
 }  // namespace layerfs::testing
