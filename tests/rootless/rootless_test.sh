@@ -10,7 +10,10 @@
 #   2. the same user as root of its own user namespace (`unshare -Ur`, as rootless podman
 #      runs): copy-up, whiteout, chmod; the upper holds user.* markers (trusted.* is refused
 #      there), a 0/0 whiteout and the mode on the file (the namespace maps its owner); remount
-#      shows the changes; commit, and the committed image shows them too.
+#      shows the changes; commit, and the committed image shows them too;
+#   3. where docker-registry is installed: `mount --lazy` of an eStargz image from a registry on
+#      127.0.0.1 (pushed by root): the image's files read right (busybox runs), the background
+#      fetch records the image, umount.
 # Usage: rootless_test.sh LAYERFS_BINARY. Exit 77 (skip) only when not run as root or a tool
 # it needs is missing.
 set -euo pipefail
@@ -24,7 +27,9 @@ done
 
 work=$(mktemp -d /tmp/layerfs-rootless-XXXXXX)
 chmod 0755 "$work"
+registry_pid=
 cleanup() {
+  [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null || true
   pkill -f -- "--root $work/" 2>/dev/null || true
   for m in "$work/mnt" "$work/mnt2"; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$work"
@@ -36,6 +41,24 @@ mkdir -p "$work/home" "$work/mnt" "$work/mnt2"
 bash "$src/samples/make-sample.sh" "$work/samples" >/dev/null
 chmod -R a+rX "$work/samples"
 chown 65534:65534 "$work/home" "$work/mnt" "$work/mnt2"
+
+# 3. The registry (as root, on loopback) and the eStargz image in it, pushed from a root store.
+lazy_ref=
+if command -v docker-registry >/dev/null; then
+  accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+  port=$((20000 + RANDOM % 20000))
+  while accepts "$port"; do port=$((20000 + RANDOM % 20000)); done
+  mkdir -p "$work/registry"
+  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n  secret: x\n' \
+    "$work/registry/storage" "$port" > "$work/registry/config.yml"
+  docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+  registry_pid=$!
+  for _ in $(seq 50); do accepts "$port" && break; sleep 0.1; done
+  lazy_ref=127.0.0.1:$port/rootless/sample:lazy
+  "$layerfs" --root "$work/pusher" load -i "$work/samples/sample.tar" >/dev/null
+  "$layerfs" --root "$work/pusher" tag sample "$lazy_ref"
+  "$layerfs" --root "$work/pusher" push --estargz "$lazy_ref" >/dev/null
+fi
 
 # The stage: runs in a private mount namespace, so the bind over /dev/fuse and every FUSE mount
 # made under it disappear with it.
@@ -51,6 +74,7 @@ as_nobody() {
 }
 as_nobody bash "$work/user.sh" "$work"
 as_nobody unshare -Ur -m bash "$work/userns.sh" "$work"
+[ -z "$2" ] || as_nobody bash "$work/lazy.sh" "$work" "$2"
 STAGE
 
 # 1. A plain user: the default store root is $XDG_DATA_HOME/layerfs.
@@ -129,6 +153,22 @@ $L umount "$work/mnt2"
 echo "ok: user namespace"
 USERNS
 
+# 3. mount --lazy as a plain user, with a store of its own.
+cat > "$work/lazy.sh" <<'LAZY'
+set -euo pipefail
+work=$1
+ref=$2
+L="$work/layerfs --root $work/home/lazy-store"
+fail() { echo "FAIL (lazy): $*"; exit 1; }
+$L mount --lazy "$ref" "$work/mnt" >/dev/null || fail "mount --lazy"
+"$work/mnt/usr/bin/hello" | grep -q 'hello from' || fail "cannot run a binary of the lazily mounted image"
+[ "$(stat -c %u:%g "$work/mnt/etc/passwd")" = 0:0 ] || fail "image files must show their owners (0:0)"
+for _ in $(seq 300); do $L images | grep -q rootless/sample && break; sleep 0.1; done
+$L images | grep -q rootless/sample || fail "the background fetch did not record the image"
+$L umount "$work/mnt"
+echo "ok: lazy mount"
+LAZY
+
 chmod a+r "$work"/*.sh
-unshare -m --propagation private bash "$work/stage.sh" "$work"
+unshare -m --propagation private bash "$work/stage.sh" "$work" "$lazy_ref"
 echo "rootless: all passed"
