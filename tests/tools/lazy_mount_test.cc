@@ -3,8 +3,8 @@
 // symlink, multi-chunk files): the lazy mount's tree equals an eager pull + mount's, entry by
 // entry, before and after the background fetch, which then leaves ordinary layers and the
 // image in `images`; in-process, without the background fetch, a read brings only part of
-// the blob, and with the registry stopped a file never read gives EIO while what was fetched
-// still reads.
+// the blob and a copy-up the whole file, and with the registry stopped a file never read gives
+// EIO (a copy-up of one too) while what was fetched still reads.
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -71,11 +71,12 @@ class LazyMountTest : public ::testing::Test {
     ASSERT_TRUE(registry_) << error;
     ref_ = registry_->host() + "/team/lazy:v1";
     tool_ = RandomBytes(1 << 20, 5);
+    second_ = RandomBytes(300000, 3);
     TarBuilder base;
     base.Dir("etc/").File("etc/os-release", "ID=lazy\n").File("etc/gone", "bye\n");
     base.Add({.path = "etc/attr", .data = "x", .uid = 1000, .gid = 100, .xattrs = {{"user.note", "lazy"}}});
     base.Dir("usr/").Dir("usr/bin/").File("usr/bin/tool", tool_, 0755).Hardlink("usr/bin/tool2", "usr/bin/tool");
-    base.Symlink("usr/bin/sh", "tool").Dir("data/").File("data/second", RandomBytes(300000, 3));
+    base.Symlink("usr/bin/sh", "tool").Dir("data/").File("data/second", second_);
     TarBuilder top;
     top.File("etc/.wh.gone", "").File("etc/app.conf", "port=1\n");
     image_ = MakeImage({GzipLayer(base), GzipLayer(top)}, {"v1"});
@@ -112,8 +113,8 @@ class LazyMountTest : public ::testing::Test {
     return dir;
   }
 
-  // LazyImage::Pull into store "lazy" and a read-only mount of it at mnt() in this process,
-  // without the background fetch: every byte a read gets is fetched for it.
+  // LazyImage::Pull into store "lazy" and a mount of it at mnt() in this process (upper in
+  // upper/), without the background fetch: every byte a read gets is fetched for it.
   std::shared_ptr<LazyImage> MountLazyHere() {
     auto store = Store::Open(Root("lazy"));
     auto ref = ParseReference(ref_);
@@ -130,8 +131,10 @@ class LazyMountTest : public ::testing::Test {
     c.store_root = Root("lazy");
     c.layers = image->image().diff_ids;
     c.mountpoint = mnt();
+    c.upper_dir = dir_.path() / "upper";
+    c.work_dir = dir_.path() / "work";
     c.lazy = std::make_shared<LazyImageLowers>(image);
-    stdfs::create_directories(c.mountpoint);
+    for (const auto& d : {c.mountpoint, c.upper_dir, c.work_dir}) stdfs::create_directories(d);
     auto m = Mount::Start(c);
     EXPECT_TRUE(m.ok()) << m.status().message();
     if (!m.ok()) return nullptr;
@@ -142,7 +145,7 @@ class LazyMountTest : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<LocalRegistry> registry_;
-  std::string ref_, tool_;
+  std::string ref_, tool_, second_;
   TestImage image_;
   std::vector<std::pair<std::string, stdfs::path>> cli_mounts_;
   std::unique_ptr<Mount> mount_;  // in-process: unmounted before dir_ goes
@@ -212,9 +215,19 @@ TEST_F(LazyMountTest, AReadFetchesPartOfTheBlobAndARegistryGoneGivesEioForTheRes
   EXPECT_GT(s.fetched_bytes, 0u);
   EXPECT_LT(s.fetched_bytes, blob.size / 4) << "one 4 KiB read fetched a quarter of the blob";
   EXPECT_GT(BlobGets(*registry_, blob.digest), opened) << "no Range request for the read";
+  // A copy-up fetches the whole file first.
+  int fd = ::open((mnt() / "data/second").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::write(fd, "+", 1), 1);
+  ::close(fd);
+  EXPECT_EQ(Sha256Of(ReadFile(dir_.path() / "upper/data/second")), Sha256Of(second_ + "+"));
 
   registry_->Stop();
-  EXPECT_EQ(ReadUncached(mnt() / "data/second", 0), "errno " + std::to_string(EIO));
+  EXPECT_EQ(ReadUncached(mnt() / "etc/os-release", 0), "errno " + std::to_string(EIO));
+  errno = 0;
+  EXPECT_LT(::open((mnt() / "etc/app.conf").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC), 0) << "copied up unfetched";
+  EXPECT_EQ(errno, EIO);
+  EXPECT_EQ(ReadUncached(mnt() / "data/second", 0), Sha256Of(second_.substr(0, 4096)).str());
   EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool2", 200000), Sha256Of(tool_.substr(200000, 4096)).str()) << "fetched data stops";
   EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
 }
