@@ -226,16 +226,17 @@ Result<SnapshotRecord> SnapshotCatalog::Get(const std::string& key) const {
   return *r;
 }
 
-Result<std::vector<uint64_t>> SnapshotCatalog::ParentIds(const std::string& key) const {
+Result<std::vector<SnapshotRecord>> SnapshotCatalog::Parents(const std::string& key) const {
   ASSIGN_OR_RETURN(SnapshotRecord r, Get(key));
-  std::vector<uint64_t> ids;
+  std::vector<SnapshotRecord> parents;
   for (std::string p = r.info.parent; !p.empty();) {
     const SnapshotRecord* parent = Find(p);
-    if (!parent || ids.size() > records_.size()) return Status::Error(EIO, "snapshot " + key + ": broken parent chain");
-    ids.push_back(parent->id);
+    if (!parent || parents.size() > records_.size())
+      return Status::Error(EIO, "snapshot " + key + ": broken parent chain");
+    parents.push_back(*parent);
     p = parent->info.parent;
   }
-  return ids;
+  return parents;
 }
 
 std::vector<SnapshotRecord> SnapshotCatalog::List() const {

@@ -74,8 +74,8 @@ class SnapshotCatalog {
   Result<SnapshotRecord> Update(const SnapshotInfo& info, const std::vector<std::string>& paths);
 
   Result<SnapshotRecord> Get(const std::string& key) const;
-  // The ids of `key`'s parents, nearest first.
-  Result<std::vector<uint64_t>> ParentIds(const std::string& key) const;
+  // `key`'s parents, nearest first; EIO when the chain is broken or loops.
+  Result<std::vector<SnapshotRecord>> Parents(const std::string& key) const;
   std::vector<SnapshotRecord> List() const;
   bool HasId(uint64_t id) const;
   // The id the next Create will give (its directory may be made before the record).

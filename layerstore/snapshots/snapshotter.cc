@@ -170,13 +170,12 @@ fs::path Snapshotter::FilesOf(const SnapshotRecord& r) const {
 }
 
 Result<std::vector<SnapshotMount>> Snapshotter::MountsOf(const SnapshotRecord& r) const {
+  ASSIGN_OR_RETURN(std::vector<SnapshotRecord> parents, catalog_.Parents(r.info.name));
   std::string lower;
   bool store_lowers = false;
-  for (std::string p = r.info.parent; !p.empty();) {
-    ASSIGN_OR_RETURN(SnapshotRecord parent, catalog_.Get(p));
+  for (const SnapshotRecord& parent : parents) {
     lower += (lower.empty() ? "" : ":") + FilesOf(parent).string();
     store_lowers |= !parent.layer.empty();
-    p = parent.info.parent;
   }
   if (lower.empty()) lower = (dir_ / kEmptyDir).string();
   fs::path own = SnapshotDir(r.id);
@@ -271,14 +270,13 @@ Status Snapshotter::HoldStoreLayers() const {
     if (r.layer.empty()) continue;
     held.diff_ids.insert(r.layer);
     // A stack of store layers only is mounted from the store's chain index: keep that too.
+    auto parents = catalog_.Parents(r.info.name);
+    if (!parents.ok()) continue;
     std::vector<Digest> chain{r.layer};
     bool all_store = true;
-    for (std::string p = r.info.parent; !p.empty() && all_store;) {
-      auto parent = catalog_.Get(p);
-      all_store = parent.ok() && !parent->layer.empty();
-      if (!all_store) break;
-      chain.insert(chain.begin(), parent->layer);
-      p = parent->info.parent;
+    for (const SnapshotRecord& parent : *parents) {
+      all_store &= !parent.layer.empty();
+      chain.insert(chain.begin(), parent.layer);
     }
     if (all_store) held.chains.insert(ChainId(chain));
   }
