@@ -42,7 +42,8 @@ Result<std::unique_ptr<LazyImage>> LazyImage::Pull(const Store& store, const Ref
 }
 
 // EEXIST from Open: the layer is ordinary already (pulled, or completed by another mount).
-Status LazyImage::OpenLayers(const LazyLayerOptions& options) {
+Status LazyImage::OpenLayers(LazyLayerOptions options) {
+  if (!options.gate) options.gate = std::make_shared<FetchGate>(options.jobs);  // one link, one gate
   const Image& image = remote_.image;
   std::map<Digest, std::shared_ptr<LazyLayer>> opened;
   by_position_.resize(image.layers.size());

@@ -2,7 +2,8 @@
 // (`layerfs mount --lazy`, docs/lazy-pull.md). Pull() fetches manifest and config as `layerfs
 // pull` does (image_pull.h), pulls as it does every layer without the TOC digest annotation,
 // and opens a LazyLayer (footer and TOC only) for each eStargz layer the store lacks.
-// Complete() completes those layers, one thread per layer, and only then records config,
+// Complete() completes those layers, one thread per layer sharing one FetchGate (at most `jobs`
+// background requests for the whole image, one while a reader fetches), and only then records config,
 // manifest and tag: the image appears in `layerfs images` once every layer is ordinary, never
 // before.
 #pragma once
@@ -44,7 +45,7 @@ class LazyImage {
  private:
   LazyImage(const Store& store, std::unique_ptr<RegistryClient> client)
       : store_(store), client_(std::move(client)) {}
-  Status OpenLayers(const LazyLayerOptions& options);
+  Status OpenLayers(LazyLayerOptions options);
 
   Store store_;
   std::unique_ptr<RegistryClient> client_;  // outlives the layers (declared first)

@@ -108,7 +108,9 @@ struct LazyLayer::Chunk {
 
 LazyLayer::LazyLayer(const Store& store, RegistryClient& client, std::string repo, Descriptor blob, Digest diff_id,
                      LazyLayerOptions options)
-    : store_(store), client_(&client), repo_(std::move(repo)), blob_(std::move(blob)), diff_id_(std::move(diff_id)), options_(std::move(options)) {}
+    : store_(store), client_(&client), repo_(std::move(repo)), blob_(std::move(blob)), diff_id_(std::move(diff_id)), options_(std::move(options)) {
+  if (!options_.gate) options_.gate = std::make_shared<FetchGate>(options_.jobs);
+}
 
 LazyLayer::~LazyLayer() = default;
 
@@ -283,44 +285,22 @@ Status LazyLayer::EnsureRange(const std::string& path, uint64_t offset, uint64_t
     const EstargzChunk& c = chunks_[id].where;
     if (c.file_offset < end && c.file_offset + c.length > offset) ids.push_back(id);
   }
-  Status st = Ensure(ids);
+  Status st = Ensure(ids, Asker::kReader);
   return st.ok() ? st : st.WithContext(path);
 }
 
 // Claims the chunks nobody is fetching, fetches them, waits for the others; again if a chunk
-// another thread was fetching failed there (this thread then tries it itself).
-Status LazyLayer::Ensure(const std::vector<uint32_t>& ids) {
+// another thread was fetching failed there (this thread then tries it itself). The background
+// takes its gate slot before it claims: a chunk it has claimed is one it is fetching, so a
+// reader waiting for that chunk never waits behind the gate.
+Status LazyLayer::Ensure(const std::vector<uint32_t>& ids, Asker asker) {
   for (;;) {
-    std::vector<uint32_t> mine;
+    std::optional<FetchGate::Background> slot;
+    if (asker == Asker::kBackground && Claimable(ids)) slot.emplace(*options_.gate);
     bool others = false;
-    {
-      std::lock_guard lk(mu_);
-      for (uint32_t id : ids) {
-        if (verified_[id]) continue;
-        if (in_flight_[id]) {
-          others = true;
-          continue;
-        }
-        in_flight_[id] = true;
-        mine.push_back(id);
-      }
-    }
-    // Runs of chunks whose members touch, each up to max_request: one Range request each.
-    for (size_t i = 0; i < mine.size();) {
-      std::vector<uint32_t> run = {mine[i]};
-      uint64_t bytes = chunks_[mine[i]].where.end - chunks_[mine[i]].where.offset;
-      for (++i; i < mine.size(); ++i) {
-        const EstargzChunk& next = chunks_[mine[i]].where;
-        if (next.offset != chunks_[run.back()].where.end || bytes + next.end - next.offset > options_.max_request) break;
-        bytes += next.end - next.offset;
-        run.push_back(mine[i]);
-      }
-      Status st = FetchRun(run);
-      if (!st.ok()) {
-        Release(std::vector<uint32_t>(mine.begin() + static_cast<ptrdiff_t>(i), mine.end()), {});
-        return st;
-      }
-    }
+    std::vector<uint32_t> mine = Claim(ids, &others);
+    RETURN_IF_ERROR(FetchClaimed(mine, asker));
+    slot.reset();
     if (!mine.empty()) continue;
     if (!others) return Status::Ok();
     std::unique_lock lk(mu_);
@@ -328,7 +308,52 @@ Status LazyLayer::Ensure(const std::vector<uint32_t>& ids) {
   }
 }
 
-Result<std::string> LazyLayer::Fetch(uint64_t offset, uint64_t length) {
+bool LazyLayer::Claimable(const std::vector<uint32_t>& ids) const {
+  std::lock_guard lk(mu_);
+  return std::any_of(ids.begin(), ids.end(), [&](uint32_t id) { return !verified_[id] && !in_flight_[id]; });
+}
+
+std::vector<uint32_t> LazyLayer::Claim(const std::vector<uint32_t>& ids, bool* others) {
+  std::vector<uint32_t> mine;
+  std::lock_guard lk(mu_);
+  for (uint32_t id : ids) {
+    if (verified_[id]) continue;
+    if (in_flight_[id]) {
+      *others = true;
+      continue;
+    }
+    in_flight_[id] = true;
+    mine.push_back(id);
+  }
+  return mine;
+}
+
+// Runs of claimed chunks whose members touch, each up to max_request: one Range request each.
+// On a failure the chunks not yet fetched are released.
+Status LazyLayer::FetchClaimed(const std::vector<uint32_t>& mine, Asker asker) {
+  for (size_t i = 0; i < mine.size();) {
+    std::vector<uint32_t> run = {mine[i]};
+    uint64_t bytes = chunks_[mine[i]].where.end - chunks_[mine[i]].where.offset;
+    for (++i; i < mine.size(); ++i) {
+      const EstargzChunk& next = chunks_[mine[i]].where;
+      if (next.offset != chunks_[run.back()].where.end || bytes + next.end - next.offset > options_.max_request) break;
+      bytes += next.end - next.offset;
+      run.push_back(mine[i]);
+    }
+    Status st = FetchRun(run, asker);
+    if (!st.ok()) {
+      Release(std::vector<uint32_t>(mine.begin() + static_cast<ptrdiff_t>(i), mine.end()), {});
+      return st;
+    }
+  }
+  return Status::Ok();
+}
+
+// A reader's request is counted at the gate for its duration (the background's slot is taken
+// by Ensure or FetchGaps).
+Result<std::string> LazyLayer::Fetch(uint64_t offset, uint64_t length, Asker asker) {
+  std::optional<FetchGate::Reader> reader;
+  if (asker == Asker::kReader) reader.emplace(*options_.gate);
   ++requests_;
   auto bytes = client_->GetBlobRange(repo_, blob_.digest, offset, length);
   if (!bytes.ok()) return Status::Error(EIO, Name() + ": " + bytes.status().message());
@@ -337,9 +362,9 @@ Result<std::string> LazyLayer::Fetch(uint64_t offset, uint64_t length) {
 }
 
 // One Range request for the run; every chunk checked, then written, then journaled.
-Status LazyLayer::FetchRun(const std::vector<uint32_t>& run) {
+Status LazyLayer::FetchRun(const std::vector<uint32_t>& run, Asker asker) {
   const uint64_t first = chunks_[run.front()].where.offset;
-  auto bytes = Fetch(first, chunks_[run.back()].where.end - first);
+  auto bytes = Fetch(first, chunks_[run.back()].where.end - first, asker);
   if (!bytes.ok()) {
     Release(run, {});
     return bytes.status();
@@ -411,7 +436,8 @@ void LazyLayer::Release(const std::vector<uint32_t>& ids, const std::vector<uint
 // The blob's bytes no chunk holds; the blob digest checks them.
 Status LazyLayer::FetchGaps() {
   for (auto [from, to] : gaps_) {
-    ASSIGN_OR_RETURN(std::string bytes, Fetch(from, to - from));
+    FetchGate::Background slot(*options_.gate);
+    ASSIGN_OR_RETURN(std::string bytes, Fetch(from, to - from, Asker::kBackground));
     RETURN_IF_ERROR(WriteAll(blob_fd_.get(), bytes, from, Name() + ": write blob file"));
   }
   return Status::Ok();
@@ -439,7 +465,7 @@ Status LazyLayer::Complete(const LazyProgress& progress) {
   std::atomic<bool> failed{false};
   RunJobs(batches.size(), options_.jobs, [&](size_t i) {
     if (failed) return;  // a registry gone would otherwise cost every batch its retries
-    Status st = Ensure(batches[i]);
+    Status st = Ensure(batches[i], Asker::kBackground);
     if (!st.ok()) {
       failed = true;
       std::lock_guard lk(error_mu);

@@ -35,6 +35,7 @@
 #include "layerstore/estargz/estargz_reader.h"
 #include "layerstore/layer/layer_index.h"
 #include "layerstore/lazy/chunk_journal.h"
+#include "layerstore/lazy/fetch_gate.h"
 #include "layerstore/oci/image.h"
 #include "layerstore/registry/registry_client.h"
 #include "layerstore/store/store.h"
@@ -45,6 +46,8 @@ struct LazyLayerOptions {
   uint64_t max_request = 8u << 20;              // a coalesced Range request grows up to this
   unsigned jobs = 3;                            // Complete's requests at once (pull's default)
   std::function<void(const std::string&)> log;  // one line per refused chunk; empty: stderr
+  // Shared by the layers of one image (fetch_gate.h); null: the layer makes its own of `jobs`.
+  std::shared_ptr<FetchGate> gate;
 };
 
 struct LazyLayerStats {
@@ -90,12 +93,17 @@ class LazyLayer {
   Status Load(const Digest& toc_digest);
   Status Recheck();
   Status MapFiles(const std::map<std::string, std::vector<EstargzChunk>>& by_name);
-  Status Ensure(const std::vector<uint32_t>& ids);
-  Status FetchRun(const std::vector<uint32_t>& run);
+  enum class Asker { kReader,
+                     kBackground };  // whose wait a request is (fetch_gate.h)
+  Status Ensure(const std::vector<uint32_t>& ids, Asker asker);
+  bool Claimable(const std::vector<uint32_t>& ids) const;
+  std::vector<uint32_t> Claim(const std::vector<uint32_t>& ids, bool* others);
+  Status FetchClaimed(const std::vector<uint32_t>& mine, Asker asker);
+  Status FetchRun(const std::vector<uint32_t>& run, Asker asker);
   Status WriteChunk(const Chunk& chunk, const std::string& data, std::string_view member);
   Result<UniqueFd> OpenForWrite(const File& f);
   void Release(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& verified);
-  Result<std::string> Fetch(uint64_t offset, uint64_t length);
+  Result<std::string> Fetch(uint64_t offset, uint64_t length, Asker asker);
   Status FetchGaps();
   Status Install();
   fs::path dir() const { return store_.lazy_layer_dir(diff_id_); }

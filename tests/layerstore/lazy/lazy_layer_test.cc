@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <future>
+#include <optional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -372,6 +374,30 @@ TEST_F(LazyLayerTest, ReadersDuringCompleteShareItsFetches) {
   EXPECT_EQ(lazy->stats().fetched_bytes, blob_.size);
   EXPECT_EQ(ReadFile(lazy->tree_dir() / "usr/bin/tool"), big_);
   EXPECT_EQ(ReadFile(lazy->tree_dir() / "usr/bin/other"), RandomBytes(100000, 9));
+  EXPECT_TRUE(LayerStore(*lazy_).Has(diff_id_));
+}
+
+// The background goes through the image's gate and a reader does not: with the only
+// background slot taken, a Complete already waiting sends nothing, and a reader of a file in
+// Complete's first batch is not held behind it.
+TEST_F(LazyLayerTest, CompleteWaitsForTheGateAndReadersDoNot) {
+  LazyLayerOptions o;
+  o.max_request = kChunk;
+  o.gate = std::make_shared<FetchGate>(1);
+  auto lazy = OpenLazy(o);
+  ASSERT_TRUE(lazy);
+  const uint64_t opened = lazy->stats().requests;
+  std::optional<FetchGate::Background> taken(std::in_place, *o.gate);
+  std::thread complete([&] { EXPECT_TRUE(lazy->Complete().ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto reader = std::async(std::launch::async, [&] { return lazy->EnsureRange("etc/os-release", 0, UINT64_MAX); });
+  bool answered = reader.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  EXPECT_TRUE(answered) << "the reader waited behind the gate";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(lazy->stats().requests, opened + 1);  // the reader's, and no background one
+  taken.reset();
+  complete.join();
+  EXPECT_TRUE(reader.get().ok());
   EXPECT_TRUE(LayerStore(*lazy_).Has(diff_id_));
 }
 
