@@ -35,6 +35,9 @@ void RegisterMount(CLI::App& app, Cli& cli) {
   cmd->add_option("--platform", *platform, "With --lazy: pick this platform from a multi-platform image (os/arch[/variant])");
   cmd->add_option("--insecure-registry", req->lazy_options.insecure_registries,
                   "With --lazy: allow plain HTTP to this registry host[:port]");
+  cmd->add_option("--record-reads", req->record_reads,
+                  "Write the image files the container opens to FILE, first open first, one per line: a prefetch list "
+                  "for `push --estargz --prefetch-list FILE` (README: eStargz)");
   cmd->add_option("args", *args, "IMAGE DIR (DIR alone with --name of an existing container)")->required();
   cmd->callback([&cli, req, args, platform] {
     auto parsed = ParsePlatform(*platform);

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <string_view>
 
+#include "fs/engine/read_recorder.h"
 #include "fs/index/merged_index.h"
 #include "fs/mount/fuse_mount.h"
 #include "fs/mount/lazy_image_lowers.h"
@@ -140,6 +141,10 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
   MountConfig config;
   config.allow_other = ::geteuid() == 0;
   RETURN_IF_ERROR(ApplyOptions(req.options, &config));  // before a record exists: a bad -o changes nothing
+  if (!req.record_reads.empty()) {                      // the daemon runs in /: an absolute path, checked here
+    config.record_reads = std::filesystem::absolute(req.record_reads, ec);
+    RETURN_IF_ERROR(ReadRecorder::Create(config.record_reads).status());
+  }
   Image image;
   if (req.lazy) {
     if (existing) return Status::Error(EEXIST, "container " + existing->name + " exists: --lazy makes a new one");

@@ -27,6 +27,7 @@ struct MountContainerRequest {
   // and completed in the background by the daemon (LazyImage), which records the image then.
   bool lazy = false;
   LazyPullOptions lazy_options;
+  std::filesystem::path record_reads;  // --record-reads: MountConfig::record_reads
 };
 
 Result<ContainerRecord> MountContainer(const Store& store, const MountContainerRequest& request);

@@ -26,6 +26,7 @@
 #include "fs/engine/lazy_lowers.h"
 #include "fs/engine/open_handles.h"
 #include "fs/engine/passthrough.h"
+#include "fs/engine/read_recorder.h"
 #include "fs/engine/request_stats.h"
 #include "fs/index/merged_index.h"
 #include "fs/index/upper_format.h"
@@ -74,6 +75,8 @@ struct LayerFsOptions {
   bool dirsync = false;
   // Lower layers whose data arrives while mounted (lazy pull); null: every layer is complete.
   std::shared_ptr<LazyLowers> lazy;
+  // `mount --record-reads`: the image files opened, first open first (read_recorder.h).
+  std::shared_ptr<ReadRecorder> record_reads;
 };
 
 // Where the owners and modes a container sets are kept in the upper (fuse-overlayfs's rules).
@@ -195,6 +198,8 @@ class LayerFs {
   int OpenLower(uint32_t idx, int flags) const;  // fd / -errno
   // Whether lower entry idx comes from a lazy layer (LazyLowers): no passthrough for it.
   bool FromLazyLayer(uint32_t idx) const;
+  // An open of an image file (not yet copied up) for --record-reads.
+  void RecordOpen(const Node* node);
   // Before reading [offset, offset + length) of lower file idx: 0, or -EIO when a lazy layer
   // cannot supply it.
   int EnsureLower(uint32_t idx, uint64_t offset, uint64_t length) const;

@@ -128,6 +128,7 @@ int LayerFs::OpenUpper(Node* node, int flags) {
 // warm read of a lower file (bench/RESULTS.md).
 void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::shared_ptr<Node> node = Shared(ino);
+  RecordOpen(node.get());
   if (WantsWrite(fi->flags)) {
     if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   }
@@ -149,6 +150,12 @@ void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (!lazy && !passthrough_.Attach(req, node.get(), h.get(), fi)) return RetryOnNewInode(req, node);
   fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_open(req, fi) != 0) Close(req, node.get(), Handle(fi));
+}
+
+void LayerFs::RecordOpen(const Node* node) {
+  if (!options_.record_reads || node->upper.load(std::memory_order_acquire)) return;
+  uint32_t lower = node->lower.load(std::memory_order_acquire);
+  if (lower != kNoLower && options_.record_reads->FirstOpen(lower)) options_.record_reads->Append(index_.Path(lower));
 }
 
 // The kernel keeps this inode bound to the layer file while opens from before its copy-up

@@ -232,6 +232,9 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.upper_dir = config.upper_dir.string();
   options.work_dir = config.work_dir.string();
   options.lazy = config.lazy;
+  if (!config.record_reads.empty()) {
+    ASSIGN_OR_RETURN(options.record_reads, ReadRecorder::Create(config.record_reads));
+  }
   ASSIGN_OR_RETURN(fs_, LayerFs::Create(std::move(index), options));
 
   TransportChoice choice = ChooseTransport(config.io_uring);

@@ -54,6 +54,8 @@ struct MountConfig {
   // With sync_upper off: a file that exists while the upper may hold writes not yet on disk
   // (RunMountDaemon); empty: none (layerfs overlay, as fuse-overlayfs).
   std::filesystem::path volatile_marker;
+  // Non-empty: the image files opened are written there, first open first (read_recorder.h).
+  std::filesystem::path record_reads;
 };
 
 class Mount {

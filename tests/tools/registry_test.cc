@@ -557,6 +557,44 @@ TEST_F(RegistryCliTest, PushEstargzIsPlainGzipToEveryReaderAndPullsToTheSameTree
                                                               << again.out;
 }
 
+// The prefetch list made by a run: `mount --record-reads` lists the image files a command
+// opened, first open first, and `push --estargz --prefetch-list` puts them first in the layers
+// that hold them (one from each of the three layers here).
+TEST_F(RegistryCliTest, RecordedReadsOfARunArePushedFirst) {
+  StartRegistry();
+  TestImage img = ThreeLayerImage();
+  std::string ref = registry_->host() + "/team/recorded:v1";
+  LoadAndTag(Root("a"), img, ref);
+  stdfs::path mnt = work_ / "mnt", reads = work_ / "reads.txt";
+  stdfs::create_directories(mnt);
+  ShellResult mount = Layerfs(Root("a"), "mount --record-reads " + reads.string() + " " + ref + " " + mnt.string());
+  ASSERT_EQ(mount.code, 0) << mount.err;
+  ShellResult run = RunShellCommand("cat " + (mnt / "etc/app.conf").string() + " " + (mnt / "data/blob.bin").string() +
+                                    " " + (mnt / "etc/os-release").string() + " " + (mnt / "etc/app.conf").string() +
+                                    " >/dev/null && ls -R " + mnt.string() + " >/dev/null");
+  ShellResult umount = Layerfs(Root("a"), "umount " + mnt.string());
+  if (umount.code != 0) ::umount2(mnt.c_str(), MNT_DETACH);
+  ASSERT_EQ(run.code, 0) << run.err;
+  ASSERT_EQ(umount.code, 0) << umount.err;
+  ASSERT_EQ(ReadFile(reads), "etc/app.conf\ndata/blob.bin\netc/os-release\n");
+
+  ShellResult push = Layerfs(Root("a"), "push --estargz --prefetch-list " + reads.string() + " " + ref);
+  ASSERT_EQ(push.code, 0) << push.err;
+  ASSERT_EQ(Skopeo("copy --src-tls-verify=false docker://" + ref + " oci:" + (work_ / "copy").string() + ":x"), 0);
+  std::string raw;
+  ASSERT_EQ(Skopeo("inspect --raw --tls-verify=false docker://" + ref, &raw), 0);
+  auto manifest = nlohmann::json::parse(raw);
+  ASSERT_EQ(manifest["layers"].size(), 3u);
+  const char* firsts[] = {"etc/\netc/os-release\n", "data/blob.bin\n", "etc/app.conf\n"};
+  for (size_t i = 0; i < 3; ++i) {
+    std::string blob = manifest["layers"][i]["digest"].get<std::string>().substr(7);
+    ShellResult list = RunShellCommand("tar -tzf " + (work_ / "copy/blobs/sha256" / blob).string());
+    ASSERT_EQ(list.code, 0) << list.err;
+    EXPECT_TRUE(list.out.starts_with(std::string(firsts[i]) + ".prefetch.landmark\n")) << "layer " << i << "\n"
+                                                                                       << list.out;
+  }
+}
+
 TEST_F(RegistryCliTest, SaveEstargzWritesAnArchiveSkopeoAndLoadRead) {
   TestImage img = ThreeLayerImage();
   LoadAndTag(Root("a"), img, "team/app:v1");
