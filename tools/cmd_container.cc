@@ -2,6 +2,7 @@
 // done by fs/container/container_ops.h (which uses ContainerStore, ImageStore and the mount).
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 
 #include "fs/container/container_ops.h"
 #include "fs/mount/mount_stats.h"
+#include "layerstore/lazy/partial_image.h"
 #include "layerstore/store/disk_usage.h"
 #include "tools/cli.h"
 #include "tools/table.h"
@@ -74,6 +76,15 @@ void RegisterUmount(CLI::App& app, Cli& cli) {
   });
 }
 
+// A lazily mounted container whose image is still arriving: how much of it is local.
+std::optional<LocalBytes> LazyProgress(const Store& store, const ContainerStore& containers, const ContainerRecord& c) {
+  auto partial = ReadPartialImage(containers.partial_image_file(c.id));
+  if (!partial.ok()) return std::nullopt;
+  LocalBytes local = LocalBytesOf(store, *partial);
+  if (local.complete) return std::nullopt;
+  return local;
+}
+
 void RegisterPs(CLI::App& app, Cli& cli) {
   auto* cmd = app.add_subcommand("ps", "List mounted containers (-a: all)");
   auto all = std::make_shared<bool>(false);
@@ -96,10 +107,15 @@ void RegisterPs(CLI::App& app, Cli& cli) {
         continue;
       }
       uint64_t size = TreeContentSize(containers.upper_dir(c.id));
+      std::optional<LocalBytes> lazy = LazyProgress(*store, containers, c);
+      std::string status = ContainerStateName(state);
+      if (lazy) status += ", image " + std::to_string(lazy->Percent()) + "% local";
       if (*format == "json") {
-        rows.push_back({{"Id", c.id}, {"Name", c.name}, {"Image", c.image_ref}, {"ImageID", c.image_id.str()}, {"Mountpoint", c.mountpoint}, {"Status", ContainerStateName(state)}, {"Size", size}, {"DaemonPid", c.daemon_pid}, {"Created", c.created_unix}});
+        nlohmann::json row = {{"Id", c.id}, {"Name", c.name}, {"Image", c.image_ref}, {"ImageID", c.image_id.str()}, {"Mountpoint", c.mountpoint}, {"Status", ContainerStateName(state)}, {"Size", size}, {"DaemonPid", c.daemon_pid}, {"Created", c.created_unix}};
+        if (lazy) row["ImageLocal"] = {{"LocalBytes", lazy->local}, {"TotalBytes", lazy->total}, {"Percent", lazy->Percent()}};
+        rows.push_back(row);
       } else {
-        table.AddRow({c.id.substr(0, 12), c.name, c.image_ref, c.mountpoint, ContainerStateName(state), HumanSize(size)});
+        table.AddRow({c.id.substr(0, 12), c.name, c.image_ref, c.mountpoint, status, HumanSize(size)});
       }
     }
     if (*quiet) return;

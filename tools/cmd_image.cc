@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -13,7 +14,9 @@
 #include "layerstore/archive/image_import.h"
 #include "layerstore/archive/image_load.h"
 #include "layerstore/archive/image_save.h"
+#include "layerstore/lazy/partial_image.h"
 #include "layerstore/oci/reference.h"
+#include "layerstore/store/container_store.h"
 #include "layerstore/store/disk_usage.h"
 #include "layerstore/store/image_gc.h"
 #include "layerstore/store/image_store.h"
@@ -129,6 +132,7 @@ bool MatchesFilter(const std::string& ref, const std::string& filter) {
 
 struct ImageRow {
   std::string repo, tag, digest, id, created_since, created_at, size;
+  std::optional<LocalBytes> partial;  // an image still arriving under a lazy mount
 };
 
 std::vector<ImageRow> ImageRows(std::vector<Image>& images, LayerSizes& sizes, const ImagesOpts& o, Status* st) {
@@ -156,17 +160,39 @@ std::vector<ImageRow> ImageRows(std::vector<Image>& images, LayerSizes& sizes, c
   return rows;
 }
 
+// Images lazy mounts are still fetching (partial_image.h): one row per image the store has not
+// recorded yet, SIZE saying how much of it is local. `images -q` leaves them out: no command
+// that takes an image ID can use one yet.
+void AddPartialRows(const Store& store, const std::vector<Image>& recorded, const ImagesOpts& o, std::vector<ImageRow>* rows) {
+  std::set<Digest> seen;
+  for (const Image& image : recorded) seen.insert(image.id());
+  ContainerStore containers(store);
+  std::time_t now = std::time(nullptr);
+  for (const auto& c : containers.List()) {
+    auto partial = ReadPartialImage(containers.partial_image_file(c.id));
+    if (!partial.ok() || !seen.insert(partial->config_digest).second || !MatchesFilter(partial->ref, o.filter)) continue;
+    LocalBytes local = LocalBytesOf(store, *partial);
+    auto r = ParseReference(partial->ref);
+    rows->push_back({r.ok() ? r->FamiliarName() : partial->ref, r.ok() ? r->tag : "<none>", partial->manifest_digest.str(),
+                     ImageIdText(partial->config_digest, o.no_trunc), CreatedSince(partial->created, now),
+                     GoTimeString(partial->created),
+                     std::to_string(local.Percent()) + "% of " + HumanSize(local.total, 3) + " (lazy)", local});
+  }
+}
+
 void PrintImages(const std::vector<ImageRow>& rows, const ImagesOpts& o) {
   if (o.quiet) {
     std::set<std::string> seen;
     for (const auto& r : rows)
-      if (seen.insert(r.id).second) PrintLine(r.id);
+      if (!r.partial && seen.insert(r.id).second) PrintLine(r.id);
     return;
   }
   if (o.format == "json") {
-    for (const auto& r : rows)
-      PrintLine(Json{{"Containers", "N/A"}, {"CreatedAt", r.created_at}, {"CreatedSince", r.created_since}, {"Digest", r.digest}, {"ID", r.id}, {"Repository", r.repo}, {"SharedSize", "N/A"}, {"Size", r.size}, {"Tag", r.tag}, {"UniqueSize", "N/A"}, {"VirtualSize", r.size}}
-                    .dump());
+    for (const auto& r : rows) {
+      Json j{{"Containers", "N/A"}, {"CreatedAt", r.created_at}, {"CreatedSince", r.created_since}, {"Digest", r.digest}, {"ID", r.id}, {"Repository", r.repo}, {"SharedSize", "N/A"}, {"Size", r.size}, {"Tag", r.tag}, {"UniqueSize", "N/A"}, {"VirtualSize", r.size}};
+      if (r.partial) j["Partial"] = {{"LocalBytes", r.partial->local}, {"TotalBytes", r.partial->total}, {"Percent", r.partial->Percent()}};
+      PrintLine(j.dump());
+    }
     return;
   }
   std::vector<std::string> header = {"REPOSITORY", "TAG"};
@@ -201,6 +227,7 @@ void AddImages(CLI::App& parent, Cli& cli, const std::string& name, const std::s
     Status st;
     auto rows = ImageRows(*images, sizes, *o, &st);
     if (!st.ok()) return (void)cli.Fail(st);
+    AddPartialRows(*store, *images, *o, &rows);
     PrintImages(rows, *o);
   });
 }

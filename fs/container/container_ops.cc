@@ -12,6 +12,7 @@
 #include "fs/mount/fuse_mount.h"
 #include "fs/mount/lazy_image_lowers.h"
 #include "fs/mount/mount.h"
+#include "layerstore/lazy/partial_image.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
 
@@ -146,10 +147,11 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
     RETURN_IF_ERROR(ReadRecorder::Create(config.record_reads).status());
   }
   Image image;
+  std::shared_ptr<LazyImage> lazy;
   if (req.lazy) {
     if (existing) return Status::Error(EEXIST, "container " + existing->name + " exists: --lazy makes a new one");
     ASSIGN_OR_RETURN(Reference ref, ParseReference(req.image));
-    ASSIGN_OR_RETURN(std::shared_ptr<LazyImage> lazy, LazyImage::Pull(store, ref, req.lazy_options, {}));
+    ASSIGN_OR_RETURN(lazy, LazyImage::Pull(store, ref, req.lazy_options, {}));
     image = lazy->image();
     auto lowers = std::make_shared<LazyImageLowers>(lazy);
     config.lazy = lowers;
@@ -163,6 +165,13 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
     record = *existing;
   } else {
     ASSIGN_OR_RETURN(record, containers.Create(image, req.image, req.name));
+  }
+  if (lazy) {  // what images and ps show until the image is recorded
+    Status st = WritePartialImage(containers.partial_image_file(record.id), PartialImage::Of(*lazy));
+    if (!st.ok()) {
+      (void)containers.Remove(record.id);
+      return st;
+    }
   }
 
   config.store_root = store.root();

@@ -40,6 +40,8 @@ class ContainerStore {
   fs::path dir(std::string_view id) const { return store_->containers_dir() / std::string(id); }
   fs::path upper_dir(std::string_view id) const { return dir(id) / "upper"; }
   fs::path work_dir(std::string_view id) const { return dir(id) / "work"; }
+  // A lazily mounted container's image until the store records it (layerstore/lazy/partial_image.h).
+  fs::path partial_image_file(std::string_view id) const { return dir(id) / "lazy.json"; }
 
  private:
   const Store* store_;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "fs/mount/lazy_image_lowers.h"
 #include "fs/mount/mount.h"
@@ -184,6 +185,11 @@ TEST_F(LazyMountTest, TreeEqualsTheEagerMountAndCompletesIntoOrdinaryLayers) {
   for (const auto& c : stdfs::directory_iterator(Root("lazy") / "containers"))
     if (stdfs::exists(c.path() / "daemon.log")) log += ReadFile(c.path() / "daemon.log");
   EXPECT_NE(log.find(ref_ + " complete: "), std::string::npos) << log;
+  ShellResult images = Layerfs("lazy", "images --format json");
+  EXPECT_NE(images.out.find("\"Tag\":\"v1\""), std::string::npos) << images.out;
+  EXPECT_EQ(images.out.find("Partial"), std::string::npos) << "recorded: no longer partial\n"
+                                                           << images.out;
+  EXPECT_EQ(Layerfs("lazy", "ps").out.find("local"), std::string::npos);
 }
 
 TEST_F(LazyMountTest, BeforeAnyBackgroundFetchTheTreeEqualsTheEagerMount) {
@@ -245,6 +251,55 @@ TEST_F(LazyMountTest, AnUnknownTagOrPlatformFailsWithOneLineAndLeavesNoContainer
   EXPECT_TRUE(stdfs::is_empty(dir));
   EXPECT_TRUE(!stdfs::exists(Root("bad") / "containers") || stdfs::is_empty(Root("bad") / "containers"));
   EXPECT_EQ(Layerfs("bad", "images -q").out, "");
+}
+
+// While a lazy mount's image is not complete (here: never, one byte of the base layer's blob is
+// changed in the registry, so the chunk holding it is refused), `images` lists it as partial
+// with how much is local, `images -q` leaves it out, and `ps` says how far its image is.
+TEST_F(LazyMountTest, ImagesAndPsShowAPartialImageAndHowFarAlong) {
+  stdfs::path largest;
+  uintmax_t size = 0;
+  for (const auto& e : stdfs::recursive_directory_iterator(registry_->dir()))
+    if (e.is_regular_file() && e.path().filename() == "data" && e.file_size() > size) {
+      size = e.file_size();
+      largest = e.path();
+    }
+  ASSERT_GT(size, tool_.size()) << "the base layer's blob";
+  std::string blob = ReadFile(largest);
+  blob[blob.size() / 2] ^= 0x55;  // inside usr/bin/tool's chunks; the TOC at the end stays intact
+  WriteFile(largest, blob);
+
+  CliMount("lazy", "--lazy");
+  ASSERT_FALSE(HasFailure());
+  std::string log;
+  for (int i = 0; i < 300 && log.find("complete " + ref_) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    log.clear();
+    for (const auto& c : stdfs::directory_iterator(Root("lazy") / "containers"))
+      if (stdfs::exists(c.path() / "daemon.log")) log += ReadFile(c.path() / "daemon.log");
+  }
+  ASSERT_NE(log.find("complete " + ref_), std::string::npos) << "the background fetch did not fail\n"
+                                                             << log;
+
+  ShellResult json = Layerfs("lazy", "images --format json");
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto row = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(row.is_object() && row.contains("Partial")) << json.out;
+  EXPECT_EQ(row["Tag"], "v1");
+  uint64_t local = row["Partial"]["LocalBytes"], total = row["Partial"]["TotalBytes"];
+  EXPECT_GT(local, 0u);
+  EXPECT_LT(local, total);
+  EXPECT_LT(row["Partial"]["Percent"].get<unsigned>(), 100u);
+  EXPECT_NE(Layerfs("lazy", "images").out.find("(lazy)"), std::string::npos);
+  EXPECT_EQ(Layerfs("lazy", "images -q").out, "") << "not an image commands can use yet";
+  std::string ps = Layerfs("lazy", "ps").out;
+  EXPECT_NE(ps.find("Mounted, image " + std::to_string(row["Partial"]["Percent"].get<unsigned>()) + "% local"),
+            std::string::npos)
+      << ps;
+  auto ps_json = nlohmann::json::parse(Layerfs("lazy", "ps --format json").out, nullptr, false);
+  ASSERT_TRUE(ps_json.is_array() && ps_json.size() == 1u) << ps_json.dump();
+  EXPECT_EQ(ps_json[0]["ImageLocal"]["TotalBytes"], total);
+  EXPECT_EQ("sha256:" + row["ID"].get<std::string>(), ps_json[0]["ImageID"].get<std::string>().substr(0, 19));
 }
 
 }  // namespace
