@@ -32,6 +32,29 @@ Result<Image> ImageOf(const Store& store, const MountContainerRequest& req, cons
   return images.Resolve(req.image);
 }
 
+// The image a mount serves lazily: --lazy's reference; or, remounting a container whose image a
+// lazy mount never finished (its lazy.json, the image not in the store), that image again from
+// its registry, whose layers resume from lazy/. Null: the mount is not lazy.
+Result<std::shared_ptr<LazyImage>> PullLazily(const Store& store, const MountContainerRequest& req,
+                                              const ContainerRecord* existing, LazyPullOptions* options) {
+  std::string ref_text = req.image;
+  if (existing != nullptr) {
+    if (req.lazy) return Status::Error(EEXIST, "container " + existing->name + " exists: --lazy makes a new one");
+    auto partial = ReadPartialImage(ContainerStore(store).partial_image_file(existing->id));
+    if (!partial.ok() || ImageStore(store).Resolve(existing->image_id.str()).ok()) return std::shared_ptr<LazyImage>();
+    ref_text = partial->ref;
+    for (const auto& host : partial->insecure_registries) options->insecure_registries.push_back(host);
+  } else if (!req.lazy) {
+    return std::shared_ptr<LazyImage>();
+  }
+  ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
+  ASSIGN_OR_RETURN(std::shared_ptr<LazyImage> lazy, LazyImage::Pull(store, ref, *options, {}));
+  if (existing != nullptr && lazy->image().id() != existing->image_id)
+    return Status::Error(ESTALE, ref_text + " now names another image than container " + existing->name +
+                                     "'s; mount --lazy it as a new container");
+  return lazy;
+}
+
 // Unpacks layers that are missing (an image loaded but never mounted has them already; this
 // covers layers removed by a prune) and builds the chain's merged index if not cached.
 Status PrepareLayers(const Store& store, const Image& image) {
@@ -147,11 +170,9 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
     RETURN_IF_ERROR(ReadRecorder::Create(config.record_reads).status());
   }
   Image image;
-  std::shared_ptr<LazyImage> lazy;
-  if (req.lazy) {
-    if (existing) return Status::Error(EEXIST, "container " + existing->name + " exists: --lazy makes a new one");
-    ASSIGN_OR_RETURN(Reference ref, ParseReference(req.image));
-    ASSIGN_OR_RETURN(lazy, LazyImage::Pull(store, ref, req.lazy_options, {}));
+  LazyPullOptions lazy_options = req.lazy_options;
+  ASSIGN_OR_RETURN(std::shared_ptr<LazyImage> lazy, PullLazily(store, req, existing ? &*existing : nullptr, &lazy_options));
+  if (lazy) {
     image = lazy->image();
     auto lowers = std::make_shared<LazyImageLowers>(lazy);
     config.lazy = lowers;
@@ -167,11 +188,9 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
     ASSIGN_OR_RETURN(record, containers.Create(image, req.image, req.name));
   }
   if (lazy) {  // what images and ps show until the image is recorded
-    Status st = WritePartialImage(containers.partial_image_file(record.id), PartialImage::Of(*lazy));
-    if (!st.ok()) {
-      (void)containers.Remove(record.id);
-      return st;
-    }
+    Status st = WritePartialImage(containers.partial_image_file(record.id), PartialImage::Of(*lazy, lazy_options));
+    if (!st.ok() && !existing) (void)containers.Remove(record.id);
+    RETURN_IF_ERROR(st);
   }
 
   config.store_root = store.root();

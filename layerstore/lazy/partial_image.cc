@@ -11,10 +11,10 @@
 
 namespace layerfs {
 
-PartialImage PartialImage::Of(const LazyImage& lazy) {
+PartialImage PartialImage::Of(const LazyImage& lazy, const LazyPullOptions& options) {
   const Image& image = lazy.image();
   return PartialImage{lazy.ref(), image.manifest_digest, image.id(), image.config.value("created", std::string()),
-                      image.layers, image.diff_ids};
+                      image.layers, image.diff_ids, options.insecure_registries};
 }
 
 Status WritePartialImage(const std::filesystem::path& file, const PartialImage& image) {
@@ -22,7 +22,7 @@ Status WritePartialImage(const std::filesystem::path& file, const PartialImage& 
   for (const Descriptor& d : image.layers) layers.push_back(DescriptorJson(d));
   nlohmann::json diff_ids = nlohmann::json::array();
   for (const Digest& d : image.diff_ids) diff_ids.push_back(d.str());
-  nlohmann::json j = {{"ref", image.ref}, {"manifest", image.manifest_digest.str()}, {"config", image.config_digest.str()}, {"created", image.created}, {"layers", layers}, {"diffIds", diff_ids}};
+  nlohmann::json j = {{"ref", image.ref}, {"manifest", image.manifest_digest.str()}, {"config", image.config_digest.str()}, {"created", image.created}, {"layers", layers}, {"diffIds", diff_ids}, {"insecureRegistries", image.insecure_registries}};
   return WriteFileAtomicVia(file.string() + ".tmp", file, j.dump());
 }
 
@@ -46,6 +46,13 @@ Result<PartialImage> ReadPartialImage(const std::filesystem::path& file) {
   for (const auto& l : j["layers"]) {
     ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(l, file.string()));
     image.layers.push_back(std::move(d));
+  }
+  if (j.contains("insecureRegistries")) {
+    if (!j["insecureRegistries"].is_array()) return bad();
+    for (const auto& h : j["insecureRegistries"]) {
+      if (!h.is_string()) return bad();
+      image.insecure_registries.push_back(h.get<std::string>());
+    }
   }
   for (const auto& d : j["diffIds"]) {
     auto digest = d.is_string() ? Digest::Parse(d.get<std::string>()) : Result<Digest>(bad());

@@ -5,6 +5,7 @@
 // local: a layer in layers/ whole; a lazy layer by what its sparse blob file holds (every
 // fetched range is written there; counted in allocated blocks, so within a block of each
 // range); a layer not yet opened, nothing. It reads the store only: any process may ask.
+// Remounting such a container (`mount --name`) pulls it lazily again from this record.
 #pragma once
 
 #include <cstdint>
@@ -25,8 +26,10 @@ struct PartialImage {
   std::string created;             // the config's
   std::vector<Descriptor> layers;  // the manifest's, bottom first
   std::vector<Digest> diff_ids;    // the config's
+  // The pull's --insecure-registry hosts: a remount resumes from the same registry as it was.
+  std::vector<std::string> insecure_registries;
 
-  static PartialImage Of(const LazyImage& lazy);
+  static PartialImage Of(const LazyImage& lazy, const LazyPullOptions& options);
 };
 
 Status WritePartialImage(const std::filesystem::path& file, const PartialImage& image);

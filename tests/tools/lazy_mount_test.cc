@@ -255,7 +255,8 @@ TEST_F(LazyMountTest, AnUnknownTagOrPlatformFailsWithOneLineAndLeavesNoContainer
 
 // While a lazy mount's image is not complete (here: never, one byte of the base layer's blob is
 // changed in the registry, so the chunk holding it is refused), `images` lists it as partial
-// with how much is local, `images -q` leaves it out, and `ps` says how far its image is.
+// with how much is local, `images -q` leaves it out, and `ps` says how far its image is; the
+// container remounted by name serves it lazily again.
 TEST_F(LazyMountTest, ImagesAndPsShowAPartialImageAndHowFarAlong) {
   stdfs::path largest;
   uintmax_t size = 0;
@@ -300,6 +301,14 @@ TEST_F(LazyMountTest, ImagesAndPsShowAPartialImageAndHowFarAlong) {
   ASSERT_TRUE(ps_json.is_array() && ps_json.size() == 1u) << ps_json.dump();
   EXPECT_EQ(ps_json[0]["ImageLocal"]["TotalBytes"], total);
   EXPECT_EQ("sha256:" + row["ID"].get<std::string>(), ps_json[0]["ImageID"].get<std::string>().substr(0, 19));
+
+  // Remounted by name, the container's image is pulled lazily again (its layers resume).
+  stdfs::path dir = cli_mounts_.back().second;
+  ASSERT_EQ(Layerfs("lazy", "umount " + dir.string()).code, 0);
+  ShellResult again = Layerfs("lazy", "mount --name " + ps_json[0]["Name"].get<std::string>() + " " + dir.string());
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(ReadFile(dir / "etc/os-release"), "ID=lazy\n");
+  EXPECT_NE(Layerfs("lazy", "ps").out.find("% local"), std::string::npos);
 }
 
 }  // namespace
