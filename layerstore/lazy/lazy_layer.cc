@@ -448,11 +448,12 @@ Status LazyLayer::Complete(const LazyProgress& progress) {
     std::lock_guard lk(mu_);
     if (installed_) return Status::Ok();
   }
-  // Batches of about max_request bytes in blob order, taken in order by `jobs` threads.
+  // Batches of about background_request bytes in blob order, taken in order by `jobs` threads.
+  const uint64_t batch_bytes = std::min(options_.max_request, options_.background_request);
   std::vector<std::vector<uint32_t>> batches(1);
   uint64_t bytes = 0;
   for (uint32_t id = 0; id < chunks_.size(); ++id) {
-    if (bytes >= options_.max_request) {
+    if (bytes >= batch_bytes) {
       batches.emplace_back();
       bytes = 0;
     }
