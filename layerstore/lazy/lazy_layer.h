@@ -43,7 +43,7 @@
 namespace layerfs {
 
 struct LazyLayerOptions {
-  uint64_t max_request = 8u << 20;              // a coalesced Range request grows up to this
+  uint64_t max_request = 8u << 20;  // a coalesced Range request grows up to this
   // Complete's requests: small enough that the first ones (the prefetch files) are not slowed
   // by the `jobs - 1` fetched beside them; large enough to keep the link busy between them.
   uint64_t background_request = 2u << 20;
