@@ -34,10 +34,11 @@ Result<std::unique_ptr<LazyImage>> LazyImage::Pull(const Store& store, const Ref
   if (image.layers.size() != image.diff_ids.size())
     return Status::Error(EINVAL, what + ": the config lists " + std::to_string(image.diff_ids.size()) +
                                      " diff_ids for " + std::to_string(image.layers.size()) + " layers");
+  // The lazy layers first: one another process owns fails the pull before it changed the store.
+  RETURN_IF_ERROR(lazy->OpenLayers(options.layer).WithContext(what));
   auto eager = [&image](size_t i) { return !IsEstargz(image.layers[i]); };
   RETURN_IF_ERROR(PullLayers(store, *lazy->client_, lazy->remote_, eager, options.max_concurrent_downloads, progress)
                       .WithContext(what));
-  RETURN_IF_ERROR(lazy->OpenLayers(options.layer).WithContext(what));
   return lazy;
 }
 
@@ -66,6 +67,7 @@ Status LazyImage::Complete() {
   std::mutex mu;
   Status first;
   std::vector<std::thread> threads;
+  for (const auto& layer : unique_) layer->RecordOwnerPid();  // a mount's daemon is a fork of the opener
   for (const auto& layer : unique_)
     threads.emplace_back([&, layer] {
       Status st = layer->Complete();

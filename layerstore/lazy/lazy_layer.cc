@@ -118,23 +118,37 @@ Result<std::unique_ptr<LazyLayer>> LazyLayer::Open(const Store& store, RegistryC
                                                    const Descriptor& blob, const Digest& diff_id,
                                                    LazyLayerOptions options) {
   ASSIGN_OR_RETURN(Digest toc_digest, TocDigestOf(blob));
-  if (LayerStore(store).Has(diff_id)) return Status::Error(EEXIST, "layer " + diff_id.str() + " is already pulled");
-  struct stat st;
-  bool create = ::stat(store.lazy_layer_dir(diff_id).c_str(), &st) != 0;
-  if (create) RETURN_IF_ERROR(Create(store, client, repo, blob, diff_id, toc_digest));
+  bool created = false;
+  ASSIGN_OR_RETURN(LazyLayerLock lock, Own(store, client, repo, blob, diff_id, toc_digest, &created));
   std::unique_ptr<LazyLayer> layer(new LazyLayer(store, client, repo, blob, diff_id, std::move(options)));
+  layer->lock_ = std::move(lock);
   RETURN_IF_ERROR(layer->Load(toc_digest).WithContext("lazy layer " + diff_id.str()));
-  if (create) {  // the footer's and the TOC's requests
+  if (created) {  // the footer's and the TOC's requests
     layer->requests_ = 2;
     layer->fetched_ = blob.size - layer->toc_offset_;
   }
   return layer;
 }
 
-// Footer, then TOC (two Range requests); the tree, index, sparse blob and layer.json in tmp/,
-// renamed to lazy/<hex> whole.
-Status LazyLayer::Create(const Store& store, RegistryClient& client, const std::string& repo, const Descriptor& blob,
-                         const Digest& diff_id, const Digest& toc_digest) {
+// lazy/<hex>, made if missing, with its lock held; looked at again when it went away between
+// the look and the lock (a prune removed it, another process installed it).
+Result<LazyLayerLock> LazyLayer::Own(const Store& store, RegistryClient& client, const std::string& repo,
+                                     const Descriptor& blob, const Digest& diff_id, const Digest& toc_digest,
+                                     bool* created) {
+  for (int attempt = 1;; ++attempt) {
+    if (LayerStore(store).Has(diff_id)) return Status::Error(EEXIST, "layer " + diff_id.str() + " is already pulled");
+    struct stat st;
+    *created = ::stat(store.lazy_layer_dir(diff_id).c_str(), &st) != 0;
+    auto lock = *created ? Create(store, client, repo, blob, diff_id, toc_digest)
+                         : LazyLayerLock::Acquire(store.lazy_layer_dir(diff_id), "layer " + diff_id.str());
+    if (lock.ok() || attempt == 3 || (lock.status().code() != ENOENT && lock.status().code() != ESTALE)) return lock;
+  }
+}
+
+// Footer, then TOC (two Range requests); the lock, tree, index, sparse blob and layer.json in
+// tmp/, renamed to lazy/<hex> whole. ESTALE when another process made it first.
+Result<LazyLayerLock> LazyLayer::Create(const Store& store, RegistryClient& client, const std::string& repo, const Descriptor& blob,
+                                        const Digest& diff_id, const Digest& toc_digest) {
   const std::string name = "lazy layer " + diff_id.str();
   if (blob.size <= kEstargzFooterSize) return Status::Error(EINVAL, name + ": blob too small for eStargz");
   const uint64_t footer_at = blob.size - kEstargzFooterSize;
@@ -148,9 +162,11 @@ Status LazyLayer::Create(const Store& store, RegistryClient& client, const std::
   if (!toc.ok()) return toc.status().WithContext(name);
 
   fs::path tmp = store.NewTempPath("lazy");
+  LazyLayerLock lock;
   auto build = [&]() -> Status {
     if (::mkdir(tmp.c_str(), 0755) != 0 || ::mkdir((tmp / "tree").c_str(), 0755) != 0)
       return Status::FromErrno("create " + tmp.string());
+    ASSIGN_OR_RETURN(lock, LazyLayerLock::Acquire(tmp, name));
     ASSIGN_OR_RETURN(LayerIndex index, BuildLazyTree(*toc, member, tmp / "tree"));
     RETURN_IF_ERROR(index.Write(tmp / "index"));
     UniqueFd fd(::open((tmp / "blob").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -162,12 +178,15 @@ Status LazyLayer::Create(const Store& store, RegistryClient& client, const std::
     std::error_code ec;
     fs::create_directories(store.lazy_dir(), ec);
     if (::rename(tmp.c_str(), store.lazy_layer_dir(diff_id).c_str()) == 0) return Status::Ok();
-    if (errno == EEXIST || errno == ENOTEMPTY) return RemoveTree(tmp);  // another process made it first
+    if (errno == EEXIST || errno == ENOTEMPTY) return Status::Error(ESTALE, "another process made it first");
     return Status::FromErrno("publish " + store.lazy_layer_dir(diff_id).string());
   };
   Status st = build();
-  if (!st.ok()) (void)RemoveTree(tmp);
-  return st.WithContext(name);
+  if (!st.ok()) {
+    (void)RemoveTree(tmp);
+    return st.WithContext(name);
+  }
+  return lock;
 }
 
 // Reads lazy/<hex> back: the descriptor must be this one and the TOC must check out again.
@@ -505,7 +524,7 @@ Status LazyLayer::Install() {
   fs::path tmp = store_.NewTempPath("layer");
   std::lock_guard lk(mu_);
   if (::rename(dir().c_str(), tmp.c_str()) != 0) return Status::FromErrno(Name() + ": install");
-  for (const char* name : {"blob", "chunks", "chunks.boot", "layer.json"}) ::unlink((tmp / name).c_str());
+  for (const char* name : {"blob", "chunks", "chunks.boot", "layer.json", "lock"}) ::unlink((tmp / name).c_str());
   if (::rename(tmp.c_str(), store_.layer_dir(diff_id_).c_str()) != 0) {
     if (errno != EEXIST && errno != ENOTEMPTY) return Status::FromErrno(Name() + ": install");
     (void)RemoveTree(tmp);  // another process installed it first: theirs is as verified

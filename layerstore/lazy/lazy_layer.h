@@ -15,9 +15,9 @@
 //
 // Threads: EnsureRange() and Complete() may run on many threads at once; each chunk is fetched
 // by one of them while the others wait for it. The registry client must outlive the layer.
-// One process at a time should own a lazy layer: a second one corrupts nothing but fetches
-// again what the first verified. Errors a reader sees are EIO (registry gone after the client's
-// bounded retries, a chunk refused), ENOENT (no such regular file in the layer).
+// One process owns a lazy layer (LazyLayerLock, held from Open to destruction): Open in
+// another process meanwhile fails with EBUSY. Errors a reader sees are EIO (registry gone
+// after the client's bounded retries, a chunk refused), ENOENT (no such regular file).
 #pragma once
 
 #include <atomic>
@@ -38,6 +38,7 @@
 #include "layerstore/lazy/fetch_gate.h"
 #include "layerstore/oci/image.h"
 #include "layerstore/registry/registry_client.h"
+#include "layerstore/store/lazy_layer_lock.h"
 #include "layerstore/store/store.h"
 
 namespace layerfs {
@@ -67,7 +68,8 @@ using LazyProgress = std::function<void(uint64_t done, uint64_t total)>;
 class LazyLayer {
  public:
   // blob: the manifest's layer descriptor, with the TOC digest annotation; diff_id: the
-  // config's. EEXIST when the layer is already an ordinary layer of the store.
+  // config's. EEXIST when the layer is already an ordinary layer of the store, EBUSY while
+  // another process owns it (the message names its pid).
   static Result<std::unique_ptr<LazyLayer>> Open(const Store& store, RegistryClient& client, const std::string& repo,
                                                  const Descriptor& blob, const Digest& diff_id,
                                                  LazyLayerOptions options = {});
@@ -85,14 +87,19 @@ class LazyLayer {
   // calling EnsureRange meanwhile.
   Status Complete(const LazyProgress& progress = {});
   LazyLayerStats stats() const;
+  // After a fork: names this process as the owner in the lock file (LazyLayerLock).
+  void RecordOwnerPid() { lock_.RecordPid(); }
 
  private:
   struct File;
   struct Chunk;
   LazyLayer(const Store& store, RegistryClient& client, std::string repo, Descriptor blob, Digest diff_id,
             LazyLayerOptions options);
-  static Status Create(const Store& store, RegistryClient& client, const std::string& repo, const Descriptor& blob,
-                       const Digest& diff_id, const Digest& toc_digest);
+  static Result<LazyLayerLock> Own(const Store& store, RegistryClient& client, const std::string& repo,
+                                   const Descriptor& blob, const Digest& diff_id, const Digest& toc_digest,
+                                   bool* created);
+  static Result<LazyLayerLock> Create(const Store& store, RegistryClient& client, const std::string& repo,
+                                      const Descriptor& blob, const Digest& diff_id, const Digest& toc_digest);
   Status Load(const Digest& toc_digest);
   Status Recheck();
   Status MapFiles(const std::map<std::string, std::vector<EstargzChunk>>& by_name);
@@ -118,6 +125,7 @@ class LazyLayer {
   Descriptor blob_;
   Digest diff_id_;
   LazyLayerOptions options_;
+  LazyLayerLock lock_;
   uint64_t toc_offset_ = 0;
   LayerIndex index_;
   std::vector<File> files_;

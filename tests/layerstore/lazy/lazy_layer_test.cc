@@ -4,8 +4,8 @@
 // (Range requests counted in the registry's access log), once however many threads ask; a
 // tampered chunk is refused; a registry gone, or a reply cut on every attempt (the test's own
 // server), gives EIO and keeps what was verified, as does a killed process, and a reboot keeps
-// what survived it; Complete, with readers beside it and without root too, makes an ordinary
-// layer equal to the eager one.
+// what survived it; a second Open while one owns the layer is EBUSY; Complete, with readers
+// beside it and without root too, makes an ordinary layer equal to the eager one.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -175,6 +175,19 @@ TEST_F(LazyLayerTest, IndexFromTheTocEqualsTheEagerUnpacksEntryByEntry) {
   EXPECT_EQ(static_cast<size_t>(st.st_size), big_.size());
   EXPECT_EQ(st.st_blocks, 0) << "no data before a read asks for it";
   EXPECT_EQ(lazy->stats().chunks, 11u) << "tool 5, other 2, os-release, attr, shadow, the landmark";
+}
+
+// One owner: a second Open while the first lives is EBUSY naming the owner, without a request.
+TEST_F(LazyLayerTest, ASecondOpenWhileOneOwnsTheLayerIsBusy) {
+  auto lazy = OpenLazy();
+  ASSERT_TRUE(lazy);
+  auto second = LazyLayer::Open(*lazy_, *client_, kRepo, blob_, diff_id_);
+  ASSERT_EQ(second.status().code(), EBUSY);
+  EXPECT_EQ(second.status().message(), "layer " + diff_id_.str() + " is being pulled lazily by another process (pid " +
+                                           std::to_string(::getpid()) + ")");
+  EXPECT_EQ(BlobGets(2), 2) << "the first Open's footer and TOC only";
+  lazy.reset();
+  EXPECT_TRUE(OpenLazy()) << "free once its owner is gone";
 }
 
 TEST_F(LazyLayerTest, EnsureRangeFetchesOnlyTheMissingChunksCoalesced) {
