@@ -42,6 +42,8 @@ std::vector<SummaryRow> Summary(const DiskUsageReport& r) {
       {"Local Volumes", 0, 0, 0, HumanSize(0)},
       {"Build Cache", r.build_cache_count, r.build_cache_active, r.build_cache_size,
        Reclaimable(r.build_cache_reclaimable, r.build_cache_size)},
+      {"Partial Layers", r.partial_layers.size(), r.partial_active, r.partial_size,
+       Reclaimable(r.partial_reclaimable, r.partial_size)},
   };
 }
 
@@ -84,6 +86,14 @@ std::vector<Json> LayerRows(const DiskUsageReport& r) {
   return rows;
 }
 
+// Layers being pulled lazily (lazy/<hex>): what has arrived, and whether a process is on it.
+std::vector<Json> PartialLayerRows(const DiskUsageReport& r) {
+  std::vector<Json> rows;
+  for (const auto& l : r.partial_layers)
+    rows.push_back({{"ID", l.diff_id.short_id()}, {"Size", HumanSize(l.size)}, {"Status", l.owned ? "Pulling" : "Stopped"}});
+  return rows;
+}
+
 std::vector<Json> ContainerRows(const DiskUsageReport& r) {
   std::vector<Json> rows;
   std::time_t now = std::time(nullptr);
@@ -98,9 +108,10 @@ void PrintVerbose(const DiskUsageReport& r, bool json) {
   auto images = ImageRows(r);
   auto layers = LayerRows(r);
   auto containers = ContainerRows(r);
+  auto partial = PartialLayerRows(r);
   std::string total = HumanSize(r.store_total);
   if (json) {
-    PrintLine(Json{{"Images", images}, {"Layers", layers}, {"Containers", containers}, {"Volumes", Json::array()}, {"BuildCache", Json::array()}, {"StoreTotal", total}}.dump());
+    PrintLine(Json{{"Images", images}, {"Layers", layers}, {"Containers", containers}, {"Volumes", Json::array()}, {"BuildCache", Json::array()}, {"PartialLayers", partial}, {"StoreTotal", total}}.dump());
     return;
   }
   Table it({"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"});
@@ -112,12 +123,14 @@ void PrintVerbose(const DiskUsageReport& r, bool json) {
   Table ct({"CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"});
   for (const auto& c : containers)
     ct.AddRow({c["ID"], c["Image"], c["Command"], c["LocalVolumes"], c["Size"], c["RunningFor"], c["Status"], c["Names"]});
+  Table pt({"LAYER (DIFF ID)", "SIZE", "STATUS"});
+  for (const auto& p : partial) pt.AddRow({p["ID"], p["Size"], p["Status"]});
   std::string out = "Images space usage:\n\n" + it.Render() + "\nLayers space usage:\n\n" + lt.Render() +
                     "\nContainers space usage:\n\n" + ct.Render() +
                     "\nLocal Volumes space usage:\n\n" + Table({"VOLUME NAME", "LINKS", "SIZE"}).Render() +
                     "\nBuild cache usage: " + HumanSize(r.build_cache_size) + "\n\n" +
                     Table({"CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"}).Render() +
-                    "\nStore total: " + total + " (allocated blocks, as du -s --block-size=1)\n";
+                    "\nPartial layers (lazy pulls) space usage:\n\n" + pt.Render() + "\nStore total: " + total + " (allocated blocks, as du -s --block-size=1)\n";
   std::fputs(out.c_str(), stdout);
 }
 
@@ -147,6 +160,7 @@ void AddDf(CLI::App& system, Cli& cli) {
 std::string PruneWarning(bool all) {
   return std::string("WARNING! This will remove:\n") +
          (all ? "  - all images without at least one container associated to them\n  - all build cache\n"
+                "  - partial layers of lazy pulls that no process is pulling\n"
               : "  - all dangling images\n  - unused build cache\n") +
          "  - blobs, layers and merged indexes that no image, container or build cache uses\n"
          "  - litter in tmp/ left by layerfs processes that died\n"
@@ -161,6 +175,11 @@ void PrintPrune(const SystemPruneReport& r) {
   }
   if (r.build_cache.records > 0) PrintLine("Deleted build cache records: " + std::to_string(r.build_cache.records) + "\n");
   const SweepReport& s = r.sweep;
+  if (!s.partial_layers.empty()) {
+    PrintLine("Deleted Partial Layers:");
+    for (const Digest& d : s.partial_layers) PrintLine(d.str());
+    PrintLine("");
+  }
   if (s.blobs + s.layers + s.chains + s.tmp_entries > 0)
     PrintLine("Deleted unreferenced: " + std::to_string(s.blobs) + " blobs, " + std::to_string(s.layers) + " layers, " +
               std::to_string(s.chains) + " merged indexes, " + std::to_string(s.tmp_entries) + " tmp entries\n");
@@ -173,7 +192,9 @@ void AddPrune(CLI::App& system, Cli& cli) {
     bool all = false, force = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_flag("-a,--all", o->all, "Remove all images without a container and all build cache, not just dangling ones");
+  cmd->add_flag("-a,--all", o->all,
+                "Remove all images without a container, all build cache and the partial layers of lazy pulls no "
+                "process is pulling, not just dangling images");
   cmd->add_flag("-f,--force", o->force, "Do not prompt for confirmation");
   cmd->callback([&cli, o] {
     if (!o->force && !Confirm(PruneWarning(o->all))) return;

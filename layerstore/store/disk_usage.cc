@@ -9,6 +9,7 @@
 #include "layerstore/store/build_cache.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
+#include "layerstore/store/lazy_layer_lock.h"
 #include "layerstore/store/store_gc.h"
 
 namespace layerfs {
@@ -157,6 +158,21 @@ void AddBuildCache(const Store& store, const std::set<fs::path>& used_by_images,
   r->build_cache_reclaimable = bytes;
 }
 
+// lazy/<hex>/: a layer being pulled lazily, owned (being fetched) or left by a process that
+// stopped (resumable, and what `system prune -a` removes).
+void AddPartialLayers(const Store& store, ItemSizes* sizes, DiskUsageReport* r) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(store.lazy_dir(), ec)) {
+    auto d = Digest::Parse("sha256:" + e.path().filename().string());
+    if (!d.ok()) continue;
+    PartialLayerUsage u{*d, sizes->Get(e.path()), LazyLayerLock::Held(e.path())};
+    r->partial_active += u.owned ? 1 : 0;
+    r->partial_size += u.size;
+    if (!u.owned) r->partial_reclaimable += u.size;
+    r->partial_layers.push_back(u);
+  }
+}
+
 // The layout itself: the root, its files, and the top-level directories' own blocks.
 uint64_t LayoutBytes(const Store& store) {
   uint64_t bytes = 0;
@@ -164,7 +180,8 @@ uint64_t LayoutBytes(const Store& store) {
   for (const auto& e : fs::directory_iterator(store.root(), ec))
     if (!e.is_directory(ec)) bytes += OwnBytes(e.path());
   for (const fs::path& p : {store.root(), store.root() / "blobs", store.blobs_dir(), store.layers_dir(),
-                            store.chains_dir(), store.containers_dir(), store.buildcache_dir(), store.tmp_dir()})
+                            store.chains_dir(), store.containers_dir(), store.buildcache_dir(), store.tmp_dir(),
+                            store.lazy_dir()})
     bytes += OwnBytes(p);
   return bytes;
 }
@@ -212,9 +229,10 @@ Result<DiskUsageReport> ComputeDiskUsage(const Store& store) {
     if (image.ok()) used.merge(ItemsOf(store, *image));
   }
   AddBuildCache(store, used, &sizes, &r);
+  AddPartialLayers(store, &sizes, &r);
   std::set<std::pair<dev_t, ino_t>> seen;
   r.store_total = AllocatedBytes(store.root(), &seen);
-  uint64_t others = r.containers_size + r.build_cache_size;
+  uint64_t others = r.containers_size + r.build_cache_size + r.partial_size;
   r.images_size = r.store_total > others ? r.store_total - others : 0;
   // containerd's snapshots (<root>/snapshots, layerstore/snapshots) count with the images;
   // prune never removes them (containerd does, through the snapshotter): not reclaimable.

@@ -8,8 +8,9 @@
 // compressed blob and the unpacked tree with its index) plus merged-index caches; system df
 // counts all of it, each once however many images share it, so its rows add up to the du of
 // the store: Containers = containers/<id>/, Build Cache = what only cache records hold,
-// Images = everything else (image blobs, layers, merged indexes, index.json and the layout
-// itself, and unreferenced leftovers, which are reclaimable).
+// Partial Layers = lazy/<hex>/ (layers being pulled lazily: sparse, so allocated bytes are what
+// has arrived), Images = everything else (image blobs, layers, merged indexes, index.json and
+// the layout itself, and unreferenced leftovers, which are reclaimable).
 #pragma once
 
 #include <cstdint>
@@ -63,6 +64,12 @@ struct ContainerUsage {
   bool active = false;  // mounted
 };
 
+struct PartialLayerUsage {
+  Digest diff_id;
+  uint64_t size = 0;   // allocated bytes of lazy/<hex>/
+  bool owned = false;  // a process is pulling it (LazyLayerLock); prune -a removes the others
+};
+
 struct DiskUsageReport {
   std::vector<ImageUsage> images;
   std::vector<LayerUsage> layers;   // every layer in the store, by diff_id
@@ -77,7 +84,11 @@ struct DiskUsageReport {
   size_t build_cache_active = 0;
   uint64_t build_cache_size = 0;  // records and what only they hold
   uint64_t build_cache_reclaimable = 0;
-  uint64_t store_total = 0;  // allocated bytes under the store root (du)
+  std::vector<PartialLayerUsage> partial_layers;
+  size_t partial_active = 0;  // owned
+  uint64_t partial_size = 0;
+  uint64_t partial_reclaimable = 0;  // not owned
+  uint64_t store_total = 0;          // allocated bytes under the store root (du)
 };
 
 Result<DiskUsageReport> ComputeDiskUsage(const Store& store);

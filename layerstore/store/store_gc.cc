@@ -17,6 +17,7 @@
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_holds.h"
 #include "layerstore/store/layer_store.h"
+#include "layerstore/store/lazy_layer_lock.h"
 
 namespace layerfs {
 
@@ -161,6 +162,22 @@ Result<SweepReport> SweepUnreferenced(const Store& store, std::chrono::seconds m
 }
 
 // "<prefix>-<pid>-<n>-<random>": the pid is the third field from the end.
+Result<SweepReport> SweepUnownedPartialLayers(const Store& store) {
+  SweepReport r;
+  std::set<std::pair<dev_t, ino_t>> seen;
+  for (const auto& [digest, path] : DigestDirEntries(store.lazy_dir())) {
+    auto lock = LazyLayerLock::Acquire(path, "layer " + digest.str());
+    int code = lock.status().code();
+    if (code == EBUSY || code == ENOENT || code == ESTALE) continue;  // being pulled, or gone meanwhile
+    if (!lock.ok()) return lock.status();
+    uint64_t bytes = AllocatedBytes(path, &seen);
+    RETURN_IF_ERROR(RemoveViaTmp(store, path));
+    r.bytes += bytes;
+    r.partial_layers.push_back(digest);
+  }
+  return r;
+}
+
 bool IsDeadLitter(const std::string& name) {
   size_t last = name.rfind('-');
   size_t mid = last == std::string::npos || last == 0 ? std::string::npos : name.rfind('-', last - 1);

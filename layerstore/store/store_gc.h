@@ -42,11 +42,16 @@ Status WritePublishJournal(const std::filesystem::path& staging_dir, const Publi
 
 struct SweepReport {
   size_t blobs = 0, layers = 0, chains = 0, tmp_entries = 0;
-  uint64_t bytes = 0;  // allocated bytes freed (st_blocks, hard links once)
+  std::vector<Digest> partial_layers;  // lazy/<hex> removed (diff_ids)
+  uint64_t bytes = 0;                  // allocated bytes freed (st_blocks, hard links once)
 };
 
 // Deletes unreferenced blobs, layers and chains at least min_age old, and tmp/ litter.
 Result<SweepReport> SweepUnreferenced(const Store& store, std::chrono::seconds min_age);
+
+// Deletes the lazy/<hex> directories no process owns (LazyLayerLock: each is removed with its
+// lock held), leaving those being pulled. What they verified is lost: `system prune -a` only.
+Result<SweepReport> SweepUnownedPartialLayers(const Store& store);
 
 // True for a tmp/ entry whose process is gone (or whose name carries no pid).
 bool IsDeadLitter(const std::string& tmp_entry_name);

@@ -21,6 +21,11 @@ Result<SystemPruneReport> SystemPrune(const Store& store, bool all, std::chrono:
   {
     ASSIGN_OR_RETURN(StoreLock lock, store.LockExclusive());
     ASSIGN_OR_RETURN(r.sweep, SweepUnreferenced(store, min_age));
+    if (all) {
+      ASSIGN_OR_RETURN(SweepReport partial, SweepUnownedPartialLayers(store));
+      r.sweep.partial_layers = std::move(partial.partial_layers);
+      r.sweep.bytes += partial.bytes;
+    }
   }
   uint64_t after = StoreBytes(store);
   r.reclaimed = before > after ? before - after : 0;

@@ -134,16 +134,19 @@ TEST_F(ImageCommandsTest, SystemDfShowsSharedLayersOnceAndAgreesWithDu) {
   uint64_t du_bytes = std::stoull(du.out);
 
   auto summary = JsonLines("system df --format json");
-  ASSERT_EQ(summary.size(), 4u);
+  ASSERT_EQ(summary.size(), 5u);
   EXPECT_EQ(summary[0]["Type"], "Images");
   EXPECT_EQ(summary[0]["TotalCount"], "2");
   EXPECT_EQ(summary[0]["Size"], cli::HumanSize(du_bytes));
   EXPECT_EQ(summary[1]["Size"], "0B");
   EXPECT_EQ(summary[3]["Size"], "0B");
+  EXPECT_EQ(summary[4]["Type"], "Partial Layers");
+  EXPECT_EQ(summary[4]["TotalCount"], "0");
 
   auto verbose = JsonLines("system df -v --format json");
   ASSERT_EQ(verbose.size(), 1u);
   EXPECT_EQ(verbose[0]["StoreTotal"], cli::HumanSize(du_bytes));
+  EXPECT_EQ(verbose[0]["PartialLayers"], nlohmann::json::array());
   auto images = verbose[0]["Images"];
   ASSERT_EQ(images.size(), 2u);
   EXPECT_EQ(images[0]["SharedSize"], images[1]["SharedSize"]);
@@ -162,7 +165,7 @@ TEST_F(ImageCommandsTest, SystemDfShowsSharedLayersOnceAndAgreesWithDu) {
   EXPECT_NE(text.out.find("Layers space usage:"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("Store total: " + cli::HumanSize(du_bytes)), std::string::npos) << text.out;
   Outcome plain = Layerfs("system df");
-  EXPECT_EQ(Lines(plain.out)[0], "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE");
+  EXPECT_EQ(Lines(plain.out)[0], "TYPE             TOTAL     ACTIVE    SIZE      RECLAIMABLE");  // "Partial Layers" is one wider than "Local Volumes"
   // `images` keeps the logical size: every layer's content, shared ones in each image.
   auto listed = JsonLines("images --format json");
   ASSERT_EQ(listed.size(), 2u);

@@ -4,7 +4,8 @@
 // (Range requests counted in the registry's access log), once however many threads ask; a
 // tampered chunk is refused; a registry gone, or a reply cut on every attempt (the test's own
 // server), gives EIO and keeps what was verified, as does a killed process, and a reboot keeps
-// what survived it; a second Open while one owns the layer is EBUSY; Complete, with readers
+// what survived it; a second Open while one owns the layer is EBUSY, system df counts the
+// partial layer and prune -a removes it once unowned; Complete, with readers
 // beside it and without root too, makes an ordinary layer equal to the eager one.
 #include <fcntl.h>
 #include <signal.h>
@@ -22,7 +23,9 @@
 #include "layerstore/estargz/estargz_footer.h"
 #include "layerstore/lazy/lazy_layer.h"
 #include "layerstore/store/blob_store.h"
+#include "layerstore/store/disk_usage.h"
 #include "layerstore/store/layer_store.h"
+#include "layerstore/store/system_prune.h"
 #include "tests/layerstore/test_util.h"
 #include "tests/tools/loopback_http_server.h"
 #include "tests/tools/registry_fixture.h"
@@ -188,6 +191,48 @@ TEST_F(LazyLayerTest, ASecondOpenWhileOneOwnsTheLayerIsBusy) {
   EXPECT_EQ(BlobGets(2), 2) << "the first Open's footer and TOC only";
   lazy.reset();
   EXPECT_TRUE(OpenLazy()) << "free once its owner is gone";
+}
+
+// system df counts lazy/<hex> as a partial layer (allocated blocks: what arrived) and prune -a
+// removes it only once nobody owns it; plain prune never does.
+TEST_F(LazyLayerTest, DfCountsAPartialLayerAndPruneAllRemovesItOnlyWhenUnowned) {
+  auto lazy = OpenLazy();
+  ASSERT_TRUE(lazy);
+  fs::path dir = lazy_->lazy_layer_dir(diff_id_);
+  auto before = ComputeDiskUsage(*lazy_);
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(lazy->EnsureRange("usr/bin/tool", 0, big_.size()).ok());
+  auto df = ComputeDiskUsage(*lazy_);
+  ASSERT_TRUE(df.ok()) << df.status().message();
+  ASSERT_EQ(df->partial_layers.size(), 1u);
+  EXPECT_EQ(df->partial_layers[0].diff_id, diff_id_);
+  EXPECT_TRUE(df->partial_layers[0].owned);
+  EXPECT_EQ(df->partial_active, 1u);
+  EXPECT_EQ(df->partial_reclaimable, 0u);
+  std::set<std::pair<dev_t, ino_t>> seen;
+  EXPECT_EQ(df->partial_size, AllocatedBytes(dir, &seen));
+  EXPECT_GE(df->partial_size, before->partial_size + big_.size()) << "the tool's data arrived";
+  EXPECT_LT(df->partial_size, 2 * blob_.size + big_.size() + (1 << 20)) << "sparse: not the apparent sizes";
+  EXPECT_EQ(df->images_size + df->containers_size + df->build_cache_size + df->partial_size, df->store_total);
+
+  auto kept = SystemPrune(*lazy_, true, std::chrono::seconds(0));
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  EXPECT_TRUE(kept->sweep.partial_layers.empty());
+  EXPECT_TRUE(fs::exists(dir)) << "owned: kept";
+  lazy.reset();
+  df = ComputeDiskUsage(*lazy_);
+  ASSERT_TRUE(df.ok());
+  ASSERT_EQ(df->partial_layers.size(), 1u);
+  EXPECT_FALSE(df->partial_layers[0].owned);
+  EXPECT_EQ(df->partial_reclaimable, df->partial_size);
+  ASSERT_TRUE(SystemPrune(*lazy_, false, std::chrono::seconds(0)).ok());
+  EXPECT_TRUE(fs::exists(dir)) << "only prune -a removes a partial layer";
+  auto pruned = SystemPrune(*lazy_, true, std::chrono::seconds(0));
+  ASSERT_TRUE(pruned.ok()) << pruned.status().message();
+  EXPECT_EQ(pruned->sweep.partial_layers, std::vector<Digest>{diff_id_});
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_GE(pruned->reclaimed, big_.size());
+  EXPECT_TRUE(OpenLazy()) << "pulled lazily again from scratch";
 }
 
 TEST_F(LazyLayerTest, EnsureRangeFetchesOnlyTheMissingChunksCoalesced) {
