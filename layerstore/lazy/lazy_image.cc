@@ -39,6 +39,8 @@ Result<std::unique_ptr<LazyImage>> LazyImage::Pull(const Store& store, const Ref
   auto eager = [&image](size_t i) { return !IsEstargz(image.layers[i]); };
   RETURN_IF_ERROR(PullLayers(store, *lazy->client_, lazy->remote_, eager, options.max_concurrent_downloads, progress)
                       .WithContext(what));
+  // The container made next names the manifest: `system prune` keeps what its image uses.
+  RETURN_IF_ERROR(StoreImageBlobs(store, lazy->remote_).WithContext(what));
   return lazy;
 }
 

@@ -2,12 +2,13 @@
 // (`layerfs mount --lazy`, docs/lazy-pull.md). Pull() fetches manifest and config as `layerfs
 // pull` does (image_pull.h), opens a LazyLayer (footer and TOC only) for each eStargz layer
 // the store lacks (EBUSY, before anything else is pulled, when another process owns one), and
-// pulls as `pull` does every layer without the TOC digest annotation. Complete() completes the
-// lazy layers, one thread per layer sharing one FetchGate (at most `jobs` background requests
-// for the whole image, one while a reader fetches), in the process that calls it (a mount's
-// daemon, a fork of the opener: it records itself as their owner), and only then records
-// config, manifest and tag: the image appears in `layerfs images` once every layer is
-// ordinary, never before.
+// pulls as `pull` does every layer without the TOC digest annotation, and stores manifest
+// and config (untagged: a container names them, the collectors keep what they use).
+// Complete() completes the lazy layers, one thread per layer sharing one FetchGate (at most
+// `jobs` background requests for the whole image, one while a reader fetches), in the process
+// that calls it (a mount's daemon, a fork of the opener: it records itself as their owner),
+// and only then tags the image: it appears in `layerfs images` once every layer is ordinary,
+// never before.
 #pragma once
 
 #include <chrono>

@@ -126,13 +126,15 @@ Status PullLayers(const Store& store, RegistryClient& client, const RemoteImage&
   return FetchLayers(store, client, remote.ref.path, UniqueLayers(wanted), std::max<size_t>(concurrency, 1), progress);
 }
 
+Status StoreImageBlobs(const Store& store, const RemoteImage& remote) {
+  ASSIGN_OR_RETURN(StoreLock lock, store.LockShared());
+  BlobStore blobs(store);
+  RETURN_IF_ERROR(blobs.PutBytes(remote.config, remote.image.config_descriptor.digest).status());
+  return blobs.PutBytes(remote.manifest.bytes, remote.manifest.digest).status();
+}
+
 Status RecordImage(const Store& store, const RemoteImage& remote) {
-  {
-    ASSIGN_OR_RETURN(StoreLock lock, store.LockShared());
-    BlobStore blobs(store);
-    RETURN_IF_ERROR(blobs.PutBytes(remote.config, remote.image.config_descriptor.digest).status());
-    RETURN_IF_ERROR(blobs.PutBytes(remote.manifest.bytes, remote.manifest.digest).status());
-  }
+  RETURN_IF_ERROR(StoreImageBlobs(store, remote));
   return ImageStore(store).Add(remote.manifest.digest, remote.ref.String());
 }
 

@@ -53,6 +53,9 @@ Status FetchRemoteConfig(RegistryClient& client, RemoteImage* image);
 // and that the store lacks; a shared store lock is held meanwhile.
 Status PullLayers(const Store& store, RegistryClient& client, const RemoteImage& image,
                   const std::function<bool(size_t)>& want, size_t concurrency, const TransferCallback& progress);
+// Stores config and manifest in blobs/, without tagging: a container can name the image
+// (and the collectors keep what it uses) before its layers have all arrived (mount --lazy).
+Status StoreImageBlobs(const Store& store, const RemoteImage& image);
 // Stores config and manifest and tags the image: it appears. Every layer must be in the store.
 Status RecordImage(const Store& store, const RemoteImage& image);
 

@@ -4,12 +4,19 @@
 // entry, before and after the background fetch, which then leaves ordinary layers and the
 // image in `images`; in-process, without the background fetch, a read brings only part of
 // the blob and a copy-up the whole file, and with the registry stopped a file never read gives
-// EIO (a copy-up of one too) while what was fetched still reads.
+// EIO (a copy-up of one too) while what was fetched still reads. Faults: a chunk tampered with
+// in the registry's storage is EIO through the mount and never recorded; the daemon killed mid
+// background fetch (a HoldingProxy stalls it) loses nothing verified, a second owner is refused
+// meanwhile, and a second mount --lazy resumes; system df and prune -a see the partial layer.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
+#include <functional>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -18,9 +25,14 @@
 #include "fs/mount/lazy_image_lowers.h"
 #include "fs/mount/mount.h"
 #include "layerstore/archive/image_load.h"
+#include "layerstore/estargz/estargz_footer.h"
+#include "layerstore/estargz/estargz_reader.h"
+#include "layerstore/store/container_store.h"
 #include "layerstore/store/image_store.h"
 #include "layerstore/store/layer_store.h"
+#include "layerstore/store/lazy_layer_lock.h"
 #include "tests/fs/tree_snapshot.h"
+#include "tests/tools/holding_proxy.h"
 #include "tests/tools/registry_fixture.h"
 #include "tests/tools/shell_command.h"
 #include "tests/tools/test_images.h"
@@ -81,14 +93,18 @@ class LazyMountTest : public ::testing::Test {
     TarBuilder top;
     top.File("etc/.wh.gone", "").File("etc/app.conf", "port=1\n");
     image_ = MakeImage({GzipLayer(base), GzipLayer(top)}, {"v1"});
+    Push(image_, ref_);
+  }
 
+  // Loads image into store "src" and pushes it as ref, eStargz with 64 KiB chunks.
+  void Push(const TestImage& image, const std::string& ref) {
     stdfs::path archive = dir_.path() / "image.tar";
-    WriteOciArchive(archive, {image_});
+    WriteOciArchive(archive, {image});
     auto src = Store::Open(Root("src"));
     ASSERT_TRUE(src.ok());
     ASSERT_TRUE(LoadImages(*src, archive, {}).ok());
-    ASSERT_TRUE(ImageStore(*src).Tag(image_.config_digest.str(), ref_).ok());
-    ShellResult push = Layerfs("src", "push --estargz --estargz-chunk-size 65536 " + ref_);
+    ASSERT_TRUE(ImageStore(*src).Tag(image.config_digest.str(), ref).ok());
+    ShellResult push = Layerfs("src", "push --estargz --estargz-chunk-size 65536 " + ref);
     ASSERT_EQ(push.code, 0) << push.err;
   }
 
@@ -104,14 +120,65 @@ class LazyMountTest : public ::testing::Test {
     return RunShellCommand(ShellQuote(LAYERFS_BINARY) + " --root " + ShellQuote(Root(store).string()) + " " + args);
   }
 
-  // `layerfs mount [extra] REF DIR` into store; DIR is unmounted at TearDown.
-  stdfs::path CliMount(const std::string& store, const std::string& extra) {
-    stdfs::path dir = dir_.path() / ("mnt-" + store);
+  // `layerfs mount [extra] REF DIR` into store; DIR (mnt-<store>, or `name`) is unmounted at
+  // TearDown.
+  stdfs::path CliMount(const std::string& store, const std::string& extra, const std::string& ref = "",
+                       const std::string& name = "") {
+    stdfs::path dir = dir_.path() / (name.empty() ? "mnt-" + store : name);
     stdfs::create_directories(dir);
-    ShellResult r = Layerfs(store, "mount " + extra + " " + ref_ + " " + dir.string());
+    ShellResult r = Layerfs(store, "mount " + extra + " " + (ref.empty() ? ref_ : ref) + " " + dir.string());
     EXPECT_EQ(r.code, 0) << r.err;
     if (r.code == 0) cli_mounts_.emplace_back(store, dir);
     return dir;
+  }
+
+  // The image as the registry serves it (push --estargz converted its layers): layer
+  // descriptors and diff_ids.
+  static Image Pushed(const std::string& ref) {
+    auto r = ParseReference(ref);
+    auto ro = MakeRegistryOptions(r->domain, {});
+    EXPECT_TRUE(r.ok() && ro.ok());
+    RegistryClient client(*ro);
+    auto remote = FetchRemoteManifest(client, *r, Platform{});
+    EXPECT_TRUE(remote.ok()) << remote.status().message();
+    if (!remote.ok()) return Image();
+    Status st = FetchRemoteConfig(client, &*remote);
+    EXPECT_TRUE(st.ok()) << st.message();
+    return remote->image;
+  }
+
+  // The "Partial Layers" row of `system df --format json`.
+  nlohmann::json PartialLayersRow(const std::string& store) {
+    ShellResult df = Layerfs(store, "system df --format json");
+    EXPECT_EQ(df.code, 0) << df.err;
+    std::istringstream lines(df.out);
+    for (std::string line; std::getline(lines, line);) {
+      auto row = nlohmann::json::parse(line, nullptr, false);
+      if (row.is_object() && row.value("Type", "") == "Partial Layers") return row;
+    }
+    ADD_FAILURE() << "no Partial Layers row: " << df.out;
+    return nlohmann::json();
+  }
+
+  stdfs::path RegistryBlobFile(const Digest& d) const {
+    return registry_->dir() / "storage/docker/registry/v2/blobs/sha256" / d.hex().substr(0, 2) / d.hex() / "data";
+  }
+
+  // Every daemon.log of the store's containers.
+  std::string DaemonLogs(const std::string& store) {
+    std::string log;
+    for (const auto& c : stdfs::directory_iterator(Root(store) / "containers"))
+      if (stdfs::exists(c.path() / "daemon.log")) log += ReadFile(c.path() / "daemon.log");
+    return log;
+  }
+
+  // Waits up to 30 s for `what` to hold.
+  static bool WaitFor(const std::function<bool()>& what) {
+    for (int i = 0; i < 300; ++i) {
+      if (what()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
   }
 
   // LazyImage::Pull into store "lazy" and a mount of it at mnt() in this process (upper in
@@ -169,21 +236,14 @@ TEST_F(LazyMountTest, TreeEqualsTheEagerMountAndCompletesIntoOrdinaryLayers) {
   // The background fetch records the image once every layer is ordinary.
   auto store = Store::Open(Root("lazy"));
   ASSERT_TRUE(store.ok());
-  bool recorded = false;
-  for (int i = 0; i < 300 && !recorded; ++i) {
-    recorded = ImageStore(*store).Resolve(ref_).ok();
-    if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_TRUE(recorded) << "the image did not appear within 30 s";
+  ASSERT_TRUE(WaitFor([&] { return ImageStore(*store).Resolve(ref_).ok(); })) << "the image did not appear within 30 s";
   auto pulled = ImageStore(*store).Resolve(ref_);
   for (const Digest& d : pulled->diff_ids) {
     EXPECT_TRUE(LayerStore(*store).Has(d)) << d.str();
     EXPECT_FALSE(stdfs::exists(store->lazy_layer_dir(d))) << d.str();
   }
   for (const auto& d : fstest::CompareTrees(want, fstest::SnapshotTree(lazy, &error), opt)) ADD_FAILURE() << d;
-  std::string log;
-  for (const auto& c : stdfs::directory_iterator(Root("lazy") / "containers"))
-    if (stdfs::exists(c.path() / "daemon.log")) log += ReadFile(c.path() / "daemon.log");
+  std::string log = DaemonLogs("lazy");
   EXPECT_NE(log.find(ref_ + " complete: "), std::string::npos) << log;
   ShellResult images = Layerfs("lazy", "images --format json");
   EXPECT_NE(images.out.find("\"Tag\":\"v1\""), std::string::npos) << images.out;
@@ -236,6 +296,157 @@ TEST_F(LazyMountTest, AReadFetchesPartOfTheBlobAndARegistryGoneGivesEioForTheRes
   EXPECT_EQ(ReadUncached(mnt() / "data/second", 0), Sha256Of(second_.substr(0, 4096)).str());
   EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool2", 200000), Sha256Of(tool_.substr(200000, 4096)).str()) << "fetched data stops";
   EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
+}
+
+// A chunk of usr/bin/tool changed in the registry's stored blob (inside its gzip member; the
+// TOC intact): the background fetch fails on it, without installing the layer or recording
+// the image; a read of it through the mount is EIO and the daemon's log names the chunk; the
+// rest of the file and the other files read right; nothing of it reaches the tree. Once the
+// mount is gone nobody owns the layer, and prune -a removes it.
+TEST_F(LazyMountTest, ATamperedChunkIsEioThroughTheMountAndTheImageIsNeverRecorded) {
+  Image pushed = Pushed(ref_);
+  ASSERT_EQ(pushed.layers.size(), 2u);
+  const Descriptor base = pushed.layers[0];
+  std::string stored = ReadFile(RegistryBlobFile(base.digest));
+  ASSERT_EQ(stored.size(), base.size) << "the registry keeps the blob as a file";
+  std::string_view blob = stored;
+  auto toc_offset = ParseEstargzFooter(blob.substr(blob.size() - kEstargzFooterSize));
+  ASSERT_TRUE(toc_offset.ok());
+  auto toc = ReadEstargzToc(blob.substr(*toc_offset, blob.size() - kEstargzFooterSize - *toc_offset), *toc_offset, Digest());
+  ASSERT_TRUE(toc.ok());
+  auto chunks = EstargzChunks(*toc, *toc_offset);
+  ASSERT_GT(chunks["usr/bin/tool"].size(), 3u);
+  const EstargzChunk bad = chunks["usr/bin/tool"][1];
+  stored[(bad.offset + bad.end) / 2] ^= 0x55;
+  WriteFile(RegistryBlobFile(base.digest), stored);
+
+  stdfs::path mnt = CliMount("lazy", "--lazy");
+  ASSERT_FALSE(HasFailure());
+  const std::string refused = "usr/bin/tool: refused: eStargz chunk at " + std::to_string(bad.offset) + ":";
+  ASSERT_TRUE(WaitFor([&] { return DaemonLogs("lazy").find("layerfs: complete " + ref_ + ": ") != std::string::npos; }))
+      << DaemonLogs("lazy");
+  EXPECT_NE(DaemonLogs("lazy").find("layerfs: complete " + ref_ + ": layer " + pushed.diff_ids[0].str() + ": " + refused),
+            std::string::npos)
+      << DaemonLogs("lazy");
+  size_t before = DaemonLogs("lazy").size();
+  EXPECT_EQ(ReadUncached(mnt / "usr/bin/tool", bad.file_offset + 100), "errno " + std::to_string(EIO));
+  std::string read_log = DaemonLogs("lazy").substr(before);
+  EXPECT_NE(read_log.find("layerfs: layer " + pushed.diff_ids[0].str() + ": " + refused), std::string::npos) << read_log;
+  EXPECT_EQ(ReadUncached(mnt / "usr/bin/tool", 0), Sha256Of(tool_.substr(0, 4096)).str());
+  constexpr off_t kChunk3 = 3 << 16;
+  EXPECT_EQ(ReadUncached(mnt / "usr/bin/tool", kChunk3), Sha256Of(tool_.substr(kChunk3, 4096)).str());
+  EXPECT_EQ(ReadUncached(mnt / "data/second", 200000), Sha256Of(second_.substr(200000, 4096)).str());
+  EXPECT_EQ(ReadFile(mnt / "etc/app.conf"), "port=1\n");
+
+  auto store = Store::Open(Root("lazy"));
+  ASSERT_TRUE(store.ok());
+  stdfs::path dir = store->lazy_layer_dir(pushed.diff_ids[0]);
+  std::string tree = ReadFile(dir / "tree/usr/bin/tool");
+  ASSERT_EQ(tree.size(), tool_.size());
+  EXPECT_EQ(tree.substr(bad.file_offset, bad.length), std::string(bad.length, '\0')) << "refused bytes reached the tree";
+  EXPECT_EQ(tree.substr(0, 65536), tool_.substr(0, 65536));
+  EXPECT_FALSE(LayerStore(*store).Has(pushed.diff_ids[0]));
+  EXPECT_FALSE(stdfs::exists(store->blob_path(base.digest)));
+  EXPECT_EQ(Layerfs("lazy", "images -q").out, "") << "recorded with a refused chunk";
+
+  ASSERT_EQ(Layerfs("lazy", "umount " + mnt.string()).code, 0);
+  cli_mounts_.clear();
+  nlohmann::json row = PartialLayersRow("lazy");
+  EXPECT_EQ(row["TotalCount"], "1") << row.dump();
+  EXPECT_EQ(row["Active"], "0") << row.dump();
+  ShellResult prune = Layerfs("lazy", "system prune -a -f");
+  EXPECT_EQ(prune.code, 0) << prune.err;
+  EXPECT_NE(prune.out.find("Deleted Partial Layers:\n" + pushed.diff_ids[0].str() + "\n"), std::string::npos) << prune.out;
+  EXPECT_FALSE(stdfs::exists(dir));
+}
+
+// The daemon killed while its background fetch is half way (a proxy holds one of its Range
+// requests; the other has arrived): meanwhile a second owner is refused in one line and
+// prune -a keeps the layer; after the kill the layer stays in lazy/ with only verified chunks
+// in its journal, the dead mount unmounts, and a second mount --lazy resumes from the journal
+// (fetching less than the blob) and completes the image.
+TEST_F(LazyMountTest, DaemonKilledMidFetchLosesNothingVerifiedAndASecondMountResumes) {
+  // Complete fetches in requests of background_request bytes: one and a half of them make a
+  // whole one, which the proxy holds, and half a one, which goes through.
+  const uint64_t batch = LazyLayerOptions().background_request;
+  const std::string big = RandomBytes(batch + batch / 2, 11);
+  TarBuilder b;
+  b.Dir("opt/").File("opt/big", big).File("opt/small", "small\n");
+  const std::string direct = registry_->host() + "/team/big:v1";
+  Push(MakeImage({GzipLayer(b)}, {"v1"}), direct);
+  Image pushed = Pushed(direct);
+  ASSERT_EQ(pushed.layers.size(), 1u);
+  const Digest diff_id = pushed.diff_ids[0];
+  HoldingProxy proxy(registry_->port(), batch * 3 / 4);
+  const std::string ref = proxy.host() + "/team/big:v1";
+  stdfs::path mnt = CliMount("lazy", "--lazy", ref);
+  ASSERT_FALSE(HasFailure());
+  auto store = Store::Open(Root("lazy"));
+  ASSERT_TRUE(store.ok());
+  const stdfs::path dir = store->lazy_layer_dir(diff_id);
+  auto journaled = [&] {
+    std::error_code ec;
+    uint64_t bytes = stdfs::file_size(dir / "chunks", ec);
+    return ec ? 0 : bytes / 4;
+  };
+  ASSERT_TRUE(WaitFor([&] { return proxy.held() > 0 && journaled() > 0; })) << DaemonLogs("lazy");
+  std::vector<ContainerRecord> containers = ContainerStore(*store).List();
+  ASSERT_EQ(containers.size(), 1u);
+  const pid_t daemon = containers[0].daemon_pid;
+
+  stdfs::create_directories(dir_.path() / "mnt-second");
+  ShellResult second = Layerfs("lazy", "mount --lazy " + ref + " " + (dir_.path() / "mnt-second").string());
+  EXPECT_EQ(second.code, 1);
+  EXPECT_TRUE(second.err.starts_with("layerfs: ") && second.err.find('\n') == second.err.size() - 1) << second.err;
+  EXPECT_NE(second.err.find("layer " + diff_id.str() + " is being pulled lazily by another process (pid " +
+                            std::to_string(daemon) + ")"),
+            std::string::npos)
+      << second.err;
+  EXPECT_EQ(ContainerStore(*store).List().size(), 1u) << "the refused mount left a container";
+  nlohmann::json row = PartialLayersRow("lazy");
+  EXPECT_EQ(row["TotalCount"], "1") << row.dump();
+  EXPECT_EQ(row["Active"], "1") << row.dump();
+  ShellResult prune = Layerfs("lazy", "system prune -a -f");
+  EXPECT_EQ(prune.code, 0) << prune.err;
+  EXPECT_EQ(prune.out.find("Deleted Partial Layers"), std::string::npos) << prune.out;
+  EXPECT_TRUE(stdfs::exists(dir));
+
+  ASSERT_EQ(::kill(daemon, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] { return !LazyLayerLock::Held(dir); })) << "the dead daemon still owns the layer";
+  ShellResult umount = Layerfs("lazy", "umount " + mnt.string());
+  EXPECT_EQ(umount.code, 0) << umount.err;
+  EXPECT_EQ(ReadFile("/proc/mounts").find(mnt.string()), std::string::npos) << "the dead mount stays";
+  cli_mounts_.clear();
+  EXPECT_EQ(PartialLayersRow("lazy")["Active"], "0");
+
+  // Opened as after a reboot, every journaled chunk is checked again (its member against its
+  // digest, its data in the tree): all of them hold.
+  const uint64_t kept = journaled();
+  WriteFile(dir / "chunks.boot", "a boot before this one\n");
+  {
+    auto again = LazyImage::Pull(*store, *ParseReference(direct), LazyPullOptions(), {});
+    ASSERT_TRUE(again.ok()) << again.status().message();
+    LazyLayerStats s = (*again)->layer(0)->stats();
+    EXPECT_EQ(s.verified_chunks, kept) << "a journaled chunk failed its check";
+    EXPECT_LT(s.verified_chunks, s.chunks) << "killed after the end";
+    EXPECT_EQ(s.requests, 0u);
+  }
+
+  proxy.StopHolding();
+  stdfs::path resumed = CliMount("lazy", "--lazy", ref, "mnt-resumed");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(WaitFor([&] { return ImageStore(*store).Resolve(ref).ok(); })) << DaemonLogs("lazy");
+  EXPECT_TRUE(LayerStore(*store).Has(diff_id));
+  EXPECT_FALSE(stdfs::exists(dir));
+  std::string log = DaemonLogs("lazy");
+  size_t at = log.find(ref + " complete: ");
+  ASSERT_NE(at, std::string::npos) << log;
+  uint64_t fetched = 0;
+  std::string_view bytes = std::string_view(log).substr(log.find(" chunks, ", at) + 9);
+  ASSERT_EQ(std::from_chars(bytes.data(), bytes.data() + bytes.size(), fetched).ec, std::errc()) << log;
+  EXPECT_GT(fetched, 0u);
+  EXPECT_LT(fetched, pushed.layers[0].size) << "the resumed mount fetched the whole blob again";
+  EXPECT_EQ(Sha256Of(ReadFile(resumed / "opt/big")), Sha256Of(big));
 }
 
 // Bad input: one line, exit 1, no container and no image recorded.
