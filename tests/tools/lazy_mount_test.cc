@@ -52,14 +52,6 @@ TestLayer GzipLayer(const TarBuilder& b) {
   return l;
 }
 
-// GETs of blob `digest` of team/lazy in the registry's access log.
-size_t BlobGets(const LocalRegistry& registry, const Digest& digest) {
-  std::string log = registry.Log(), needle = "\"GET /v2/team/lazy/blobs/" + digest.str();
-  size_t n = 0;
-  for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
-  return n;
-}
-
 // 4 KiB at offset of file, its page cache dropped first so that the daemon answers: the
 // bytes' sha256, or "errno N".
 std::string ReadUncached(const stdfs::path& file, off_t offset) {
@@ -78,9 +70,7 @@ class LazyMountTest : public ::testing::Test {
   void SetUp() override {
     if (!LocalRegistry::Available()) GTEST_SKIP() << "docker-registry is not installed";
     std::string error;
-    LocalRegistry::Options o;
-    o.access_log = true;
-    registry_ = LocalRegistry::Start(o, &error);
+    registry_ = LocalRegistry::Start({.access_log = true}, &error);
     ASSERT_TRUE(registry_) << error;
     ref_ = registry_->host() + "/team/lazy:v1";
     tool_ = RandomBytes(1 << 20, 5);
@@ -274,13 +264,13 @@ TEST_F(LazyMountTest, AReadFetchesPartOfTheBlobAndARegistryGoneGivesEioForTheRes
   ASSERT_TRUE(image);
   ASSERT_NE(image->layer(0), nullptr);
   const Descriptor blob = image->image().layers[0];
-  size_t opened = BlobGets(*registry_, blob.digest);
+  size_t opened = registry_->BlobGets("team/lazy", blob.digest.str());
 
   EXPECT_EQ(ReadUncached(mnt() / "usr/bin/tool", 200000), Sha256Of(tool_.substr(200000, 4096)).str());
   LazyLayerStats s = image->layer(0)->stats();
   EXPECT_GT(s.fetched_bytes, 0u);
   EXPECT_LT(s.fetched_bytes, blob.size / 4) << "one 4 KiB read fetched a quarter of the blob";
-  EXPECT_GT(BlobGets(*registry_, blob.digest), opened) << "no Range request for the read";
+  EXPECT_GT(registry_->BlobGets("team/lazy", blob.digest.str()), opened) << "no Range request for the read";
   // A copy-up fetches the whole file first.
   int fd = ::open((mnt() / "data/second").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   ASSERT_GE(fd, 0);

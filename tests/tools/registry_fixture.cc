@@ -171,4 +171,11 @@ std::string LocalRegistry::Log() const {
   return ss.str();
 }
 
+size_t LocalRegistry::CountInLog(const std::string& needle) const {
+  std::string log = Log();
+  size_t n = 0;
+  for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+  return n;
+}
+
 }  // namespace layerfs::testing

@@ -33,6 +33,12 @@ class LocalRegistry {
   const std::filesystem::path& dir() const { return dir_; }
   const Options& options() const { return options_; }
   std::string Log() const;  // the registry's output, for failure messages
+  // Occurrences of needle in the access log (Options::access_log: one line per request).
+  size_t CountInLog(const std::string& needle) const;
+  // GETs so far of repo's blob `digest` ("sha256:<hex>"), whole or Range.
+  size_t BlobGets(const std::string& repo, const std::string& digest) const {
+    return CountInLog("\"GET /v2/" + repo + "/blobs/" + digest);
+  }
 
  private:
   LocalRegistry() = default;
