@@ -171,6 +171,9 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
   }
   Image image;
   LazyPullOptions lazy_options = req.lazy_options;
+  // The daemon logs each failure once, naming what failed (a read's, LazyImageLowers; the
+  // background fetch's end): LazyLayer's own line for a refused chunk would be a second one.
+  lazy_options.layer.log = [](const std::string&) {};
   ASSIGN_OR_RETURN(std::shared_ptr<LazyImage> lazy, PullLazily(store, req, existing ? &*existing : nullptr, &lazy_options));
   if (lazy) {
     image = lazy->image();
