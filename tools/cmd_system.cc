@@ -160,7 +160,7 @@ void AddDf(CLI::App& system, Cli& cli) {
 std::string PruneWarning(bool all) {
   return std::string("WARNING! This will remove:\n") +
          (all ? "  - all images without at least one container associated to them\n  - all build cache\n"
-                "  - partial layers of lazy pulls that no process is pulling\n"
+                "  - partial layers of lazy pulls that no process is pulling and no container needs\n"
               : "  - all dangling images\n  - unused build cache\n") +
          "  - blobs, layers and merged indexes that no image, container or build cache uses\n"
          "  - litter in tmp/ left by layerfs processes that died\n"
@@ -193,8 +193,8 @@ void AddPrune(CLI::App& system, Cli& cli) {
   };
   auto o = std::make_shared<Opts>();
   cmd->add_flag("-a,--all", o->all,
-                "Remove all images without a container, all build cache and the partial layers of lazy pulls no "
-                "process is pulling, not just dangling images");
+                "Remove all images without a container, all build cache and the partial layers of lazy pulls "
+                "no process is pulling and no container needs, not just dangling images");
   cmd->add_flag("-f,--force", o->force, "Do not prompt for confirmation");
   cmd->callback([&cli, o] {
     if (!o->force && !Confirm(PruneWarning(o->all))) return;

@@ -159,8 +159,10 @@ void AddBuildCache(const Store& store, const std::set<fs::path>& used_by_images,
 }
 
 // lazy/<hex>/: a layer being pulled lazily, owned (being fetched) or left by a process that
-// stopped (resumable, and what `system prune -a` removes).
-void AddPartialLayers(const Store& store, ItemSizes* sizes, DiskUsageReport* r) {
+// stopped: resumable by a remount of a container whose image needs it (containers_need), and
+// otherwise what `system prune -a` removes.
+void AddPartialLayers(const Store& store, const std::set<Digest>& containers_need, ItemSizes* sizes,
+                      DiskUsageReport* r) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(store.lazy_dir(), ec)) {
     auto d = Digest::Parse("sha256:" + e.path().filename().string());
@@ -168,7 +170,7 @@ void AddPartialLayers(const Store& store, ItemSizes* sizes, DiskUsageReport* r) 
     PartialLayerUsage u{*d, sizes->Get(e.path()), LazyLayerLock::Held(e.path())};
     r->partial_active += u.owned ? 1 : 0;
     r->partial_size += u.size;
-    if (!u.owned) r->partial_reclaimable += u.size;
+    if (!u.owned && !PartialLayerNeeded(store, containers_need, u.diff_id)) r->partial_reclaimable += u.size;
     r->partial_layers.push_back(u);
   }
 }
@@ -223,13 +225,16 @@ Result<DiskUsageReport> ComputeDiskUsage(const Store& store) {
   ASSIGN_OR_RETURN(uint64_t active_bytes, AddImages(store, list, containers, &sizes, &r));
   AddLayers(store, list, &sizes, &r);
   std::set<fs::path> used;
+  std::set<Digest> containers_need;
   for (const auto& image : list) used.merge(ItemsOf(store, image));
   for (const auto& c : containers) {
     auto image = ImageStore(store).LoadImage({kOciManifestType, c.manifest_digest, 0, nlohmann::json(), nlohmann::json()});
-    if (image.ok()) used.merge(ItemsOf(store, *image));
+    if (!image.ok()) continue;
+    used.merge(ItemsOf(store, *image));
+    containers_need.insert(image->diff_ids.begin(), image->diff_ids.end());
   }
   AddBuildCache(store, used, &sizes, &r);
-  AddPartialLayers(store, &sizes, &r);
+  AddPartialLayers(store, containers_need, &sizes, &r);
   std::set<std::pair<dev_t, ino_t>> seen;
   r.store_total = AllocatedBytes(store.root(), &seen);
   uint64_t others = r.containers_size + r.build_cache_size + r.partial_size;

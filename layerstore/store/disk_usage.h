@@ -67,7 +67,7 @@ struct ContainerUsage {
 struct PartialLayerUsage {
   Digest diff_id;
   uint64_t size = 0;   // allocated bytes of lazy/<hex>/
-  bool owned = false;  // a process is pulling it (LazyLayerLock); prune -a removes the others
+  bool owned = false;  // a process is pulling it (LazyLayerLock)
 };
 
 struct DiskUsageReport {
@@ -87,7 +87,7 @@ struct DiskUsageReport {
   std::vector<PartialLayerUsage> partial_layers;
   size_t partial_active = 0;  // owned
   uint64_t partial_size = 0;
-  uint64_t partial_reclaimable = 0;  // not owned
+  uint64_t partial_reclaimable = 0;  // what prune -a removes: not owned, no container's image needs it
   uint64_t store_total = 0;          // allocated bytes under the store root (du)
 };
 

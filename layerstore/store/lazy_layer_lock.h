@@ -1,7 +1,7 @@
 // LazyLayerLock: who owns a lazy layer's directory (lazy/<hex>/, docs/lazy-pull.md). The owner
 // holds an exclusive flock(2) on <dir>/lock for as long as it fetches into the directory and
 // keeps its pid in the file: a second process is refused with EBUSY naming that pid, and
-// `system prune -a` removes only directories nobody owns. A new directory is locked in tmp/,
+// `system prune -a` removes only directories nobody owns (store_gc.h). A new directory is locked in tmp/,
 // before it is renamed into place, so it is never unowned between its creation and its first
 // use. A fork shares the lock (one open file description); the process that goes on calls
 // RecordPid(). Closing the lock (destruction, or the owner's death) frees the directory.

@@ -143,6 +143,10 @@ Result<LiveSet> ComputeLiveSet(const Store& store) {
   return live;
 }
 
+bool PartialLayerNeeded(const Store& store, const std::set<Digest>& live_diff_ids, const Digest& diff_id) {
+  return live_diff_ids.count(diff_id) > 0 && !LayerStore(store).Has(diff_id);
+}
+
 Status WritePublishJournal(const fs::path& staging_dir, const PublishJournal& journal) {
   nlohmann::json j = {{"blobs", nlohmann::json::array()}, {"diff_ids", nlohmann::json::array()}};
   for (const Digest& d : journal.blobs) j["blobs"].push_back(d.str());
@@ -161,11 +165,12 @@ Result<SweepReport> SweepUnreferenced(const Store& store, std::chrono::seconds m
   return r;
 }
 
-// "<prefix>-<pid>-<n>-<random>": the pid is the third field from the end.
 Result<SweepReport> SweepUnownedPartialLayers(const Store& store) {
+  ASSIGN_OR_RETURN(LiveSet live, ComputeLiveSet(store));
   SweepReport r;
   std::set<std::pair<dev_t, ino_t>> seen;
   for (const auto& [digest, path] : DigestDirEntries(store.lazy_dir())) {
+    if (PartialLayerNeeded(store, live.diff_ids, digest)) continue;
     auto lock = LazyLayerLock::Acquire(path, "layer " + digest.str());
     int code = lock.status().code();
     if (code == EBUSY || code == ENOENT || code == ESTALE) continue;  // being pulled, or gone meanwhile
@@ -178,6 +183,7 @@ Result<SweepReport> SweepUnownedPartialLayers(const Store& store) {
   return r;
 }
 
+// "<prefix>-<pid>-<n>-<random>": the pid is the third field from the end.
 bool IsDeadLitter(const std::string& name) {
   size_t last = name.rfind('-');
   size_t mid = last == std::string::npos || last == 0 ? std::string::npos : name.rfind('-', last - 1);

@@ -49,8 +49,13 @@ struct SweepReport {
 // Deletes unreferenced blobs, layers and chains at least min_age old, and tmp/ litter.
 Result<SweepReport> SweepUnreferenced(const Store& store, std::chrono::seconds min_age);
 
+// Whether a partial layer (lazy/<hex>) is one a container's image still needs: a remount of
+// the container resumes it. Not once the layer is ordinary (the directory is a leftover then).
+bool PartialLayerNeeded(const Store& store, const std::set<Digest>& live_diff_ids, const Digest& diff_id);
+
 // Deletes the lazy/<hex> directories no process owns (LazyLayerLock: each is removed with its
-// lock held), leaving those being pulled. What they verified is lost: `system prune -a` only.
+// lock held) and no container needs, leaving those being pulled. What they verified is lost:
+// `system prune -a` only.
 Result<SweepReport> SweepUnownedPartialLayers(const Store& store);
 
 // True for a tmp/ entry whose process is gone (or whose name carries no pid).

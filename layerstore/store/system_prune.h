@@ -2,8 +2,8 @@
 // uses), build cache records (all: every record; otherwise those no image builds on), then
 // the store-wide sweep of unreferenced blobs, layers and merged indexes at least `min_age` old
 // and of dead processes' tmp/ litter, and (all) of the partial layers no process is pulling
-// (store_gc.h). Containers are kept, mounted or not: an
-// unmounted layerfs container is a stopped one whose upper is the user's data (`rm` removes it).
+// and no container needs (store_gc.h). Containers are kept, mounted or not: an unmounted
+// layerfs container is a stopped one whose upper is the user's data (`rm` removes it).
 #pragma once
 
 #include <chrono>

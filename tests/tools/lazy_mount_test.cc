@@ -292,7 +292,8 @@ TEST_F(LazyMountTest, AReadFetchesPartOfTheBlobAndARegistryGoneGivesEioForTheRes
 // TOC intact): the background fetch fails on it, without installing the layer or recording
 // the image; a read of it through the mount is EIO and the daemon's log names the chunk; the
 // rest of the file and the other files read right; nothing of it reaches the tree. Once the
-// mount is gone nobody owns the layer, and prune -a removes it.
+// mount is gone nobody owns the layer: prune -a keeps it while the container lives, then
+// removes it.
 TEST_F(LazyMountTest, ATamperedChunkIsEioThroughTheMountAndTheImageIsNeverRecorded) {
   Image pushed = Pushed(ref_);
   ASSERT_EQ(pushed.layers.size(), 2u);
@@ -345,12 +346,23 @@ TEST_F(LazyMountTest, ATamperedChunkIsEioThroughTheMountAndTheImageIsNeverRecord
   EXPECT_FALSE(stdfs::exists(store->blob_path(base.digest)));
   EXPECT_EQ(Layerfs("lazy", "images -q").out, "") << "recorded with a refused chunk";
 
+  // Unmounted, the container keeps the layer (its remount resumes it); removed, prune -a takes it.
   ASSERT_EQ(Layerfs("lazy", "umount " + mnt.string()).code, 0);
   cli_mounts_.clear();
   nlohmann::json row = PartialLayersRow("lazy");
   EXPECT_EQ(row["TotalCount"], "1") << row.dump();
   EXPECT_EQ(row["Active"], "0") << row.dump();
+  EXPECT_EQ(row["Reclaimable"], "0B (0%)") << row.dump();
   ShellResult prune = Layerfs("lazy", "system prune -a -f");
+  EXPECT_EQ(prune.code, 0) << prune.err;
+  EXPECT_EQ(prune.out.find("Deleted Partial Layers"), std::string::npos) << prune.out;
+  EXPECT_TRUE(stdfs::exists(dir));
+  std::vector<ContainerRecord> containers = ContainerStore(*store).List();
+  ASSERT_EQ(containers.size(), 1u);
+  ASSERT_EQ(Layerfs("lazy", "rm " + containers[0].name).code, 0);
+  row = PartialLayersRow("lazy");
+  EXPECT_TRUE(row["Reclaimable"].get<std::string>().ends_with(" (100%)")) << row.dump();
+  prune = Layerfs("lazy", "system prune -a -f");
   EXPECT_EQ(prune.code, 0) << prune.err;
   EXPECT_NE(prune.out.find("Deleted Partial Layers:\n" + pushed.diff_ids[0].str() + "\n"), std::string::npos) << prune.out;
   EXPECT_FALSE(stdfs::exists(dir));
