@@ -10,7 +10,8 @@ forwarded. Keep-alive connections carrying several requests are delayed once per
 Counters: a connection to --stats-port gets one line "down_bytes up_bytes requests" (bytes sent
 to clients, bytes sent upstream, request heads seen) and is closed. --log gets one line per
 request head: wall-clock time (s since the epoch, as `date +%s.%N`), connection number, bytes sent to clients so far (all
-connections), method, path, Range header.
+connections), method, path, Range header; and one line when a connection closes: time,
+connection number, "end", bytes sent to this client, seconds the connection was open.
 
   delay_proxy.py --listen HOST:PORT --upstream HOST:PORT --delay-ms 20 --stats-port N --log FILE
 """
@@ -37,6 +38,12 @@ class Counters:
         with self.lock:
             self.up += n
 
+    def closed(self, conn_no, down, seconds):
+        if self.log:
+            with self.lock:
+                self.log.write(f"{time.time():.3f} {conn_no} end {down} {seconds:.3f}\n")
+                self.log.flush()
+
     def request(self, conn_no, head):
         method, path, rng = "-", "-", "-"
         lines = head.split(b"\r\n")
@@ -62,6 +69,7 @@ def pump_down(upstream, client, state, counters):
             if not data:
                 break
             state["answered"] = True
+            state["down"] += len(data)
             client.sendall(data)
             counters.add_down(len(data))
     except OSError:
@@ -75,6 +83,7 @@ def pump_down(upstream, client, state, counters):
 
 
 def serve_connection(client, conn_no, args, counters):
+    opened = time.monotonic()
     try:
         upstream = socket.create_connection(args.upstream)
     except OSError as e:
@@ -83,7 +92,7 @@ def serve_connection(client, conn_no, args, counters):
         return
     for s in (client, upstream):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    state = {"answered": True}
+    state = {"answered": True, "down": 0}
     down = threading.Thread(target=pump_down, args=(upstream, client, state, counters), daemon=True)
     down.start()
     try:
@@ -104,6 +113,7 @@ def serve_connection(client, conn_no, args, counters):
     down.join()
     client.close()
     upstream.close()
+    counters.closed(conn_no, state["down"], time.monotonic() - opened)
 
 
 def serve_stats(port, host, counters):

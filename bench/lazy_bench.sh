@@ -26,6 +26,10 @@ for tool in docker-registry mmdebstrap strace ip tc python3 curl chroot; do
   command -v "$tool" >/dev/null || die "$tool not installed (apt-get install docker-registry mmdebstrap strace iproute2 curl)"
 done
 [ -x "$LAYERFS" ] || die "no layerfs binary at $LAYERFS"
+IFS=, read -r -a rows <<<"$ROWS"
+for row in "${rows[@]}"; do
+  [[ $row =~ ^(python|redis|big|eager)$ ]] || die "unknown row $row (python, redis, big, eager)"
+done
 
 # The link: host end HOST_IP, namespace end REG_IP; the registry listens on REG_IP:5000 (pushes,
 # before the link is shaped) and the delaying proxy on REG_IP:5080 (every timed request).
@@ -37,6 +41,8 @@ REG_IP=10.231.7.2
 PUSH=$REG_IP:5000
 PROXY=$REG_IP:5080
 STATS_PORT=5081
+# A run killed with SIGKILL leaves its namespace and veth pair: its addresses would clash.
+grep -q " $HOST_IP/" < <(ip -o addr show) && die "$HOST_IP is in use (a killed run's veth? ip link del ...)"
 RUN=$(mktemp -d /tmp/layerfs-lazybench-XXXXXX)
 KEEP=$WORK/last-run # proxy log, registry log and daemon logs of the last run, for analysis
 STORE=$WORK/store   # the store the images are built in and pushed from
@@ -60,11 +66,10 @@ trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
 since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f\n", a - b }'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 lf() { "$LAYERFS" "$@"; }
 # In the container: a clean environment, so nothing of the host's (PYTHONPATH, ...) leaks in.
-in_root() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$@"; }
+IN_ROOT=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot)
 wait_port() {
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
@@ -125,7 +130,7 @@ record_prefetch() { # NAME COMMAND...
   mkdir -p "$mnt"
   lf --root "$STORE" mount "lazybench/$name:1" "$mnt" >/dev/null
   strace -f -qq -e trace=chroot,open,openat,execve -o "$RUN/trace-$name" \
-    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$mnt" "$@" >/dev/null
+    "${IN_ROOT[@]}" "$mnt" "$@" >/dev/null
   python3 - "$RUN/trace-$name" "$mnt" >"$list.tmp" <<'PY'
 import os, re, sys
 trace, root = sys.argv[1], sys.argv[2]
@@ -244,7 +249,7 @@ first_output() { # T0 MNT EXPECT COMMAND...
   local t0=$1 mnt=$2 expect=$3 line
   shift 3
   # A command that goes on writing after its first line may die of SIGPIPE: the line decides.
-  line=$(in_root "$mnt" "$@" | head -n1) || true
+  line=$("${IN_ROOT[@]}" "$mnt" "$@" | head -n1) || true
   local t
   t=$(since "$t0")
   [[ $line == *"$expect"* ]] || die "unexpected output from $*: '$line'"
@@ -305,7 +310,7 @@ compare() { # ROW MODE_A TAG_A MODE_B TAG_B EXPECT COMMAND...
     for pair in "$first" "$second"; do
       read -r mode tag <<<"$pair"
       local label=$mode
-      [ "$row" = eager-pull ] && label=$tag
+      [[ $row == eager-* ]] && label=$tag # both columns eager: name them by image
       local v
       v=$(run_once "$mode" "${row#eager-}" "$tag" "$expect" "${@}")
       echo "$row,$label,$r,${v// /,}" >>"$CSV"
@@ -317,7 +322,6 @@ compare() { # ROW MODE_A TAG_A MODE_B TAG_B EXPECT COMMAND...
   done
 }
 
-IFS=, read -r -a rows <<<"$ROWS"
 for row in "${rows[@]}"; do
   case $row in
   python) compare python eager plain lazy estargz ok "${PY_CMD[@]}" ;;
@@ -327,7 +331,6 @@ for row in "${rows[@]}"; do
     compare eager-python eager plain eager estargz ok "${PY_CMD[@]}"
     compare eager-redis eager plain eager estargz "Redis server" "${REDIS_CMD[@]}"
     ;;
-  *) die "unknown row $row (python, redis, big, eager)" ;;
   esac
 done
 
