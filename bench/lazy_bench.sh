@@ -364,7 +364,7 @@ for row, (k, target, what) in targets.items():
     if (row, "lazy") in byrow and (row, "eager") in byrow:
         ratio = byrow[(row, "lazy")][k] / byrow[(row, "eager")][k]
         verdict = "" if target is None else f" (target <= {target}: {'met' if ratio <= target else 'MISSED'})"
-        print(f"{row}: {what} = {ratio:.2f}{verdict}")
+        print(f"{row}: {what} = {ratio:.3f}{verdict}")
 for row in ("eager-python", "eager-redis"):
     if (row, "estargz") in byrow and (row, "plain") in byrow:
         print(f"{row}: eager pull+mount+run of the eStargz image / the plain one = "
