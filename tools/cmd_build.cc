@@ -40,9 +40,9 @@ void AddBuild(CLI::App& app, Cli& cli) {
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("-t,--tag", o->build.tags, "Name and optionally a tag (NAME[:TAG]); may be repeated");
+  cmd->add_option("-t,--tag", o->build.tags, "Name and optionally a tag (NAME[:TAG])->allow_extra_args(false); may be repeated");
   cmd->add_option("-f,--file", o->dockerfile, "The Dockerfile (default: CONTEXT/Dockerfile)");
-  cmd->add_option("--build-arg", o->args, "Set a build-time variable (KEY=VALUE); may be repeated");
+  cmd->add_option("--build-arg", o->args, "Set a build-time variable (KEY=VALUE)->allow_extra_args(false); may be repeated");
   cmd->add_flag("--no-cache", o->build.no_cache, "Do not use the build cache (steps still fill it)");
   cmd->add_flag("-q,--quiet", o->quiet, "Print only the image ID on success; RUN output goes to stderr");
   cmd->add_option("CONTEXT", o->context, "Build context directory")->required();

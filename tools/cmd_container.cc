@@ -36,7 +36,8 @@ void RegisterMount(CLI::App& app, Cli& cli) {
   auto platform = std::make_shared<std::string>();
   cmd->add_option("--platform", *platform, "With --lazy: pick this platform from a multi-platform image (os/arch[/variant])");
   cmd->add_option("--insecure-registry", req->lazy_options.insecure_registries,
-                  "With --lazy: allow plain HTTP to this registry host[:port]");
+                  "With --lazy: allow plain HTTP to this registry host[:port]")
+      ->allow_extra_args(false);
   cmd->add_option("--record-reads", req->record_reads,
                   "Write the image files the container opens to FILE, first open first, one per line: a prefetch list "
                   "for `push --estargz --prefetch-list FILE` (README: eStargz)");

@@ -151,7 +151,7 @@ void AddPull(CLI::App& app, Cli& cli) {
   cmd->add_flag("-q,--quiet", args->quiet, "Print only the image reference");
   cmd->add_option("--max-concurrent-downloads", args->max_concurrent, "Layers downloaded at once (default 3)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--insecure-registry", args->insecure, "Allow plain HTTP to this registry host[:port]");
+  cmd->add_option("--insecure-registry", args->insecure, "Allow plain HTTP to this registry host[:port]")->allow_extra_args(false);
   cmd->callback([args, &cli] { cli.exit_code = RunPull(cli, *args); });
 }
 
@@ -162,7 +162,7 @@ void AddPush(CLI::App& app, Cli& cli) {
   cmd->add_flag("-q,--quiet", args->quiet, "Print only the image reference");
   cmd->add_option("--max-concurrent-uploads", args->max_concurrent, "Layers uploaded at once (default 5)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--insecure-registry", args->insecure, "Allow plain HTTP to this registry host[:port]");
+  cmd->add_option("--insecure-registry", args->insecure, "Allow plain HTTP to this registry host[:port]")->allow_extra_args(false);
   args->estargz.Add(cmd);
   cmd->callback([args, &cli] { cli.exit_code = RunPush(cli, *args); });
 }
@@ -175,7 +175,7 @@ void AddLogin(CLI::App& app, Cli& cli) {
   cmd->add_option("-u,--username", args->username, "Username");
   cmd->add_option("-p,--password", args->password, "Password");
   cmd->add_flag("--password-stdin", args->password_stdin, "Read the password from stdin");
-  cmd->add_option("--insecure-registry", args->insecure, "Allow plain HTTP to this registry host[:port]");
+  cmd->add_option("--insecure-registry", args->insecure, "Allow plain HTTP to this registry host[:port]")->allow_extra_args(false);
   cmd->callback([args, &cli] { cli.exit_code = RunLogin(cli, *args); });
 }
 

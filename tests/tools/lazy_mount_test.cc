@@ -489,7 +489,7 @@ TEST_F(LazyMountTest, ImagesAndPsShowAPartialImageAndHowFarAlong) {
   blob[blob.size() / 2] ^= 0x55;  // inside usr/bin/tool's chunks; the TOC at the end stays intact
   WriteFile(largest, blob);
 
-  CliMount("lazy", "--lazy");
+  CliMount("lazy", "--lazy --insecure-registry " + registry_->host());  // one value: REF and DIR stay positional
   ASSERT_FALSE(HasFailure());
   std::string log;
   for (int i = 0; i < 300 && log.find("complete " + ref_) == std::string::npos; ++i) {
