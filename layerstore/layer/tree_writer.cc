@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <deque>
+#include <fstream>
 
 #include "layerstore/base/remove_tree.h"
 
@@ -132,9 +134,37 @@ void Times(const LayerEntry& e, timespec ts[2]) {
   ts[0].tv_nsec = ts[1].tv_nsec = e.mtime_nsec;
 }
 
+// The umask, without changing it (umask(2) cannot read it alone, and other threads create files):
+// /proc/self/status has it since Linux 4.7. 0777 when unknown or a default ACL rules the tree.
+mode_t EffectiveUmask(int tree_fd) {
+  char acl[1];
+  if (::fgetxattr(tree_fd, "system.posix_acl_default", acl, 0) >= 0) return 0777;
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (!line.starts_with("Umask:")) continue;
+    std::string_view digits = std::string_view(line).substr(6);
+    while (!digits.empty() && (digits.front() == '\t' || digits.front() == ' ')) digits.remove_prefix(1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, 8);
+    return ec == std::errc() ? static_cast<mode_t>(value & 0777) : 0777;
+  }
+  return 0777;
+}
+
+// The group a new file gets: a set-group-ID directory's, else the process's.
+gid_t NewFileGroup(int dir_fd) {
+  struct stat st;
+  return ::fstat(dir_fd, &st) == 0 && (st.st_mode & S_ISGID) ? st.st_gid : getegid();
+}
+
 }  // namespace
 
-TreeWriter::TreeWriter(int tree_fd, LayerIndex* index) : tree_fd_(tree_fd), index_(index), root_(geteuid() == 0) {}
+TreeWriter::TreeWriter(int tree_fd, LayerIndex* index)
+    : tree_fd_(tree_fd), index_(index), root_(geteuid() == 0), euid_(geteuid()), egid_(NewFileGroup(tree_fd)), umask_(EffectiveUmask(tree_fd)) {}
+
+// No set-id or sticky bit (a write would clear those without root) and nothing the umask takes.
+bool TreeWriter::CreatedExactly(mode_t mode) const { return (mode & 07000) == 0 && (mode & umask_) == 0; }
 
 Status TreeWriter::Add(archive* a, archive_entry* e) {
   const char* raw = archive_entry_pathname(e);
@@ -196,14 +226,17 @@ Status TreeWriter::AddDirectory(int dir_fd, const std::string& name, LayerEntry 
 
 Status TreeWriter::AddRegular(archive* a, int dir_fd, const std::string& name, LayerEntry entry) {
   constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-  UniqueFd fd(::openat(dir_fd, name.c_str(), kFlags, 0600));
+  // A new file's descriptor is writable whatever its mode: the final mode can be the create's.
+  const bool exact = CreatedExactly(entry.mode);
+  const mode_t create_mode = exact ? entry.mode : 0600;
+  UniqueFd fd(::openat(dir_fd, name.c_str(), kFlags, create_mode));
   if (!fd.valid() && errno == EEXIST) {
     RETURN_IF_ERROR(MakeRoom(dir_fd, name, /*keep_dir=*/false));
-    fd.Reset(::openat(dir_fd, name.c_str(), kFlags, 0600));
+    fd.Reset(::openat(dir_fd, name.c_str(), kFlags, create_mode));
   }
   if (!fd.valid()) return Status::FromErrno("create");
   RETURN_IF_ERROR(CopyData(a, fd.get(), entry.size));
-  RETURN_IF_ERROR(ApplyMetadata(fd.get(), entry));
+  RETURN_IF_ERROR(ApplyMetadata(fd.get(), entry, exact));
   if (::close(fd.Release()) != 0) return Status::FromErrno("close");
   Record(std::move(entry));
   return Status::Ok();
@@ -383,9 +416,10 @@ Status TreeWriter::MakeRoom(int dir_fd, const std::string& name, bool keep_dir) 
   return Status::Ok();
 }
 
-Status TreeWriter::ApplyMetadata(int fd, const LayerEntry& e) const {
-  if (root_ && ::fchown(fd, e.uid, e.gid) != 0 && errno != EPERM && errno != EINVAL) return Status::FromErrno("chown");
-  if (::fchmod(fd, e.mode) != 0) return Status::FromErrno("chmod");
+Status TreeWriter::ApplyMetadata(int fd, const LayerEntry& e, bool mode_set) const {
+  if (root_ && !OwnedAlready(e) && ::fchown(fd, e.uid, e.gid) != 0 && errno != EPERM && errno != EINVAL)
+    return Status::FromErrno("chown");
+  if (!mode_set && ::fchmod(fd, e.mode) != 0) return Status::FromErrno("chmod");
   for (const auto& [name, value] : e.xattrs)
     if (::fsetxattr(fd, name.c_str(), value.data(), value.size(), 0) != 0 && !IgnorableXattrError(errno))
       return Status::FromErrno("set xattr " + name);
@@ -398,7 +432,8 @@ Status TreeWriter::ApplyMetadata(int fd, const LayerEntry& e) const {
 // For entries that cannot be opened (symlinks, FIFOs, devices): by name, never following.
 Status TreeWriter::ApplyMetadataAt(int dir_fd, const std::string& name, const LayerEntry& e) const {
   const char* n = name.c_str();
-  if (root_ && ::fchownat(dir_fd, n, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM && errno != EINVAL)
+  if (root_ && !OwnedAlready(e) && ::fchownat(dir_fd, n, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM &&
+      errno != EINVAL)
     return Status::FromErrno("chown");
   if (e.type != EntryType::kSymlink && ::fchmodat(dir_fd, n, e.mode, 0) != 0) return Status::FromErrno("chmod");
   std::string proc = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;

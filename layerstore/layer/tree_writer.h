@@ -59,7 +59,10 @@ class TreeWriter {
   Result<UniqueFd> OpenDirBeneath(const std::string& dir, bool create) const;
   // Clears `name` in dir_fd for a new entry; keeps an existing directory if keep_dir.
   Status MakeRoom(int dir_fd, const std::string& name, bool keep_dir);
-  Status ApplyMetadata(int fd, const LayerEntry& e) const;
+  // mode_set: the file was created with exactly e.mode (CreatedExactly), no chmod needed.
+  Status ApplyMetadata(int fd, const LayerEntry& e, bool mode_set = false) const;
+  bool CreatedExactly(mode_t mode) const;
+  bool OwnedAlready(const LayerEntry& e) const { return e.uid == euid_ && e.gid == egid_; }
   Status ApplyMetadataAt(int dir_fd, const std::string& name, const LayerEntry& e) const;
 
   // `dir` (normalised, relative) with every symlink component resolved inside the layer root.
@@ -71,6 +74,13 @@ class TreeWriter {
   int tree_fd_;
   LayerIndex* index_;
   bool root_;
+  // What a new file gets without a chown or chmod (most entries of an image: root's, 0644 or
+  // 0755): the process's uid, its gid or a set-group-ID tree root's, the create mode less the
+  // umask. umask_ is 0777 (always chmod) when it cannot be read or the tree root has a default
+  // ACL (which decides new modes instead).
+  uid_t euid_;
+  gid_t egid_;
+  mode_t umask_;
   std::vector<LayerEntry> entries_;
   std::vector<bool> dead_;
   std::unordered_map<std::string, size_t> by_path_;

@@ -197,6 +197,44 @@ INSTANTIATE_TEST_SUITE_P(Formats, UnpackFormatTest,
                                                                                  : "Zstd");
                          });
 
+// Files whose owner and mode a plain create already gives are not chowned or chmodded: the
+// tree on disk must still be exactly the layer's whatever the umask (0022 strips 0666's bits)
+// and under a set-group-ID tree root (whose group new files would get instead of root's).
+TEST_F(UnpackTest, OwnersAndModesOnDiskAreTheLayersWhateverTheUmaskAndTreeRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  ASSERT_EQ(::chown(tree().c_str(), 0, 100), 0);
+  ASSERT_EQ(::chmod(tree().c_str(), 02755), 0);
+  mode_t old_umask = ::umask(022);
+  TarBuilder b;
+  b.Add({.path = "plain", .perm = 0644, .data = "a"});
+  b.Add({.path = "open", .perm = 0666, .data = "b"});
+  b.Add({.path = "private", .perm = 0600, .data = "c", .uid = 0, .gid = 0});
+  b.Add({.path = "user", .perm = 0755, .data = "d", .uid = 1000, .gid = 1000});
+  b.Add({.path = "group100", .perm = 0644, .data = "e", .uid = 0, .gid = 100});
+  b.Add({.path = "suid", .perm = 04755, .data = "f"});
+  b.Add({.path = "link", .type = AE_IFLNK, .link = "plain"});
+  auto r = Unpack(b.Build());
+  ::umask(old_umask);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  struct Want {
+    const char* path;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+  };
+  for (const Want& w : {Want{"plain", 0644, 0, 0}, Want{"open", 0666, 0, 0}, Want{"private", 0600, 0, 0},
+                        Want{"user", 0755, 1000, 1000}, Want{"group100", 0644, 0, 100}, Want{"suid", 04755, 0, 0}}) {
+    struct stat st;
+    ASSERT_EQ(::lstat((tree() / w.path).c_str(), &st), 0) << w.path;
+    EXPECT_EQ(st.st_mode & 07777, w.mode) << w.path;
+    EXPECT_EQ(st.st_uid, w.uid) << w.path;
+    EXPECT_EQ(st.st_gid, w.gid) << w.path;
+  }
+  struct stat st;
+  ASSERT_EQ(::lstat((tree() / "link").c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 0u) << "a symlink's group too";
+}
+
 TEST_F(UnpackTest, WhiteoutsAndOpaqueDirectoriesAreIndexedNotWritten) {
   TarBuilder b;
   b.Dir("etc");
