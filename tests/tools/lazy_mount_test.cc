@@ -491,15 +491,9 @@ TEST_F(LazyMountTest, ImagesAndPsShowAPartialImageAndHowFarAlong) {
 
   CliMount("lazy", "--lazy --insecure-registry " + registry_->host());  // one value: REF and DIR stay positional
   ASSERT_FALSE(HasFailure());
-  std::string log;
-  for (int i = 0; i < 300 && log.find("complete " + ref_) == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    log.clear();
-    for (const auto& c : stdfs::directory_iterator(Root("lazy") / "containers"))
-      if (stdfs::exists(c.path() / "daemon.log")) log += ReadFile(c.path() / "daemon.log");
-  }
-  ASSERT_NE(log.find("complete " + ref_), std::string::npos) << "the background fetch did not fail\n"
-                                                             << log;
+  ASSERT_TRUE(WaitFor([&] { return DaemonLogs("lazy").find("complete " + ref_) != std::string::npos; }))
+      << "the background fetch did not fail\n"
+      << DaemonLogs("lazy");
 
   ShellResult json = Layerfs("lazy", "images --format json");
   ASSERT_EQ(json.code, 0) << json.err;
