@@ -113,7 +113,7 @@ void RegisterPs(CLI::App& app, Cli& cli) {
       if (lazy) status += ", image " + std::to_string(lazy->Percent()) + "% local";
       if (*format == "json") {
         nlohmann::json row = {{"Id", c.id}, {"Name", c.name}, {"Image", c.image_ref}, {"ImageID", c.image_id.str()}, {"Mountpoint", c.mountpoint}, {"Status", ContainerStateName(state)}, {"Size", size}, {"DaemonPid", c.daemon_pid}, {"Created", c.created_unix}};
-        if (lazy) row["ImageLocal"] = {{"LocalBytes", lazy->local}, {"TotalBytes", lazy->total}, {"Percent", lazy->Percent()}};
+        if (lazy) row["ImageLocal"] = LocalBytesJson(*lazy);
         rows.push_back(row);
       } else {
         table.AddRow({c.id.substr(0, 12), c.name, c.image_ref, c.mountpoint, status, HumanSize(size)});

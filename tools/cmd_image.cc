@@ -190,7 +190,7 @@ void PrintImages(const std::vector<ImageRow>& rows, const ImagesOpts& o) {
   if (o.format == "json") {
     for (const auto& r : rows) {
       Json j{{"Containers", "N/A"}, {"CreatedAt", r.created_at}, {"CreatedSince", r.created_since}, {"Digest", r.digest}, {"ID", r.id}, {"Repository", r.repo}, {"SharedSize", "N/A"}, {"Size", r.size}, {"Tag", r.tag}, {"UniqueSize", "N/A"}, {"VirtualSize", r.size}};
-      if (r.partial) j["Partial"] = {{"LocalBytes", r.partial->local}, {"TotalBytes", r.partial->total}, {"Percent", r.partial->Percent()}};
+      if (r.partial) j["Partial"] = LocalBytesJson(*r.partial);
       PrintLine(j.dump());
     }
     return;

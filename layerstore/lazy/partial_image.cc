@@ -81,4 +81,8 @@ LocalBytes LocalBytesOf(const Store& store, const PartialImage& image) {
   return out;
 }
 
+nlohmann::json LocalBytesJson(const LocalBytes& local) {
+  return {{"LocalBytes", local.local}, {"TotalBytes", local.total}, {"Percent", local.Percent()}};
+}
+
 }  // namespace layerfs

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "layerstore/lazy/lazy_image.h"
 #include "layerstore/oci/image.h"
 #include "layerstore/store/store.h"
@@ -42,5 +44,7 @@ struct LocalBytes {
   unsigned Percent() const { return total == 0 ? 100 : static_cast<unsigned>(local * 100 / total); }
 };
 LocalBytes LocalBytesOf(const Store& store, const PartialImage& image);
+// {"LocalBytes", "TotalBytes", "Percent"}: what `images` and `ps` print with --format json.
+nlohmann::json LocalBytesJson(const LocalBytes& local);
 
 }  // namespace layerfs
