@@ -203,13 +203,15 @@ class LayerFs {
   // Before reading [offset, offset + length) of lower file idx: 0, or -EIO when a lazy layer
   // cannot supply it.
   int EnsureLower(uint32_t idx, uint64_t offset, uint64_t length) const;
-  int OpenUpper(Node* node, int flags);  // fd / -errno (non-dirs)
-  int OpenForFlags(Node* node);          // ops_ioctl.cc: fd / -errno
-  int ReadFd(Node* node, FileHandle* h);
-  int OpenDirect(FileHandle* h, fuse_file_info* fi);      // open/create with O_DIRECT: 0 / -errno
-  bool FlushReports(int open_flags) const;                // whether FLUSH may fail (else FOPEN_NOFLUSH)
-  static bool CloseMayFail(int fd);                       // the filesystem of fd has a flush of its own
-  void Close(fuse_req_t req, Node* node, FileHandle* h);  // release: backing file share, fds
+  int OpenUpper(Node* node, int flags);                                       // fd / -errno (non-dirs)
+  int OpenForFlags(Node* node);                                               // ops_ioctl.cc: fd / -errno
+  int ReadFd(Node* node, FileHandle* h);                                      // fd / -errno
+  int OpenBacking(Node* node, FileHandle* h, fuse_file_info* fi, bool lazy);  // open: 0 / -errno
+  int LowerFd(FileHandle* h);                                                 // fd / -errno
+  int OpenDirect(FileHandle* h, fuse_file_info* fi);                          // open/create with O_DIRECT: 0 / -errno
+  bool FlushReports(int open_flags) const;                                    // whether FLUSH may fail (else FOPEN_NOFLUSH)
+  static bool CloseMayFail(int fd);                                           // the filesystem of fd has a flush of its own
+  void Close(fuse_req_t req, Node* node, FileHandle* h);                      // release: backing file share, fds
   void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
   int SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir);

@@ -8,6 +8,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 
@@ -133,23 +134,50 @@ void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (int r = EnsureUpper(node); r != 0) return (void)fuse_reply_err(req, -r);
   }
   auto h = std::make_unique<FileHandle>();
-  int backing_flags = fi->flags & ~O_DIRECT;  // O_DIRECT requests use h->direct_fd
-  if (node->upper.load(std::memory_order_acquire)) {
-    h->fd = OpenUpper(node.get(), backing_flags);
-  } else {
-    h->fd = OpenLower(node->lower, backing_flags);
-    h->lower = true;
-    fi->keep_cache = 1;
-  }
-  if (h->fd < 0) return (void)fuse_reply_err(req, -h->fd);
-  if (int r = OpenDirect(h.get(), fi); r != 0) return (void)fuse_reply_err(req, -r);
-  fi->noflush = !FlushReports(fi->flags);
   // A lazy layer's file (also once copied up: its lower opens are not passthrough) is read by
   // the daemon, which fetches what is missing first.
   bool lazy = FromLazyLayer(node->lower.load(std::memory_order_acquire));
+  if (int r = OpenBacking(node.get(), h.get(), fi, lazy); r != 0) return (void)fuse_reply_err(req, -r);
+  if (int r = OpenDirect(h.get(), fi); r != 0) return (void)fuse_reply_err(req, -r);
+  fi->noflush = !FlushReports(fi->flags);
   if (!lazy && !passthrough_.Attach(req, node.get(), h.get(), fi)) return RetryOnNewInode(req, node);
   fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_open(req, fi) != 0) Close(req, node.get(), Handle(fi));
+}
+
+// The handle's backing fd. A lower file the daemon reads is opened at its first READ
+// (LowerFd) instead: a warm read is served from the page cache and sends none, so such an open
+// costs the daemon no openat(2) and its release no close(2). Passthrough binds the file in the
+// OPEN reply, and an O_DIRECT open asks the backing filesystem now, so both open at once. The
+// cost: a lower file that vanished from the host's layer directory fails its first read instead
+// of its open. 0 / -errno.
+int LayerFs::OpenBacking(Node* node, FileHandle* h, fuse_file_info* fi, bool lazy) {
+  int flags = fi->flags & ~O_DIRECT;  // O_DIRECT requests use h->direct_fd
+  if (node->upper.load(std::memory_order_acquire)) {
+    h->fd = OpenUpper(node, flags);
+  } else {
+    h->lower = true;
+    h->lower_idx = node->lower.load(std::memory_order_acquire);
+    fi->keep_cache = 1;
+    bool now = (fi->flags & O_DIRECT) != 0 || (passthrough_.enabled() && !lazy);
+    if (!now) return 0;
+    h->fd = OpenLower(h->lower_idx, flags);
+  }
+  return std::min(h->fd.load(), 0);
+}
+
+// The lower fd of a handle whose open was deferred (OpenBacking), opened once: fd / -errno.
+int LayerFs::LowerFd(FileHandle* h) {
+  int fd = h->fd.load(std::memory_order_acquire);
+  if (fd >= 0) return fd;
+  fd = OpenLower(h->lower_idx, O_RDONLY);
+  if (fd < 0) return fd;
+  int expected = -1;
+  if (!h->fd.compare_exchange_strong(expected, fd)) {
+    ::close(fd);
+    return expected;
+  }
+  return fd;
 }
 
 void LayerFs::RecordOpen(const Node* node) {
@@ -196,7 +224,7 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   auto h = std::make_unique<FileHandle>();
   h->fd = OpenUpper(node.get(), fi->flags & ~(O_TRUNC | O_DIRECT));
   fuse_entry_param e{};
-  r = h->fd < 0 ? h->fd : OpenDirect(h.get(), fi);
+  r = h->fd < 0 ? h->fd.load() : OpenDirect(h.get(), fi);
   if (r != 0 || Attr(node.get(), &e.attr, h->fd) != 0) {
     table_.Forget(node.get(), 1);
     return (void)fuse_reply_err(req, r != 0 ? -r : EIO);
@@ -215,13 +243,14 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
 }
 
 // The fd a read should use: a lower handle switches to the upper copy once one exists.
+// fd / -errno.
 int LayerFs::ReadFd(Node* node, FileHandle* h) {
   if (!h->lower) return h->fd;
   int u = h->upper_fd.load(std::memory_order_acquire);
   if (u >= 0) return u;
-  if (!node->upper.load(std::memory_order_acquire)) return h->fd;
+  if (!node->upper.load(std::memory_order_acquire)) return LowerFd(h);
   int fd = OpenUpper(node, O_RDONLY);
-  if (fd < 0) return h->fd;
+  if (fd < 0) return LowerFd(h);
   int expected = -1;
   if (!h->upper_fd.compare_exchange_strong(expected, fd)) {
     ::close(fd);
@@ -238,6 +267,7 @@ void LayerFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   FileHandle* h = Handle(fi);
   Node* node = ToNode(ino);
   int fd = ReadFd(node, h);
+  if (fd < 0) return (void)fuse_reply_err(req, -fd);
   if (fd == h->fd && h->lower) {
     if (int r = EnsureLower(node->lower.load(std::memory_order_acquire), off, size); r != 0)
       return (void)fuse_reply_err(req, -r);
@@ -285,7 +315,9 @@ bool LayerFs::CloseMayFail(int fd) {
 }
 
 // close(dup(fd)) reports delayed write errors (NFS-style) at close(2), as a local file would.
+// A read-only open (no flush: a kernel without FOPEN_NOFLUSH sends it anyway) may hold no fd.
 void LayerFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (Handle(fi)->fd < 0) return (void)fuse_reply_err(req, 0);
   int fd = ::dup(Handle(fi)->fd);
   int r = fd < 0 ? errno : (::close(fd) == 0 ? 0 : errno);
   fuse_reply_err(req, r);
@@ -297,8 +329,8 @@ void LayerFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void LayerFs::FSync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-  if (!options_.sync_upper) return (void)fuse_reply_err(req, 0);
-  int fd = Handle(fi)->fd;
+  int fd = Handle(fi)->UpperFd();  // a lower file has nothing of this container's to sync
+  if (!options_.sync_upper || fd < 0) return (void)fuse_reply_err(req, 0);
   int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
@@ -321,6 +353,7 @@ void LayerFs::LSeek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_
   Node* node = ToNode(ino);
   FileHandle* h = Handle(fi);
   int fd = ReadFd(node, h);
+  if (fd < 0) return (void)fuse_reply_err(req, -fd);
   if (fd == h->fd && h->lower && (whence == SEEK_DATA || whence == SEEK_HOLE)) {
     uint32_t idx = node->lower.load(std::memory_order_acquire);
     if (int e = EnsureLower(idx, 0, index_.node(idx).size); e != 0) return (void)fuse_reply_err(req, -e);

@@ -125,6 +125,40 @@ TEST_F(RequestCountTest, OpenReadCloseOfALowerFile) {
   EXPECT_EQ(Since(before, 1), expected);
 }
 
+// The daemon's fds on files of the store (this test process is the daemon).
+size_t StoreFds(const stdfs::path& store) {
+  size_t n = 0;
+  for (const auto& e : stdfs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    auto target = stdfs::read_symlink(e.path(), ec);
+    if (!ec && target.string().starts_with(store.string() + "/")) ++n;
+  }
+  return n;
+}
+
+// Without passthrough, an open for reading costs the daemon no open(2) of the layer file: it
+// is opened at the first READ (a warm read sends none), and closed at the release.
+TEST_F(RequestCountTest, AReadOnlyOpenOpensTheLayerFileAtItsFirstRead) {
+  if (passthrough()) GTEST_SKIP() << "passthrough binds the layer file in the OPEN reply";
+  stdfs::path store = stdfs::canonical(tmp_.path() / "store");
+  size_t idle = StoreFds(store);
+  int a = ::open((mnt() / "usr/a").c_str(), O_RDONLY);
+  int b = ::open((mnt() / "usr/b").c_str(), O_RDONLY);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(StoreFds(store), idle);
+  char buf[8];
+  EXPECT_EQ(::read(a, buf, sizeof(buf)), 1);
+  EXPECT_EQ(buf[0], 'a');
+  EXPECT_EQ(StoreFds(store), idle + 1);
+  ::close(a);
+  ::close(b);
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       StoreFds(store) != idle && std::chrono::steady_clock::now() < deadline;)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(StoreFds(store), idle);
+}
+
 // The upper here is on ext4, whose close(2) cannot fail: writers get no FLUSH either.
 TEST_F(RequestCountTest, WritingANewUpperFileSendsNoFlush) {
   Counts before = Now();
