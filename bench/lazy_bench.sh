@@ -12,6 +12,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/rootfs_image.sh
+source "$HERE/rootfs_image.sh"
 LAYERFS=$(realpath "${1:-${LAYERFS:-$HERE/../build/tools/layerfs}}")
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-100mbit}
@@ -84,18 +86,6 @@ mark() { echo "# $(date +%s.%3N) $*" >>"$KEEP/proxy.log"; }
 # --- images, cached under WORK/images and WORK/store -------------------------------------------
 mkdir -p "$WORK/images" "$KEEP"
 rm -f "$KEEP"/*
-
-# A Debian bookworm minbase rootfs with PACKAGE, as a gzip tar: `import` keeps the file it is
-# given as the layer blob, and a registry image's layers are gzip.
-rootfs() { # NAME PACKAGE
-  local tgz=$WORK/images/$1.tar.gz
-  [ -f "$tgz" ] && return 0
-  echo "building $tgz (mmdebstrap, from deb.debian.org)"
-  SOURCE_DATE_EPOCH=1700000000 mmdebstrap --quiet --variant=minbase --include="$2" bookworm "$WORK/images/$1.tmp.tar"
-  gzip -n -6 <"$WORK/images/$1.tmp.tar" >"$WORK/images/$1.tmp.tar.gz"
-  rm "$WORK/images/$1.tmp.tar"
-  mv "$WORK/images/$1.tmp.tar.gz" "$tgz"
-}
 
 image() { # NAME: import (python, redis) or build (big) into the build store once
   lf --root "$STORE" inspect "lazybench/$1:1" >/dev/null 2>&1 && return 0
@@ -171,8 +161,8 @@ PY_CMD=(python3 -c "import asyncio, json, email.mime.text, http.client, sqlite3,
 REDIS_CMD=(redis-server --version)
 BIG_CMD=(sha256sum /big.bin)
 
-rootfs python python3
-rootfs redis redis-server
+rootfs_image "$WORK/images" python python3
+rootfs_image "$WORK/images" redis redis-server
 image python
 image redis
 image big
