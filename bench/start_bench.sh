@@ -56,7 +56,7 @@ ROOTFS=$WORK/rootfs # the image unpacked: the lower dir of the overlay columns
 RUN=$WORK/run     # this run's mounts, upper and work dirs
 # podman refuses a runroot path longer than 50 characters; it is run-time state, tmpfs as podman's own.
 RUNROOTS=/run/layerfs-startbench
-KEEP=$WORK/last-run # command output of the last run's failures and dpkg runs
+KEEP=$WORK/last-run # the output of each row and column's last run (a failure's too)
 IMAGE=startbench/python:1
 TGZ=$IMAGES/python.tar.gz
 LAYERFS_NAMES=() # layerfs containers this run made, removed at the end
