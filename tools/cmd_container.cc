@@ -27,6 +27,8 @@ void RegisterMount(CLI::App& app, Cli& cli) {
   cmd->add_option("-o", req->options,
                   "Mount options: allow_other, default_permissions, debug, threads=N, volatile (no fsync of "
                   "copy-ups or the container's syncs; after a crash the container is refused, as overlayfs does), "
+                  "no_open (files open and close without a FUSE request: no passthrough, copy-up at the first "
+                  "write), "
                   "and mount(8)'s own: ro rw nosuid nodev noexec noatime relatime strictatime lazytime sync dirsync ...")
       ->allow_extra_args(false);
   cmd->add_flag("-f,--foreground", req->foreground, "Serve in the foreground until unmounted or interrupted");

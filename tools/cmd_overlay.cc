@@ -36,6 +36,8 @@ Options (docs/overlay.md):
   fsync=0, volatile         no fsync at copy-up; the container's fsync calls return at once
   xattr_permissions=1|2     force_mask: owners/modes set only in security.|user.fuseoverlayfs.override_stat
   noacl                     no POSIX ACLs (as root they are on, as on overlayfs)
+  no_open                   files open and close without a FUSE request (faster small-file reads;
+                            no passthrough, copy-up at the first write instead of the open)
   index_cache=DIR, noindex_cache  where the lowers' merged index is kept between mounts
                             (default $LAYERFS_INDEX_CACHE, else /var/cache/layerfs/overlay-index
                             as root, ~/.cache/layerfs/overlay-index otherwise); none: walk each time

@@ -91,6 +91,8 @@ Status ApplyOptions(const std::vector<std::string>& options, MountConfig* c) {
         c->debug = true;
       else if (o == "volatile")
         c->sync_upper = false;
+      else if (o == "no_open")
+        c->no_open = true;
       else if (c->flags.Parse(o))
         continue;  // ro, nosuid, noatime, ...: fs/mount/mount_flags.h
       else if (o.rfind("threads=", 0) == 0) {

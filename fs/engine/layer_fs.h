@@ -77,6 +77,12 @@ struct LayerFsOptions {
   std::shared_ptr<LazyLowers> lazy;
   // `mount --record-reads`: the image files opened, first open first (read_recorder.h).
   std::shared_ptr<ReadRecorder> record_reads;
+  // no_open (ops_file.cc, OpenFree): the kernel opens and closes files without a request (its
+  // no-open mode), so a warm read of a cached file costs no round trip at all. What it costs:
+  // no passthrough, a file opened for writing is copied up at its first write or truncate (not
+  // at the open), O_DIRECT is refused at the first read or write (not at the open), and close(2)
+  // reports no delayed write error of an upper that has them (NFS).
+  bool no_open = false;
 };
 
 // Where the owners and modes a container sets are kept in the upper (fuse-overlayfs's rules).
@@ -207,11 +213,19 @@ class LayerFs {
   int OpenForFlags(Node* node);                                               // ops_ioctl.cc: fd / -errno
   int ReadFd(Node* node, FileHandle* h);                                      // fd / -errno
   int OpenBacking(Node* node, FileHandle* h, fuse_file_info* fi, bool lazy);  // open: 0 / -errno
-  int LowerFd(FileHandle* h);                                                 // fd / -errno
-  int OpenDirect(FileHandle* h, fuse_file_info* fi);                          // open/create with O_DIRECT: 0 / -errno
-  bool FlushReports(int open_flags) const;                                    // whether FLUSH may fail (else FOPEN_NOFLUSH)
-  static bool CloseMayFail(int fd);                                           // the filesystem of fd has a flush of its own
-  void Close(fuse_req_t req, Node* node, FileHandle* h);                      // release: backing file share, fds
+  int LowerFd(FileHandle* h);
+  // The handle a READ, WRITE, ... works on: fi's, or (no_open: fi->fh 0) one made for this
+  // request alone and closed with it. h null: err holds -errno.
+  struct RequestFile {
+    FileHandle* h = nullptr;
+    std::unique_ptr<FileHandle> own;
+    int err = 0;
+  };
+  RequestFile FileOf(fuse_ino_t ino, fuse_file_info* fi, bool write);  // fd / -errno
+  int OpenDirect(FileHandle* h, fuse_file_info* fi);                   // open/create with O_DIRECT: 0 / -errno
+  bool FlushReports(int open_flags) const;                             // whether FLUSH may fail (else FOPEN_NOFLUSH)
+  static bool CloseMayFail(int fd);                                    // the filesystem of fd has a flush of its own
+  void Close(fuse_req_t req, Node* node, FileHandle* h);               // release: backing file share, fds
   void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
   int SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir);
@@ -264,9 +278,10 @@ class LayerFs {
   Passthrough passthrough_;
   OpenHandles handles_;
   RequestStats stats_;
-  bool upper_flush_reports_ = false;  // CloseMayFail(upper): writers keep FLUSH (ops_file.cc)
-  bool no_opendir_ = false;           // the kernel lists directories without opendir (set in Init)
-  bool posix_acl_ = false;            // FUSE_CAP_POSIX_ACL: the kernel enforces ACLs, we inherit them (Init)
+  bool upper_flush_reports_ = false;       // CloseMayFail(upper): writers keep FLUSH (ops_file.cc)
+  std::atomic<bool> open_refused_{false};  // no_open: an OPEN was answered ENOSYS
+  bool no_opendir_ = false;                // the kernel lists directories without opendir (set in Init)
+  bool posix_acl_ = false;                 // FUSE_CAP_POSIX_ACL: the kernel enforces ACLs, we inherit them (Init)
   std::atomic<uint64_t> work_counter_{0};
   static constexpr size_t kGroupLocks = 64;  // striped: copy-up of one hard-link group at a time
   std::mutex group_locks_[kGroupLocks];

@@ -27,7 +27,14 @@ void LayerFs::Init(fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  passthrough_.Negotiate(conn);
+  if (options_.no_open) {
+    // O_TRUNC then arrives as a SETATTR (the kernel would leave it to the OPEN it skips), and
+    // passthrough, which binds its file in an OPEN reply, stays off.
+    conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+    if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+  } else {
+    passthrough_.Negotiate(conn);
+  }
   // POSIX ACLs, as root: the kernel enforces them and applies no umask (DONT_MASK); the
   // daemon stores them on the upper's host filesystem (which keeps the mode in sync when one
   // is set) and does default-ACL inheritance and the umask (SetNewOwner). Rootless the upper's
@@ -86,7 +93,7 @@ void LayerFs::ForgetMulti(size_t count, fuse_forget_data* forgets) {
 void LayerFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Node* node = ToNode(ino);
   struct stat st;
-  int fd = fi != nullptr ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
+  int fd = fi != nullptr && fi->fh != 0 ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
   int r = Attr(node, &st, fd);
   if (r != 0) return (void)fuse_reply_err(req, -r);
   Show(&st);
@@ -171,7 +178,7 @@ void LayerFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_
   int r = EnsureUpper(node);
   if (r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
-  int fd = fi != nullptr ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
+  int fd = fi != nullptr && fi->fh != 0 ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
   struct stat cur;
   r = Attr(node.get(), &cur, fd);
   if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) r = ApplyOwner(format_, owner_store_, ref, to_set, attr, cur);

@@ -119,15 +119,19 @@ int LayerFs::OpenUpper(Node* node, int flags) {
 // shared by every container using the layer). Upper files drop the cache on open: a copy-up
 // may have replaced what the kernel cached under this inode.
 //
-// Every open still costs an OPEN (and an asynchronous RELEASE): the kernel's no-open mode
-// (FUSE_CAP_NO_OPEN_SUPPORT, an ENOSYS from open) is per connection, so it would also drop the
-// OPEN of upper files and of opens for write: no copy-up at open as overlayfs does (a file
-// opened for write and closed unwritten would stay lower), writes and reads arriving without a
-// handle (no O_DIRECT fd, no reader switching to the upper copy), keep_cache forced on upper
-// files (stale pages of the other names of a copied-up hard link), and no passthrough, which
-// binds its backing file in the OPEN reply. Measured: OPEN is one of the two requests left per
-// warm read of a lower file (bench/RESULTS.md).
+// Every open costs an OPEN (and an asynchronous RELEASE) unless the mount has no_open: the
+// kernel's no-open mode (FUSE_CAP_NO_OPEN_SUPPORT, an ENOSYS from open) is per connection, so
+// it also drops the OPEN of upper files and of opens for write: no copy-up at open as overlayfs
+// does (a file opened for write and closed unwritten stays lower), reads and writes arriving
+// without a handle (FileOf), keep_cache forced on upper files, and no passthrough, which binds
+// its backing file in the OPEN reply. So it is a choice (LayerFsOptions::no_open), not the
+// default. Measured: OPEN and RELEASE are the two requests per warm read of a lower file
+// (bench/RESULTS.md).
 void LayerFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (options_.no_open) {
+    open_refused_.store(true, std::memory_order_release);
+    return (void)fuse_reply_err(req, ENOSYS);  // the kernel stops sending OPEN
+  }
   std::shared_ptr<Node> node = Shared(ino);
   RecordOpen(node.get());
   if (WantsWrite(fi->flags)) {
@@ -164,6 +168,31 @@ int LayerFs::OpenBacking(Node* node, FileHandle* h, fuse_file_info* fi, bool laz
     h->fd = OpenLower(h->lower_idx, flags);
   }
   return std::min(h->fd.load(), 0);
+}
+
+// no_open (LayerFsOptions): the kernel answered the first OPEN's ENOSYS by opening files itself
+// from then on, with fi->fh 0 and no RELEASE, so each READ, WRITE, FSYNC, FALLOCATE and LSEEK
+// opens what it needs for itself and closes it with its reply. A write copies the file up
+// first, where an open for writing would have.
+LayerFs::RequestFile LayerFs::FileOf(fuse_ino_t ino, fuse_file_info* fi, bool write) {
+  RequestFile file;
+  if (fi->fh != 0) {
+    file.h = Handle(fi);
+    return file;
+  }
+  std::shared_ptr<Node> node = Shared(ino);
+  if (write && (file.err = EnsureUpper(node)) != 0) return file;
+  auto h = std::make_unique<FileHandle>();
+  if (node->upper.load(std::memory_order_acquire)) {
+    h->fd = OpenUpper(node.get(), write ? O_WRONLY : O_RDONLY);
+    if ((file.err = std::min(h->fd.load(), 0)) != 0) return file;
+  } else {
+    h->lower = true;
+    h->lower_idx = node->lower.load(std::memory_order_acquire);
+  }
+  file.own = std::move(h);
+  file.h = file.own.get();
+  return file;
 }
 
 // The lower fd of a handle whose open was deferred (OpenBacking), opened once: fd / -errno.
@@ -234,6 +263,16 @@ void LayerFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   e.attr_timeout = Timeout(node.get());
   e.entry_timeout = EntryTimeout(node.get());
   fi->noflush = !FlushReports(fi->flags);
+  // Until the kernel has been refused an OPEN it still sends RELEASE, so a create keeps its
+  // handle (a workload that only creates pays no open per WRITE). One created just before that
+  // refusal and closed after it gets no RELEASE: it stays until the unmount closes it.
+  if (options_.no_open && open_refused_.load(std::memory_order_acquire)) {
+    h.reset();  // no RELEASE will come for it: requests make their own (FileOf)
+    fi->fh = 0;
+    fi->keep_cache = 1;  // what the kernel's no-open opens get; the page cache is this mount's
+    if (fuse_reply_create(req, &e, fi) != 0) table_.Forget(node.get(), 1);
+    return;
+  }
   passthrough_.Attach(req, node.get(), h.get(), fi);  // a new file: nothing holds it yet
   fi->fh = reinterpret_cast<uint64_t>(handles_.Adopt(std::move(h)));
   if (fuse_reply_create(req, &e, fi) != 0) {
@@ -264,7 +303,9 @@ int LayerFs::ReadFd(Node* node, FileHandle* h) {
 // copy, no user buffer, no allocation per request).
 void LayerFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   passthrough_.CountRead();
-  FileHandle* h = Handle(fi);
+  RequestFile file = FileOf(ino, fi, /*write=*/false);
+  if (file.h == nullptr) return (void)fuse_reply_err(req, -file.err);
+  FileHandle* h = file.h;
   Node* node = ToNode(ino);
   int fd = ReadFd(node, h);
   if (fd < 0) return (void)fuse_reply_err(req, -fd);
@@ -282,10 +323,13 @@ void LayerFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 }
 
 void LayerFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  if (fi->flags & O_DIRECT) return WriteDirect(req, Handle(fi), in, off);
+  RequestFile file = FileOf(ino, fi, /*write=*/true);
+  if (file.h == nullptr) return (void)fuse_reply_err(req, -file.err);
+  FileHandle* h = file.h;
+  if (fi->flags & O_DIRECT) return WriteDirect(req, h, in, off);
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  out.buf[0].fd = Handle(fi)->fd;
+  out.buf[0].fd = h->fd;
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
   if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
@@ -316,7 +360,9 @@ bool LayerFs::CloseMayFail(int fd) {
 
 // close(dup(fd)) reports delayed write errors (NFS-style) at close(2), as a local file would.
 // A read-only open (no flush: a kernel without FOPEN_NOFLUSH sends it anyway) may hold no fd.
+// no_open: ENOSYS, and the kernel sends FLUSH no more.
 void LayerFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (fi->fh == 0) return (void)fuse_reply_err(req, ENOSYS);
   if (Handle(fi)->fd < 0) return (void)fuse_reply_err(req, 0);
   int fd = ::dup(Handle(fi)->fd);
   int r = fd < 0 ? errno : (::close(fd) == 0 ? 0 : errno);
@@ -324,12 +370,15 @@ void LayerFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void LayerFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Close(req, ToNode(ino), Handle(fi));
+  if (fi->fh != 0) Close(req, ToNode(ino), Handle(fi));  // no_open: a create's open, before the first OPEN
   fuse_reply_err(req, 0);
 }
 
 void LayerFs::FSync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-  int fd = Handle(fi)->UpperFd();  // a lower file has nothing of this container's to sync
+  RequestFile file = FileOf(ino, fi, /*write=*/false);
+  if (file.h == nullptr) return (void)fuse_reply_err(req, -file.err);
+  FileHandle* h = file.h;
+  int fd = h->UpperFd();  // a lower file has nothing of this container's to sync
   if (!options_.sync_upper || fd < 0) return (void)fuse_reply_err(req, 0);
   int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
   fuse_reply_err(req, r == 0 ? 0 : errno);
@@ -344,14 +393,19 @@ void LayerFs::FSyncDir(fuse_req_t req, fuse_ino_t ino, int datasync) {
 }
 
 void LayerFs::FAllocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
-  int r = ::fallocate(Handle(fi)->fd, mode, offset, length);
+  RequestFile file = FileOf(ino, fi, /*write=*/true);
+  if (file.h == nullptr) return (void)fuse_reply_err(req, -file.err);
+  FileHandle* h = file.h;
+  int r = ::fallocate(h->fd, mode, offset, length);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
 // A lazy layer's file is all hole until fetched: SEEK_DATA / SEEK_HOLE wait for the whole of it.
 void LayerFs::LSeek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  RequestFile file = FileOf(ino, fi, /*write=*/false);
+  if (file.h == nullptr) return (void)fuse_reply_err(req, -file.err);
+  FileHandle* h = file.h;
   Node* node = ToNode(ino);
-  FileHandle* h = Handle(fi);
   int fd = ReadFd(node, h);
   if (fd < 0) return (void)fuse_reply_err(req, -fd);
   if (fd == h->fd && h->lower && (whence == SEEK_DATA || whence == SEEK_HOLE)) {

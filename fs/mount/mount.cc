@@ -223,6 +223,7 @@ Status FuseMount::Serve(const MountConfig& config) {
   options.owners = config.owners;
   options.static_nlink = config.static_nlink;
   options.sync_upper = config.sync_upper;
+  options.no_open = config.no_open;
   options.xattr_permissions = config.xattr_permissions;
   // FUSE_CAP_POSIX_ACL turns the kernel's permission checks on: not behind no_default_permissions.
   options.posix_acl = config.posix_acl && config.default_permissions;

@@ -51,6 +51,7 @@ struct MountConfig {
   int xattr_permissions = 0;  // LayerFsOptions (fuse-overlayfs's force_mask support)
   bool posix_acl = true;      // LayerFsOptions (`noacl`: off)
   bool io_uring = true;       // FUSE over io_uring where offered (fs/mount/fuse_transport.h)
+  bool no_open = false;       // LayerFsOptions
   // With sync_upper off: a file that exists while the upper may hold writes not yet on disk
   // (RunMountDaemon); empty: none (layerfs overlay, as fuse-overlayfs).
   std::filesystem::path volatile_marker;

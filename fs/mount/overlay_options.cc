@@ -27,6 +27,7 @@ namespace layerfs {
 // | context= fscontext= defcontext=       | SELinux labels, passed to the kernel when SELinux is    |
 // |   rootcontext=                        |   on; without SELinux there is nothing to label: ignored |
 // | noacl                                 | no POSIX ACLs (as root they are on: FUSE_CAP_POSIX_ACL)  |
+// | no_open                               | files open and close without a request (LayerFsOptions) |
 // | fsync=0, volatile                     | no fsync of copied-up files; the container's fsync,     |
 // |                                       |   fdatasync and fsyncdir return at once (LayerFsOptions)|
 // | fsync=1                               | the default: copy-up and the container's syncs reach   |
@@ -165,6 +166,8 @@ class Parser {
       out_->debug = true;
     } else if (name == "volatile") {
       c_.sync_upper = false;
+    } else if (name == "no_open") {
+      c_.no_open = true;
     } else if (name == "noacl") {
       c_.posix_acl = false;
     } else if (name == "noindex_cache") {

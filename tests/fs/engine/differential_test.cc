@@ -47,6 +47,7 @@ namespace fs = std::filesystem;
 
 enum class Candidate { kLayerfs,
                        kLayerfsOverlay,
+                       kLayerfsOverlayNoOpen,  // -o no_open: copy-up at the first write, not the open
                        kFuseOverlayfs };
 
 // The layers of one seed, materialised in both formats; shared by every run of that seed.
@@ -119,6 +120,7 @@ const char* CandidateName(Candidate c) {
   switch (c) {
     case Candidate::kLayerfs: return "layerfs";
     case Candidate::kLayerfsOverlay: return "layerfs overlay";
+    case Candidate::kLayerfsOverlayNoOpen: return "layerfs overlay -o no_open";
     default: return "fuse-overlayfs";
   }
 }
@@ -145,6 +147,8 @@ CompareOptions OptionsFor(Candidate c) {
 Result<std::unique_ptr<TestMount>> MountCandidate(Candidate c, const SeedSetup& setup, const SideDirs& d) {
   if (c == Candidate::kLayerfs) return MountLayerfs(setup.store_root(), setup.diff_ids(), d.upper, d.work, d.mnt);
   if (c == Candidate::kLayerfsOverlay) return MountLayerfsOverlay(setup.lowers(), d.upper, d.work, d.mnt);
+  if (c == Candidate::kLayerfsOverlayNoOpen)
+    return MountLayerfsOverlay(setup.lowers(), d.upper, d.work, d.mnt, "no_open");
   return MountFuseOverlayfs(setup.lowers(), d.upper, d.work, d.mnt);
 }
 
@@ -229,7 +233,7 @@ std::string RunCase(const SeedSetup& setup, Candidate candidate, const std::vect
   diffs = CompareTrees(cand_tree, remounted, opt);
   if (!errors.empty()) failure += "  walk errors after remount:\n" + errors;
   if (!diffs.empty()) failure += "  tree changed across remount (expected = before):\n" + Lines(diffs);
-  if (!failure.empty() || candidate != Candidate::kLayerfsOverlay) return failure;
+  if (!failure.empty() || candidate == Candidate::kLayerfs) return failure;
   st = (*again)->Unmount();
   if (st.ok()) st = (*ref)->Unmount();
   if (!st.ok()) return "unmount failed: " + st.message();
@@ -316,6 +320,11 @@ TEST_F(Differential, LayerfsMatchesKernelOverlayfs) {
 // Same lower directories for both: kernel overlayfs and `layerfs overlay`, then uppers swapped.
 TEST_F(Differential, LayerfsOverlayMatchesKernelOverlayfs) {
   RunSeeds(Candidate::kLayerfsOverlay, EnvInt("LAYERFS_DIFF_OVERLAY_SEEDS", 60), EnvInt("LAYERFS_DIFF_OPS", 60),
+           EnvInt("LAYERFS_DIFF_SEED_BASE", 1));
+}
+
+TEST_F(Differential, LayerfsOverlayNoOpenMatchesKernelOverlayfs) {
+  RunSeeds(Candidate::kLayerfsOverlayNoOpen, EnvInt("LAYERFS_DIFF_NOOPEN_SEEDS", 30), EnvInt("LAYERFS_DIFF_OPS", 60),
            EnvInt("LAYERFS_DIFF_SEED_BASE", 1));
 }
 

@@ -60,7 +60,9 @@ class RequestCountTest : public ::testing::Test {
     ASSERT_TRUE(tar.ok()) << tar.status().message();
     auto d = fstest::AddLayer(*store, *tar);
     ASSERT_TRUE(d.ok()) << d.status().message();
-    auto m = FuseMount::Create(fstest::ContainerMountConfig(tmp_.path() / "store", {*d}, tmp_.path()));
+    MountConfig config = fstest::ContainerMountConfig(tmp_.path() / "store", {*d}, tmp_.path());
+    config.no_open = NoOpen();
+    auto m = FuseMount::Create(config);
     ASSERT_TRUE(m.ok()) << m.status().message();
     mount_ = std::move(m).value();
   }
@@ -87,6 +89,7 @@ class RequestCountTest : public ::testing::Test {
   }
 
   bool passthrough() const { return mount_->fs().passthrough().enabled(); }
+  virtual bool NoOpen() const { return false; }
 
   fstest::TempDir tmp_;
   std::unique_ptr<FuseMount> mount_;
@@ -197,6 +200,69 @@ TEST_F(RequestCountTest, AWalkLooksUpNothingItListedAndListsOnce) {
   // glibc's opendir fstats the directory, whose atime the uncached listing marked stale
   // (the kernel's fuse_invalidate_atime): one GETATTR, nothing else.
   EXPECT_EQ(Since(before), (Counts{{"GETATTR", 1}}));
+}
+
+// -o no_open (LayerFsOptions::no_open): the first OPEN is refused and from then on the kernel
+// opens and closes files without a request.
+class NoOpenRequestCountTest : public RequestCountTest {
+ protected:
+  bool NoOpen() const override { return true; }
+
+  std::string ReadAll(const char* path) {
+    int fd = ::open((mnt() / path).c_str(), O_RDONLY);
+    EXPECT_GE(fd, 0) << path;
+    char buf[64];
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    ::close(fd);
+    return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  }
+  stdfs::path upper() const { return tmp_.path() / "upper"; }
+};
+
+TEST_F(NoOpenRequestCountTest, OpensAndClosesSendNothingOnceRefused) {
+  EXPECT_FALSE(passthrough());
+  struct stat st;
+  ASSERT_EQ(::stat((mnt() / "usr/a").c_str(), &st), 0);
+  ASSERT_EQ(::stat((mnt() / "usr/b").c_str(), &st), 0);
+  Counts before = Now();
+  EXPECT_EQ(ReadAll("usr/a"), "a");
+  // Its close sends a FLUSH (no open said FOPEN_NOFLUSH), whose ENOSYS also ends those.
+  EXPECT_EQ(Since(before), (Counts{{"OPEN", 1}, {"READ", 1}, {"FLUSH", 1}}));
+  before = Now();
+  EXPECT_EQ(ReadAll("usr/b"), "b");
+  EXPECT_EQ(Since(before), (Counts{{"READ", 1}}));
+  before = Now();
+  EXPECT_EQ(ReadAll("usr/a"), "a");  // cached: no request at all
+  EXPECT_EQ(Since(before), Counts{});
+}
+
+// The copy-up comes with the first write or truncate, and a request opens the upper file itself.
+TEST_F(NoOpenRequestCountTest, WritesAndTruncatesCopyUpWithoutAnOpen) {
+  EXPECT_EQ(ReadAll("usr/a"), "a");  // the refused OPEN
+  int fd = ::open((mnt() / "etc/passwd").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_FALSE(stdfs::exists(upper() / "etc/passwd"));  // opened, not yet written
+  EXPECT_EQ(::pwrite(fd, "toor", 4, 0), 4);
+  ::close(fd);
+  EXPECT_EQ(ReadAll("etc/passwd"), "toor:x:0:0");
+  EXPECT_TRUE(stdfs::exists(upper() / "etc/passwd"));
+  fd = ::open((mnt() / "usr/b").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  EXPECT_EQ(stdfs::file_size(mnt() / "usr/b"), 0u);
+  EXPECT_EQ(stdfs::file_size(upper() / "usr/b"), 0u);
+  Counts before = Now();
+  fd = ::open((mnt() / "usr/new").c_str(), O_RDWR | O_CREAT | O_EXCL, 0644);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::write(fd, "data", 4), 4);
+  EXPECT_EQ(::fsync(fd), 0);
+  char buf[8];
+  EXPECT_EQ(::pread(fd, buf, sizeof(buf), 0), 4);
+  ::close(fd);
+  Counts sent = Since(before);
+  EXPECT_EQ(sent.count("RELEASE"), 0u);
+  EXPECT_EQ(sent.count("FLUSH"), 0u);
+  EXPECT_EQ(ReadAll("usr/new"), "data");
 }
 
 TEST(ReadRequestStatsTest, APlainDirectoryHasNoCounts) {
