@@ -353,6 +353,14 @@ class Layerfs(Impl):
         self.cli("rm", "-f", handle.name, check=False)
 
 
+class LayerfsNoOpen(Layerfs):
+    """`layerfs mount -o no_open` (issue 14): files open and close without a FUSE request."""
+    name = "layerfs-noopen"
+
+    def mount(self, key, extra=""):
+        return super().mount(key, ",no_open" + extra)
+
+
 class LayerfsPassthrough(Layerfs):
     """layerfs built against libfuse >= 3.17 (issue 8; now `cmake --preset fuse318`): the kernel reads
     and writes the layer and upper files directly (FUSE passthrough). Same store as `layerfs`."""
@@ -378,9 +386,18 @@ class LayerfsUring(LayerfsPassthroughUring):
     env = {"LAYERFS_IO_URING": "on", "LAYERFS_PASSTHROUGH": "off"}
 
 
+class LayerfsUringNoOpen(LayerfsUring):
+    """io_uring and `-o no_open` (which leaves passthrough off)."""
+    name = "layerfs-uring-noopen"
+
+    def mount(self, key, extra=""):
+        return super().mount(key, ",no_open" + extra)
+
+
 # The columns of the libfuse 3.18 build (--layerfs-passthrough): passthrough with /dev/fuse,
-# passthrough over io_uring, io_uring without passthrough.
-FAST_BUILD_IMPLS = {c.name: c for c in (LayerfsPassthrough, LayerfsPassthroughUring, LayerfsUring)}
+# passthrough over io_uring, io_uring without passthrough, io_uring with no_open.
+FAST_BUILD_IMPLS = {c.name: c for c in (LayerfsPassthrough, LayerfsPassthroughUring, LayerfsUring,
+                                        LayerfsUringNoOpen)}
 
 
 def chain_id(diff_ids):
@@ -452,13 +469,16 @@ class Harness:
             elif name == "layerfs":
                 binary = find_layerfs(self.args.layerfs)
                 self.impls.append(Layerfs(self, binary, os.path.join(self.work, "store")))
+            elif name == "layerfs-noopen":
+                binary = find_layerfs(self.args.layerfs)
+                self.impls.append(LayerfsNoOpen(self, binary, os.path.join(self.work, "store")))
             elif name == "layerfs-overlay":
                 self.impls.append(LayerfsOverlay(self, find_layerfs(self.args.layerfs)))
             elif name in FAST_BUILD_IMPLS:
                 binary = find_layerfs(self.args.layerfs_passthrough or os.path.join(REPO, "build-fuse318", "tools", "layerfs"))
                 self.impls.append(FAST_BUILD_IMPLS[name](self, binary, os.path.join(self.work, "store")))
             else:
-                raise BenchError(f"unknown implementation {name!r} (kernel, fuse-overlayfs, layerfs, layerfs-overlay, "
+                raise BenchError(f"unknown implementation {name!r} (kernel, fuse-overlayfs, layerfs, layerfs-noopen, layerfs-overlay, "
                                  f"{', '.join(FAST_BUILD_IMPLS)})")
         for impl in self.impls:
             impl.prepare()

@@ -48,8 +48,12 @@ elif [ "$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" != Y ]; the
 else
   COLS+=(layerfs-overlay-uring)
 fi
-PODMAN_COLS=("${COLS[@]}") # podman mounts through a mount_program, not a layerfs store
 COLS+=(layerfs)
+# Each layerfs column again with `-o no_open` (files open and close without a FUSE request; for
+# podman the store's overlay.mountopt, which containers/storage hands the mount program).
+for col in "${COLS[@]}"; do [[ $col == layerfs* ]] && COLS+=("$col-noopen"); done
+PODMAN_COLS=() # podman mounts through a mount_program, not a layerfs store
+for col in "${COLS[@]}"; do [[ $col == layerfs || $col == layerfs-noopen ]] || PODMAN_COLS+=("$col"); done
 
 STORE=$WORK/store # layerfs's store (the image imported once)
 ROOTFS=$WORK/rootfs # the image unpacked: the lower dir of the overlay columns
@@ -61,15 +65,16 @@ IMAGE=startbench/python:1
 TGZ=$IMAGES/python.tar.gz
 LAYERFS_NAMES=() # layerfs containers this run made, removed at the end
 
+base_col() { echo "${1%-noopen}"; } # COLUMN: the column without its -noopen
 overlay_bin() { # COLUMN: the mount program of an overlay column
-  case $1 in
+  case $(base_col "$1") in
   fuse-overlayfs) command -v fuse-overlayfs ;;
   layerfs-overlay) echo "$(dirname "$LAYERFS")/layerfs-overlay" ;;
   layerfs-overlay-uring) echo "$(dirname "$LAYERFS_URING")/layerfs-overlay" ;;
   esac
 }
 stats_bin() { # COLUMN: the layerfs whose `stats` reads the column's mounts (none: no counts)
-  case $1 in
+  case $(base_col "$1") in
   layerfs | layerfs-overlay) echo "$LAYERFS" ;;
   layerfs-overlay-uring) echo "$LAYERFS_URING" ;;
   esac
@@ -142,15 +147,16 @@ mount_col() { # COLUMN
   rm -rf "$dir"
   mkdir -p "$dir/mnt" "$dir/upper" "$dir/work"
   MNT=$dir/mnt
-  local opts="lowerdir=$ROOTFS,upperdir=$dir/upper,workdir=$dir/work"
-  case $col in
+  local opts="lowerdir=$ROOTFS,upperdir=$dir/upper,workdir=$dir/work" no_open=()
+  [[ $col == *-noopen ]] && no_open=(-o no_open) && opts+=,no_open
+  case $(base_col "$col") in
   kernel) mount -t overlay overlay -o "$opts" "$MNT" ;;
   fuse-overlayfs) fuse-overlayfs -o "$opts" "$MNT" ;;
   layerfs-overlay*) LAYERFS_INDEX_CACHE=$(index_cache "$col") "$(overlay_bin "$col")" -o "$opts" "$MNT" ;;
   layerfs)
     SEQ=$((SEQ + 1))
     LAYERFS_NAMES+=("startbench-$$-$SEQ")
-    "$LAYERFS" --root "$STORE" mount --name "startbench-$$-$SEQ" "$IMAGE" "$MNT" >/dev/null
+    "$LAYERFS" --root "$STORE" mount --name "startbench-$$-$SEQ" "${no_open[@]}" "$IMAGE" "$MNT" >/dev/null
     ;;
   esac
   for _ in $(seq 500); do
@@ -161,7 +167,7 @@ mount_col() { # COLUMN
 }
 
 umount_col() { # COLUMN
-  if [ "$1" = layerfs ]; then
+  if [ "$(base_col "$1")" = layerfs ]; then
     "$LAYERFS" --root "$STORE" umount "$MNT" >/dev/null
     "$LAYERFS" --root "$STORE" rm -f "${LAYERFS_NAMES[-1]}" >/dev/null
   else
@@ -252,6 +258,7 @@ pm() { # COLUMN PODMAN_ARGS...: podman on the column's store
   shift
   local program=()
   [ "$col" = kernel ] || program=(--storage-opt "overlay.mount_program=$(overlay_bin "$col")")
+  [[ $col == *-noopen ]] && program+=(--storage-opt overlay.mountopt=no_open)
   # The global flags go on the command line: conmon's cleanup call gets them, not our env.
   CONTAINERS_STORAGE_CONF=$dir/storage.conf CONTAINERS_CONF=$dir/containers.conf \
     CONTAINERS_REGISTRIES_CONF=$dir/registries.conf TMPDIR=$dir/tmp LAYERFS_INDEX_CACHE=$(index_cache "$col") \
@@ -266,6 +273,7 @@ podman_store() { # COLUMN: the store, the image imported, a checked warm-up run
   {
     printf '[storage]\ndriver = "overlay"\ngraphroot = "%s"\nrunroot = "%s"\n' "$dir/root" "$RUNROOTS/$col"
     [ "$col" = kernel ] || printf '[storage.options.overlay]\nmount_program = "%s"\n' "$(overlay_bin "$col")"
+    [[ $col != *-noopen ]] || printf 'mountopt = "no_open"\n'
   } >"$dir/storage.conf"
   cat >"$dir/containers.conf" <<EOF
 [engine]
