@@ -59,7 +59,7 @@ STORE=$WORK/store # layerfs's store (the image imported once)
 ROOTFS=$WORK/rootfs # the image unpacked: the lower dir of the overlay columns
 RUN=$WORK/run     # this run's mounts, upper and work dirs
 # podman refuses a runroot path longer than 50 characters; it is run-time state, tmpfs as podman's own.
-RUNROOTS=/run/layerfs-startbench
+RUNROOTS=/run/lfsb
 KEEP=$WORK/last-run # the output of each row and column's last run (a failure's too)
 IMAGE=startbench/python:1
 TGZ=$IMAGES/python.tar.gz
