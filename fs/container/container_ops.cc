@@ -167,7 +167,9 @@ Result<ContainerRecord> MountContainer(const Store& store, const MountContainerR
   MountConfig config;
   config.allow_other = ::geteuid() == 0;
   RETURN_IF_ERROR(ApplyOptions(req.options, &config));  // before a record exists: a bad -o changes nothing
-  if (!req.record_reads.empty()) {                      // the daemon runs in /: an absolute path, checked here
+  if (config.no_open && !req.record_reads.empty())      // it records at OPEN, which no_open takes away
+    return Status::Error(EINVAL, "--record-reads needs the opens that -o no_open leaves out: use one or the other");
+  if (!req.record_reads.empty()) {  // the daemon runs in /: an absolute path, checked here
     config.record_reads = std::filesystem::absolute(req.record_reads, ec);
     RETURN_IF_ERROR(ReadRecorder::Create(config.record_reads).status());
   }

@@ -557,6 +557,18 @@ TEST_F(RegistryCliTest, PushEstargzIsPlainGzipToEveryReaderAndPullsToTheSameTree
                                                               << again.out;
 }
 
+// no_open: the kernel sends no OPEN to record, so the two are refused together, before
+// anything is made.
+TEST_F(RegistryCliTest, RecordReadsWithNoOpenIsRefusedAndChangesNothing) {
+  stdfs::path mnt = work_ / "mnt", reads = work_ / "reads.txt";
+  stdfs::create_directories(mnt);
+  ShellResult mount = Layerfs(Root("a"), "mount -o no_open --record-reads " + reads.string() + " any:1 " + mnt.string());
+  EXPECT_NE(mount.code, 0);
+  EXPECT_NE(mount.err.find("no_open"), std::string::npos) << mount.err;
+  EXPECT_FALSE(stdfs::exists(reads));
+  EXPECT_EQ(Layerfs(Root("a"), "ps -a -q").out, "");
+}
+
 // The prefetch list made by a run: `mount --record-reads` lists the image files a command
 // opened, first open first, and `push --estargz --prefetch-list` puts them first in the layers
 // that hold them (one from each of the three layers here).
