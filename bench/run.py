@@ -353,12 +353,15 @@ class Layerfs(Impl):
         self.cli("rm", "-f", handle.name, check=False)
 
 
-class LayerfsNoOpen(Layerfs):
-    """`layerfs mount -o no_open` (issue 14): files open and close without a FUSE request."""
-    name = "layerfs-noopen"
+class NoOpenMounts:
+    """Mixin: every mount with `-o no_open` (issue 14): files open and close without a FUSE request."""
 
     def mount(self, key, extra=""):
         return super().mount(key, ",no_open" + extra)
+
+
+class LayerfsNoOpen(NoOpenMounts, Layerfs):
+    name = "layerfs-noopen"
 
 
 class LayerfsPassthrough(Layerfs):
@@ -386,12 +389,9 @@ class LayerfsUring(LayerfsPassthroughUring):
     env = {"LAYERFS_IO_URING": "on", "LAYERFS_PASSTHROUGH": "off"}
 
 
-class LayerfsUringNoOpen(LayerfsUring):
+class LayerfsUringNoOpen(NoOpenMounts, LayerfsUring):
     """io_uring and `-o no_open` (which leaves passthrough off)."""
     name = "layerfs-uring-noopen"
-
-    def mount(self, key, extra=""):
-        return super().mount(key, ",no_open" + extra)
 
 
 # The columns of the libfuse 3.18 build (--layerfs-passthrough): passthrough with /dev/fuse,

@@ -77,7 +77,7 @@ struct LayerFsOptions {
   std::shared_ptr<LazyLowers> lazy;
   // `mount --record-reads`: the image files opened, first open first (read_recorder.h).
   std::shared_ptr<ReadRecorder> record_reads;
-  // no_open (ops_file.cc, OpenFree): the kernel opens and closes files without a request (its
+  // no_open (ops_file.cc, Open and FileOf): the kernel opens and closes files without a request (its
   // no-open mode), so a warm read of a cached file costs no round trip at all. What it costs:
   // no passthrough, a file opened for writing is copied up at its first write or truncate (not
   // at the open), O_DIRECT is refused at the first read or write (not at the open), and close(2)
@@ -213,7 +213,7 @@ class LayerFs {
   int OpenForFlags(Node* node);                                               // ops_ioctl.cc: fd / -errno
   int ReadFd(Node* node, FileHandle* h);                                      // fd / -errno
   int OpenBacking(Node* node, FileHandle* h, fuse_file_info* fi, bool lazy);  // open: 0 / -errno
-  int LowerFd(FileHandle* h);
+  int LowerFd(FileHandle* h);                                                 // fd / -errno
   // The handle a READ, WRITE, ... works on: fi's, or (no_open: fi->fh 0) one made for this
   // request alone and closed with it. h null: err holds -errno.
   struct RequestFile {
@@ -221,11 +221,11 @@ class LayerFs {
     std::unique_ptr<FileHandle> own;
     int err = 0;
   };
-  RequestFile FileOf(fuse_ino_t ino, fuse_file_info* fi, bool write);  // fd / -errno
-  int OpenDirect(FileHandle* h, fuse_file_info* fi);                   // open/create with O_DIRECT: 0 / -errno
-  bool FlushReports(int open_flags) const;                             // whether FLUSH may fail (else FOPEN_NOFLUSH)
-  static bool CloseMayFail(int fd);                                    // the filesystem of fd has a flush of its own
-  void Close(fuse_req_t req, Node* node, FileHandle* h);               // release: backing file share, fds
+  RequestFile FileOf(fuse_ino_t ino, fuse_file_info* fi, bool write);
+  int OpenDirect(FileHandle* h, fuse_file_info* fi);      // open/create with O_DIRECT: 0 / -errno
+  bool FlushReports(int open_flags) const;                // whether FLUSH may fail (else FOPEN_NOFLUSH)
+  static bool CloseMayFail(int fd);                       // the filesystem of fd has a flush of its own
+  void Close(fuse_req_t req, Node* node, FileHandle* h);  // release: backing file share, fds
   void RetryOnNewInode(fuse_req_t req, const std::shared_ptr<Node>& node);
   // After creating `name` in dir's upper: owner = caller (as root) / override (rootless).
   int SetNewOwner(fuse_req_t req, Node* dir, int dirfd, const std::string& name, mode_t mode, bool is_dir);

@@ -90,10 +90,20 @@ void LayerFs::ForgetMulti(size_t count, fuse_forget_data* forgets) {
   for (size_t i = 0; i < count; ++i) Forget(forgets[i].ino, forgets[i].nlookup);
 }
 
+namespace {
+
+// The upper fd of the open file a GETATTR or SETATTR names, or -1 (none named, a handle on the
+// lower file, or no_open's handle-less opens).
+int UpperFdOf(const fuse_file_info* fi) {
+  return fi != nullptr && fi->fh != 0 ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
+}
+
+}  // namespace
+
 void LayerFs::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Node* node = ToNode(ino);
   struct stat st;
-  int fd = fi != nullptr && fi->fh != 0 ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
+  int fd = UpperFdOf(fi);
   int r = Attr(node, &st, fd);
   if (r != 0) return (void)fuse_reply_err(req, -r);
   Show(&st);
@@ -178,7 +188,7 @@ void LayerFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_
   int r = EnsureUpper(node);
   if (r != 0) return (void)fuse_reply_err(req, -r);
   UpperRef ref = RefOf(node.get());
-  int fd = fi != nullptr && fi->fh != 0 ? reinterpret_cast<FileHandle*>(fi->fh)->UpperFd() : -1;
+  int fd = UpperFdOf(fi);
   struct stat cur;
   r = Attr(node.get(), &cur, fd);
   if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) r = ApplyOwner(format_, owner_store_, ref, to_set, attr, cur);

@@ -375,11 +375,11 @@ void LayerFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void LayerFs::FSync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  if (!options_.sync_upper) return (void)fuse_reply_err(req, 0);  // before FileOf: no open for nothing
   RequestFile file = FileOf(ino, fi, /*write=*/false);
   if (file.h == nullptr) return (void)fuse_reply_err(req, -file.err);
-  FileHandle* h = file.h;
-  int fd = h->UpperFd();  // a lower file has nothing of this container's to sync
-  if (!options_.sync_upper || fd < 0) return (void)fuse_reply_err(req, 0);
+  int fd = file.h->UpperFd();  // a lower file has nothing of this container's to sync
+  if (fd < 0) return (void)fuse_reply_err(req, 0);
   int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
@@ -395,8 +395,7 @@ void LayerFs::FSyncDir(fuse_req_t req, fuse_ino_t ino, int datasync) {
 void LayerFs::FAllocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
   RequestFile file = FileOf(ino, fi, /*write=*/true);
   if (file.h == nullptr) return (void)fuse_reply_err(req, -file.err);
-  FileHandle* h = file.h;
-  int r = ::fallocate(h->fd, mode, offset, length);
+  int r = ::fallocate(file.h->fd, mode, offset, length);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
